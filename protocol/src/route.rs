@@ -1,0 +1,213 @@
+//! PartyKit's URL routes: `/<prefix>/:party/:room[/rest]` (prefix `parties` by default)
+//! and the legacy `/party/:room[/rest]` of partysocket <= 1.0.1, which means party `main`.
+//!
+//! Party and room come back exactly as sent, percent-encoding untouched, so the same bytes
+//! always reach the same room. Query values (`_pk` among them) are percent-decoded on
+//! request, as `URLSearchParams.get` does in the JavaScript runtime.
+
+use std::borrow::Cow;
+use std::fmt;
+
+/// The party that the legacy `/party/:room` path addresses.
+pub const DEFAULT_PARTY: &str = "main";
+
+/// Which paths are party paths.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteConfig {
+    /// First path segment(s) of party paths, without surrounding slashes (`parties`).
+    prefix: String,
+    /// Whether `/party/:room` routes to party `main`.
+    pub legacy: bool,
+}
+
+impl Default for RouteConfig {
+    fn default() -> Self {
+        RouteConfig {
+            prefix: "parties".to_owned(),
+            legacy: true,
+        }
+    }
+}
+
+impl RouteConfig {
+    /// Party paths start with `/<prefix>/`; surrounding slashes in `prefix` are ignored and
+    /// it may hold several segments (`api/parties`). An empty prefix is refused.
+    pub fn with_prefix(prefix: &str) -> Option<RouteConfig> {
+        let prefix = prefix.trim_matches('/');
+        (!prefix.is_empty() && !prefix.contains(['?', '#'])).then(|| RouteConfig {
+            prefix: prefix.to_owned(),
+            legacy: true,
+        })
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+}
+
+/// A request to a room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route<'a> {
+    /// Party name, as sent.
+    pub party: &'a str,
+    /// Room id, as sent.
+    pub room: &'a str,
+    /// What follows the room segment: empty, or starting with `/`.
+    pub rest: &'a str,
+    /// The query string without `?`, if any.
+    pub query: Option<&'a str>,
+    /// Whether the legacy `/party/:room` form was used.
+    pub legacy: bool,
+}
+
+impl<'a> Route<'a> {
+    /// The connection id the client chose (`_pk`), decoded; `None` if absent or empty, in
+    /// which case the server generates one.
+    pub fn connection_id(&self) -> Option<Cow<'a, str>> {
+        self.query_param("_pk").filter(|id| !id.is_empty())
+    }
+
+    /// The first value of query parameter `name`, percent-decoded (`+` is a space).
+    pub fn query_param(&self, name: &str) -> Option<Cow<'a, str>> {
+        self.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v)
+    }
+
+    /// All query parameters in order, percent-decoded.
+    pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + 'a {
+        self.query
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (percent_decode(k), percent_decode(v))
+            })
+    }
+}
+
+/// A party path that names no party or no room.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteError {
+    MissingParty { prefix: String },
+    MissingRoom { party: String, prefix: String },
+}
+
+impl RouteError {
+    /// Always 404: nothing lives at such a path.
+    pub fn status(&self) -> u16 {
+        404
+    }
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RouteError::MissingParty { prefix } => {
+                write!(f, "missing party and room: use /{prefix}/<party>/<room>")
+            }
+            RouteError::MissingRoom { party, prefix } => {
+                write!(f, "missing room: use /{prefix}/{party}/<room>")
+            }
+        }
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+/// Routes an origin-form target (`/path?query`). `Ok(None)`: not a party path (the
+/// server-wide `on_fetch` handles it).
+pub fn parse<'a>(target: &'a str, config: &RouteConfig) -> Result<Option<Route<'a>>, RouteError> {
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
+    };
+    let (party, after_party, legacy) = if let Some(rest) = strip_segments(path, &config.prefix) {
+        if rest.is_empty() {
+            return Err(RouteError::MissingParty {
+                prefix: config.prefix.clone(),
+            });
+        }
+        let (party, after) = split_segment(rest);
+        if party.is_empty() {
+            return Err(RouteError::MissingParty {
+                prefix: config.prefix.clone(),
+            });
+        }
+        (party, after, false)
+    } else if let Some(rest) = strip_segments(path, "party").filter(|_| config.legacy) {
+        (DEFAULT_PARTY, rest, true)
+    } else {
+        return Ok(None);
+    };
+    let (room, rest) = split_segment(after_party);
+    if room.is_empty() {
+        let prefix = if legacy {
+            "party".to_owned()
+        } else {
+            config.prefix.clone()
+        };
+        return Err(RouteError::MissingRoom {
+            party: party.to_owned(),
+            prefix,
+        });
+    }
+    Ok(Some(Route {
+        party,
+        room,
+        rest,
+        query,
+        legacy,
+    }))
+}
+
+/// If `path` is `/<segments>` or `/<segments>/...`, what follows `/<segments>/` (or "").
+fn strip_segments<'a>(path: &'a str, segments: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix('/')?.strip_prefix(segments)?;
+    if rest.is_empty() {
+        Some("")
+    } else {
+        rest.strip_prefix('/')
+    }
+}
+
+/// Splits `a/b/c` into `a` and `/b/c`.
+fn split_segment(s: &str) -> (&str, &str) {
+    match s.find('/') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, ""),
+    }
+}
+
+/// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; a `%` not
+/// followed by two hex digits stays as it is; invalid UTF-8 becomes U+FFFD.
+pub fn percent_decode(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', '+']) {
+        return Cow::Borrowed(s);
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes
+            .get(i + 1)
+            .and_then(|&b| hex(b))
+            .zip(bytes.get(i + 2).and_then(|&b| hex(b)));
+        match (bytes[i], escaped) {
+            (b'+', _) => out.push(b' '),
+            (b'%', Some((hi, lo))) => {
+                out.push(hi * 16 + lo);
+                i += 2;
+            }
+            (b, _) => out.push(b),
+        }
+        i += 1;
+    }
+    match String::from_utf8(out) {
+        Ok(s) => Cow::Owned(s),
+        Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}

@@ -88,8 +88,15 @@ impl<'a> Route<'a> {
 /// A party path that names no party or no room.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteError {
-    MissingParty { prefix: String },
-    MissingRoom { party: String, prefix: String },
+    MissingParty {
+        prefix: String,
+    },
+    MissingRoom {
+        party: String,
+        prefix: String,
+    },
+    /// `/party` or `/party/` without a room.
+    MissingLegacyRoom,
 }
 
 impl RouteError {
@@ -108,6 +115,7 @@ impl fmt::Display for RouteError {
             RouteError::MissingRoom { party, prefix } => {
                 write!(f, "missing room: use /{prefix}/{party}/<room>")
             }
+            RouteError::MissingLegacyRoom => f.write_str("missing room: use /party/<room>"),
         }
     }
 }
@@ -133,7 +141,7 @@ pub fn parse<'a>(target: &'a str, config: &RouteConfig) -> Result<Option<Route<'
                 prefix: config.prefix.clone(),
             });
         }
-        (party, after, false)
+        (party, after.strip_prefix('/').unwrap_or(after), false)
     } else if let Some(rest) = strip_segments(path, "party").filter(|_| config.legacy) {
         (DEFAULT_PARTY, rest, true)
     } else {
@@ -141,14 +149,13 @@ pub fn parse<'a>(target: &'a str, config: &RouteConfig) -> Result<Option<Route<'
     };
     let (room, rest) = split_segment(after_party);
     if room.is_empty() {
-        let prefix = if legacy {
-            "party".to_owned()
+        return Err(if legacy {
+            RouteError::MissingLegacyRoom
         } else {
-            config.prefix.clone()
-        };
-        return Err(RouteError::MissingRoom {
-            party: party.to_owned(),
-            prefix,
+            RouteError::MissingRoom {
+                party: party.to_owned(),
+                prefix: config.prefix.clone(),
+            }
         });
     }
     Ok(Some(Route {

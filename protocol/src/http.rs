@@ -18,6 +18,16 @@ pub use error::HttpError;
 pub use request::{BodyKind, HeadParser, HttpLimits, RequestHead, Version};
 pub use response::{EncodeOptions, Response, reason_phrase};
 
+/// The value of an ASCII hex digit.
+pub(crate) fn hex_digit(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
 /// Whether a header value, read as a comma-separated list (RFC 9110 §5.6.1), contains
 /// `token`, compared ASCII case-insensitively. Empty list elements and surrounding
 /// whitespace are ignored.

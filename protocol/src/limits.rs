@@ -10,6 +10,9 @@
 /// the request is routed.
 pub const HTTP_HEAD_SIZE_MAX: usize = 16 * 1024;
 
+/// Hard ceiling on any configured head size. Head offsets are stored as `u32`.
+pub const HTTP_HEAD_SIZE_MAX_CEILING: usize = 1024 * 1024;
+
 /// Most header lines in one request head. httparse parses into a fixed array of this
 /// many slots on the stack; raising it grows every parse's stack frame.
 pub const HTTP_HEADER_COUNT_MAX: usize = 64;
@@ -46,6 +49,8 @@ pub const WS_FRAME_HEADER_MAX: usize = 14;
 
 const _: () = {
     assert!(HTTP_BODY_SIZE_MAX <= WS_MESSAGE_SIZE_MAX_CEILING);
+    assert!(HTTP_HEAD_SIZE_MAX <= HTTP_HEAD_SIZE_MAX_CEILING);
+    assert!(HTTP_HEAD_SIZE_MAX_CEILING <= u32::MAX as usize);
     assert!(WS_MESSAGE_SIZE_MAX <= WS_MESSAGE_SIZE_MAX_LARGE);
     assert!(WS_MESSAGE_SIZE_MAX_LARGE <= WS_MESSAGE_SIZE_MAX_CEILING);
     assert!(HTTP_CHUNK_LINE_SIZE_MAX < HTTP_HEAD_SIZE_MAX);

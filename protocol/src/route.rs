@@ -5,6 +5,7 @@
 //! always reach the same room. Query values (`_pk` among them) are percent-decoded on
 //! request, as `URLSearchParams.get` does in the JavaScript runtime.
 
+use crate::http::hex_digit;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -197,8 +198,8 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
     while i < bytes.len() {
         let escaped = bytes
             .get(i + 1)
-            .and_then(|&b| hex(b))
-            .zip(bytes.get(i + 2).and_then(|&b| hex(b)));
+            .and_then(|&b| hex_digit(b))
+            .zip(bytes.get(i + 2).and_then(|&b| hex_digit(b)));
         match (bytes[i], escaped) {
             (b'+', _) => out.push(b' '),
             (b'%', Some((hi, lo))) => {
@@ -213,8 +214,4 @@ pub fn percent_decode(s: &str) -> Cow<'_, str> {
         Ok(s) => Cow::Owned(s),
         Err(e) => Cow::Owned(String::from_utf8_lossy(e.as_bytes()).into_owned()),
     }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
 }

@@ -7,10 +7,12 @@ fn parse(target: &str) -> Result<Option<Route<'_>>, RouteError> {
     route::parse(target, &RouteConfig::default())
 }
 
+/// (target, party, room, rest, query, legacy)
+type Case<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a str>, bool);
+
 #[test]
 fn party_paths() {
-    // (target, party, room, rest, query, legacy)
-    let cases: &[(&str, &str, &str, &str, Option<&str>, bool)] = &[
+    let cases: &[Case<'_>] = &[
         ("/parties/main/lobby", "main", "lobby", "", None, false),
         (
             "/parties/chat/r1?_pk=abc",

@@ -503,8 +503,10 @@ fn encoded_frames_are_shared_bytes() {
 
 #[test]
 fn word_mask_equals_byte_mask() {
-    for len in 0..100 {
-        let data: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+    for len in 0..100u8 {
+        let data: Vec<u8> = (0..len)
+            .map(|i: u8| i.wrapping_mul(7).wrapping_add(3))
+            .collect();
         let (mut a, mut b) = (data.clone(), data.clone());
         apply_mask(&mut a, MASK);
         apply_mask_bytewise(&mut b, MASK);

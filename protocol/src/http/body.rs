@@ -1,7 +1,7 @@
 //! Request bodies: Content-Length and chunked transfer coding, decoded incrementally into a
 //! buffer the caller owns, with the body size limit enforced as bytes arrive.
 
-use super::{BodyKind, HttpError};
+use super::{BodyKind, HttpError, hex_digit};
 use crate::limits;
 
 /// What one call to [`BodyDecoder::decode`] did.
@@ -163,7 +163,7 @@ impl BodyDecoder {
                             });
                         }
                     }
-                    _ if b.is_ascii_hexdigit() => {
+                    _ if hex_digit(b).is_some() => {
                         // 15 hex digits is already 2^60 bytes: far beyond any limit.
                         if *digits >= 15 {
                             return Err(HttpError::BadChunk {
@@ -171,7 +171,7 @@ impl BodyDecoder {
                             });
                         }
                         *digits += 1;
-                        *size = *size * 16 + u64::from(hex_value(b));
+                        *size = *size * 16 + u64::from(hex_digit(b).unwrap_or(0));
                     }
                     b';' | b' ' | b'\t' if *digits > 0 => *in_ext = true,
                     _ => {
@@ -239,13 +239,5 @@ impl State {
             in_ext: false,
             cr: false,
         }
-    }
-}
-
-fn hex_value(b: u8) -> u8 {
-    match b {
-        b'0'..=b'9' => b - b'0',
-        b'a'..=b'f' => b - b'a' + 10,
-        _ => b - b'A' + 10,
     }
 }

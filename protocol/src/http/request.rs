@@ -56,10 +56,11 @@ impl Span {
     fn of(outer: &[u8], inner: &[u8]) -> Span {
         let start = inner.as_ptr() as usize - outer.as_ptr() as usize;
         debug_assert!(start + inner.len() <= outer.len());
-        // Heads are far below 4 GiB (HTTP_HEAD_SIZE_MAX), so offsets fit in u32.
+        // HeadParser::new caps heads at HTTP_HEAD_SIZE_MAX_CEILING, which fits in u32.
+        let offset = |n: usize| u32::try_from(n).expect("head offsets fit in u32");
         Span {
-            start: start as u32,
-            end: (start + inner.len()) as u32,
+            start: offset(start),
+            end: offset(start + inner.len()),
         }
     }
 
@@ -155,11 +156,10 @@ impl RequestHead {
         &'s self,
         name: &'n str,
     ) -> impl Iterator<Item = &'s [u8]> + use<'s, 'n> {
-        self.headers.iter().filter_map(move |&(n, value)| {
-            self.str_at(n)
-                .eq_ignore_ascii_case(name)
-                .then(|| value.get(&self.bytes))
-        })
+        self.headers
+            .iter()
+            .filter(move |&&(n, _)| self.str_at(n).eq_ignore_ascii_case(name))
+            .map(|&(_, value)| value.get(&self.bytes))
     }
 
     /// Whether any `name` header, read as a comma list, contains `token`.
@@ -255,6 +255,7 @@ pub struct HeadParser {
 impl HeadParser {
     pub fn new(limits: HttpLimits) -> Self {
         assert!(limits.header_count_max <= limits::HTTP_HEADER_COUNT_MAX);
+        assert!(limits.head_size_max <= limits::HTTP_HEAD_SIZE_MAX_CEILING);
         HeadParser { limits, scanned: 0 }
     }
 

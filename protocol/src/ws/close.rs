@@ -60,7 +60,7 @@ impl<'a> CloseFrame<'a> {
                 if !code.is_allowed_on_wire() {
                     return Err(WsError::InvalidCloseCode { code: code.0 });
                 }
-                let reason = Utf8Validator::validate(reason).ok_or(WsError::InvalidUtf8)?;
+                let reason = Utf8Validator::validate(reason)?;
                 Ok(Some(CloseFrame { code, reason }))
             }
         }

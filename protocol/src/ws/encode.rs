@@ -18,8 +18,8 @@ pub fn header(
 ) -> usize {
     out[0] = (u8::from(fin) << 7) | opcode.as_u8();
     let mask_bit = if mask.is_some() { 0x80 } else { 0 };
-    let mut len = if payload_len < 126 {
-        out[1] = mask_bit | payload_len as u8;
+    let mut len = if let Ok(short @ 0..126) = u8::try_from(payload_len) {
+        out[1] = mask_bit | short;
         2
     } else if let Ok(short) = u16::try_from(payload_len) {
         out[1] = mask_bit | 126;

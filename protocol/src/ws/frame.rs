@@ -73,7 +73,8 @@ pub struct FrameHeader {
     pub fin: bool,
     pub opcode: Opcode,
     pub mask: Option<[u8; 4]>,
-    pub payload_len: u64,
+    /// At most the message limit (or 125 for control frames).
+    pub payload_len: usize,
     /// Bytes the header takes (2 to 14).
     pub header_len: usize,
 }
@@ -130,6 +131,8 @@ impl FrameHeader {
                 limit: limits.message_size_max,
             });
         }
+        // Checked against a usize limit above, so it fits.
+        let payload_len = usize::try_from(payload_len).map_err(|_| WsError::LengthOverflow)?;
         let mut header_len = 2 + len_bytes;
         let mask = if masked {
             let Some(m) = buf.get(header_len..header_len + 4) else {
@@ -149,9 +152,9 @@ impl FrameHeader {
         }))
     }
 
-    /// Header plus payload. Fits in usize: the payload is at most the message limit.
+    /// Header plus payload.
     pub fn frame_len(&self) -> usize {
-        self.header_len + self.payload_len as usize
+        self.header_len + self.payload_len
     }
 }
 

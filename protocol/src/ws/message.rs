@@ -75,7 +75,7 @@ impl MessageAssembler {
                 let text = frame.opcode == Opcode::Text;
                 if frame.fin {
                     return if text {
-                        let s = Utf8Validator::validate(payload).ok_or(WsError::InvalidUtf8)?;
+                        let s = Utf8Validator::validate(payload)?;
                         Ok(Some(Message::Text(s)))
                     } else {
                         Ok(Some(Message::Binary(payload)))
@@ -101,7 +101,7 @@ impl MessageAssembler {
                 self.handed_out = true;
                 let partial = self.partial.as_mut().expect("checked above");
                 if partial.text {
-                    partial.utf8.finish().map_err(|()| WsError::InvalidUtf8)?;
+                    partial.utf8.finish()?;
                     // Validated piece by piece, and the last code point is complete.
                     let s = std::str::from_utf8(&partial.data).map_err(|_| WsError::InvalidUtf8)?;
                     Ok(Some(Message::Text(s)))
@@ -121,7 +121,7 @@ impl Partial {
             });
         }
         if self.text {
-            self.utf8.feed(payload).map_err(|()| WsError::InvalidUtf8)?;
+            self.utf8.feed(payload)?;
         }
         self.data.extend_from_slice(payload);
         Ok(())

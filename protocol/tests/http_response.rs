@@ -98,3 +98,14 @@ fn odd_statuses() {
     assert!(encode(&Response::new(42), true, false).starts_with("HTTP/1.1 500 Internal"));
     assert_eq!(reason_phrase(426), "Upgrade Required");
 }
+
+#[test]
+fn switching_protocols_keeps_connection_upgrade() {
+    let r = Response::new(101)
+        .with_header("upgrade", "websocket")
+        .with_header("connection", "Upgrade");
+    assert_eq!(
+        encode(&r, false, false),
+        "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n"
+    );
+}

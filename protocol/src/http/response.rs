@@ -6,7 +6,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 /// An HTTP response. The body is sent with a Content-Length; the server sets
 /// `Content-Length` and `Connection` itself, so those (and `Transfer-Encoding`) are ignored
-/// if a party sets them.
+/// if a party sets them (except `Connection` on a `101`, which the upgrade needs).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     status: u16,
@@ -126,8 +126,10 @@ impl Response {
         out.put_u8(b' ');
         out.put_slice(reason_phrase(status).as_bytes());
         out.put_slice(b"\r\n");
+        // A 101 switches protocols: its `Connection: Upgrade` is the point, not framing.
+        let switching = status == 101;
         for (name, value) in &self.headers {
-            if is_framing_header(name) {
+            if is_framing_header(name) && !(switching && name.eq_ignore_ascii_case("connection")) {
                 continue;
             }
             out.put_slice(name.as_bytes());
@@ -142,7 +144,7 @@ impl Response {
             put_decimal(out, self.body.len() as u64);
             out.put_slice(b"\r\n");
         }
-        if !options.keep_alive {
+        if !options.keep_alive && !switching {
             out.put_slice(b"connection: close\r\n");
         }
         out.put_slice(b"\r\n");

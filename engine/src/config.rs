@@ -1,0 +1,62 @@
+//! Server configuration: command-line flags, an optional TOML file, and the defaults that
+//! make `partyline serve` work with no arguments at all (like `partykit dev`).
+
+use crate::limits::Limits;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Everything a server needs to start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address every shard listens on (SO_REUSEPORT spreads accepts over shards).
+    pub listen: SocketAddr,
+    /// Number of shards (executors); 0 means one per available core.
+    pub shards: usize,
+    /// Whether to pin each shard to its own core.
+    pub pin_cores: bool,
+    /// Folder for on-disk state (storage lands here).
+    pub data: PathBuf,
+    /// First path segment(s) of party URLs (`parties`).
+    pub prefix: String,
+    /// Listen backlog of each shard's socket.
+    pub backlog: i32,
+    /// Variables party code reads through `Room::env`.
+    pub env: BTreeMap<String, String>,
+    pub limits: Limits,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 1999)),
+            shards: 0,
+            pin_cores: true,
+            data: PathBuf::from(".partyline"),
+            prefix: "parties".into(),
+            backlog: 4096,
+            env: BTreeMap::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML file; missing keys keep their defaults.
+    pub fn from_toml_file(path: &std::path::Path) -> Result<Config, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
+        toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+    }
+
+    /// The shard count to run: `shards`, or the available cores when 0.
+    pub fn shard_count(&self) -> usize {
+        if self.shards > 0 {
+            self.shards
+        } else {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        }
+    }
+}

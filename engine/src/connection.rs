@@ -1,0 +1,173 @@
+//! [`Connection`]: a WebSocket as party code sees it, on the room's home shard, whichever
+//! shard holds the socket. Sends become frames queued on the socket's edge shard.
+
+use crate::limits;
+use crate::mesh::{ConnRef, ToEdge};
+use crate::party::{Message, Result};
+use crate::shard::Shard;
+use bytes::Bytes;
+use partyline_protocol::ws::{CloseCode, encode};
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// A connection to a room. Cheap to clone.
+#[derive(Clone)]
+pub struct Connection(Rc<Inner>);
+
+struct Inner {
+    shard: Rc<Shard>,
+    cref: ConnRef,
+    id: String,
+    uri: String,
+    tags: RefCell<Rc<[String]>>,
+    state: RefCell<Option<Bytes>>,
+    open: Cell<bool>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("id", &self.0.id)
+            .field("open", &self.0.open.get())
+            .finish()
+    }
+}
+
+impl Connection {
+    pub(crate) fn new(shard: Rc<Shard>, cref: ConnRef, id: String, uri: String) -> Self {
+        Connection(Rc::new(Inner {
+            shard,
+            cref,
+            tags: RefCell::new(Rc::from(vec![id.clone()])),
+            id,
+            uri,
+            state: RefCell::new(None),
+            open: Cell::new(true),
+        }))
+    }
+
+    pub(crate) fn cref(&self) -> ConnRef {
+        self.0.cref
+    }
+
+    pub(crate) fn mark_closed(&self) {
+        self.0.open.set(false);
+        self.0.state.borrow_mut().take();
+    }
+
+    /// Sets the tags (the id is put first), enforcing PartyKit's rules.
+    pub(crate) fn set_tags(&self, extra: Vec<String>) -> std::result::Result<(), String> {
+        let mut tags = Vec::with_capacity(extra.len() + 1);
+        tags.push(self.0.id.clone());
+        tags.extend(extra);
+        if tags.len() > limits::CONNECTION_TAG_COUNT_MAX {
+            return Err(format!(
+                "a connection can have at most {} tags, its id included; got {}",
+                limits::CONNECTION_TAG_COUNT_MAX,
+                tags.len()
+            ));
+        }
+        for tag in &tags {
+            let chars = tag.chars().count();
+            if chars == 0 || chars > limits::CONNECTION_TAG_CHARS_MAX {
+                return Err(format!(
+                    "a tag must be 1 to {} characters; got {chars}",
+                    limits::CONNECTION_TAG_CHARS_MAX
+                ));
+            }
+        }
+        *self.0.tags.borrow_mut() = Rc::from(tags);
+        Ok(())
+    }
+
+    /// The connection id: the client's `_pk`, or a generated UUID.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    /// The full URL the client connected with.
+    pub fn uri(&self) -> &str {
+        &self.0.uri
+    }
+
+    /// Tags fixed at accept time; the id is the first.
+    pub fn tags(&self) -> Rc<[String]> {
+        self.0.tags.borrow().clone()
+    }
+
+    /// Whether the connection is still open.
+    pub fn is_open(&self) -> bool {
+        self.0.open.get()
+    }
+
+    /// Sends a text or binary message.
+    pub fn send(&self, message: impl Into<Message>) -> Result<()> {
+        if !self.is_open() {
+            return Err(format!("connection {} is closed", self.0.id).into());
+        }
+        let frame = match message.into() {
+            Message::Text(s) => encode::text(&s),
+            Message::Binary(b) => encode::binary(&b),
+        };
+        self.0.shard.to_edge(
+            self.0.cref.edge,
+            ToEdge::Frame {
+                conn: self.0.cref,
+                frame,
+            },
+        );
+        Ok(())
+    }
+
+    /// Sends a value as a JSON text message.
+    pub fn send_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.send(serde_json::to_string(value)?)
+    }
+
+    /// Closes the connection with `code` (1000 if it may not be sent) and `reason`; the
+    /// room's `on_close` runs once the socket has closed.
+    pub fn close(&self, code: u16, reason: &str) {
+        let code = if CloseCode(code).is_allowed_on_wire() {
+            code
+        } else {
+            CloseCode::NORMAL.0
+        };
+        self.0.shard.to_edge(
+            self.0.cref.edge,
+            ToEdge::Close {
+                conn: self.0.cref,
+                code,
+                reason: reason.to_owned(),
+            },
+        );
+    }
+
+    /// The connection's state, as last set.
+    pub fn state(&self) -> Option<Bytes> {
+        self.0.state.borrow().clone()
+    }
+
+    /// Sets the connection's state: at most the configured size (16 KiB by default).
+    pub fn set_state(&self, state: impl Into<Bytes>) -> Result<()> {
+        let state = state.into();
+        let max = self.0.shard.limits().connection_state_size_max;
+        if state.len() > max {
+            return Err(format!("connection state of {} bytes exceeds {max}", state.len()).into());
+        }
+        *self.0.state.borrow_mut() = Some(state);
+        Ok(())
+    }
+
+    /// The state as JSON, if it was set.
+    pub fn state_json<T: serde::de::DeserializeOwned>(&self) -> Result<Option<T>> {
+        match self.state() {
+            Some(b) => Ok(Some(serde_json::from_slice(&b)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Sets the state to a value serialized as JSON.
+    pub fn set_state_json<T: serde::Serialize + ?Sized>(&self, value: &T) -> Result<()> {
+        self.set_state(serde_json::to_vec(value)?)
+    }
+}

@@ -1,0 +1,818 @@
+//! The edge: one task per accepted socket, on the shard that accepted it, for the socket's
+//! whole life. It parses HTTP, runs the edge gates (`on_before_connect`,
+//! `on_before_request`, the server-wide `on_fetch`), performs the upgrade, decodes frames,
+//! answers pings, and writes everything queued for the socket in coalesced `sendmsg` calls.
+//! Room events go to the room's home shard; the socket never moves.
+//!
+//! Memory held by an idle WebSocket: the task, an [`EdgeConn`], glommio's stream; no read
+//! buffer (reads go into the shard's scratch buffer and only a partial frame is kept) and
+//! no write buffer (the queue is freed whenever it drains).
+
+use crate::mesh::{ConnRef, ConnectOutcome, ConnectRequest, HttpRequest, RoomKey, ToHome};
+use crate::party::{Gate, Message, Request};
+use crate::rt::{self, Flush, OutQueue, TcpListener, TcpStream};
+use crate::server::PartyEntry;
+use crate::shard::Shard;
+use bytes::Bytes;
+use futures_lite::{AsyncWriteExt, FutureExt};
+use partyline_protocol::http::{
+    BodyDecoder, BodyKind, EncodeOptions, HeadParser, HttpError, HttpLimits, RequestHead, Response,
+};
+use partyline_protocol::route::{self, Route};
+use partyline_protocol::ws::{
+    CloseCode, Decoded, FrameDecoder, FrameLimits, Message as WsMessage, MessageAssembler, Role,
+    WsError, encode, handshake,
+};
+use std::cell::{Cell, RefCell};
+use std::future::{Future, poll_fn};
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+
+/// How long a closing socket may take to flush its last frames and see the peer's close.
+const CLOSE_LINGER: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Http,
+    Connecting,
+    Open,
+    Closing,
+}
+
+/// The part of a socket that other tasks touch: its write queue, its wake-up, and requests
+/// to close it. Owned by the shard's connection map and by the socket's task.
+pub(crate) struct EdgeConn {
+    pub cref: ConnRef,
+    out: RefCell<OutQueue>,
+    waker: RefCell<Option<Waker>>,
+    phase: Cell<Phase>,
+    close_request: RefCell<Option<(CloseCode, String)>>,
+    outcome: RefCell<Option<ConnectOutcome>>,
+    pub room_uid: Cell<u64>,
+    /// Index in the shard's member list of its room (for O(1) removal).
+    pub member_pos: Cell<usize>,
+    /// When a byte last arrived, in shard seconds; the sweeper pings and times out.
+    pub last_rx_s: Cell<u32>,
+    pub pinged: Cell<bool>,
+}
+
+impl EdgeConn {
+    fn new(cref: ConnRef, now_s: u32) -> Self {
+        EdgeConn {
+            cref,
+            out: RefCell::new(OutQueue::default()),
+            waker: RefCell::new(None),
+            phase: Cell::new(Phase::Http),
+            close_request: RefCell::new(None),
+            outcome: RefCell::new(None),
+            room_uid: Cell::new(0),
+            member_pos: Cell::new(usize::MAX),
+            last_rx_s: Cell::new(now_s),
+            pinged: Cell::new(false),
+        }
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.phase.get() == Phase::Open
+    }
+
+    /// Queues a frame. A consumer with more than `limit` bytes waiting is closed with 1008
+    /// and its queue freed at once; frames after a close are dropped.
+    pub fn enqueue(&self, frame: Bytes, limit: usize) {
+        if self.phase.get() == Phase::Closing || self.close_request.borrow().is_some() {
+            return;
+        }
+        let mut out = self.out.borrow_mut();
+        if out.queued() + frame.len() > limit {
+            out.clear();
+            drop(out);
+            tracing::info!(seq = self.cref.seq, limit, "slow consumer closed");
+            self.request_close(
+                CloseCode::POLICY_VIOLATION,
+                "slow consumer: outbound queue full",
+            );
+            return;
+        }
+        let was_empty = out.is_empty();
+        out.push(frame);
+        drop(out);
+        if was_empty {
+            self.wake();
+        }
+    }
+
+    /// Asks the socket's task to close with `code` (first request wins).
+    pub fn request_close(&self, code: CloseCode, reason: &str) {
+        if self.phase.get() == Phase::Closing {
+            return;
+        }
+        let mut req = self.close_request.borrow_mut();
+        if req.is_none() {
+            *req = Some((code, reason.to_owned()));
+            drop(req);
+            self.wake();
+        }
+    }
+
+    pub fn set_connected(&self, outcome: ConnectOutcome) {
+        *self.outcome.borrow_mut() = Some(outcome);
+        self.wake();
+    }
+
+    fn wake(&self) {
+        if let Some(w) = self.waker.borrow().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    fn register(&self, waker: &Waker) {
+        let mut slot = self.waker.borrow_mut();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+/// Accepts sockets until dropped, refusing with 503 beyond the shard's connection limit.
+pub(crate) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok(stream) => {
+                let _ = stream.set_nodelay(true);
+                if shard.conns.borrow().len() >= shard.limits().connections_per_shard_max {
+                    let response =
+                        Response::text(503, "server at its connection limit; try again later\n");
+                    glommio::spawn_local(async move {
+                        let mut stream = stream;
+                        let _ = write_response(&mut stream, &response, false, false).await;
+                    })
+                    .detach();
+                    continue;
+                }
+                glommio::spawn_local(serve(shard.clone(), stream)).detach();
+            }
+            Err(e) => {
+                // Out of descriptors or a transient error: back off instead of spinning.
+                tracing::warn!(shard = shard.id, error = %e, "accept failed");
+                glommio::timer::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
+    let conn = Rc::new(EdgeConn::new(
+        ConnRef {
+            edge: shard.id,
+            seq: shard.next_conn_seq(),
+        },
+        shard.now_s(),
+    ));
+    shard.conns.borrow_mut().insert(conn.cref.seq, conn.clone());
+    serve_http(&shard, &conn, &mut stream).await;
+    shard.leave_members(&conn);
+    shard.conns.borrow_mut().remove(&conn.cref.seq);
+}
+
+/// Runs `fut` until `deadline`; `None` if the deadline came first.
+async fn with_deadline<T>(deadline: Instant, fut: impl Future<Output = T>) -> Option<T> {
+    let timer = async {
+        glommio::timer::sleep(deadline.saturating_duration_since(Instant::now())).await;
+        None
+    };
+    async { Some(fut.await) }.or(timer).await
+}
+
+/// Reads once into the shard's scratch buffer and appends what came to `buf`.
+async fn read_more(shard: &Shard, stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    poll_fn(|cx| {
+        let mut scratch = shard.scratch.borrow_mut();
+        match rt::poll_read(stream, cx, &mut scratch[..]) {
+            Poll::Ready(Ok(n)) => {
+                buf.extend_from_slice(&scratch[..n]);
+                Poll::Ready(Ok(n))
+            }
+            other => other,
+        }
+    })
+    .await
+}
+
+enum HeadError {
+    Closed,
+    Http(HttpError),
+}
+
+async fn read_head(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    parser: &mut HeadParser,
+) -> Result<RequestHead, HeadError> {
+    loop {
+        if !buf.is_empty() {
+            match parser.parse(buf) {
+                Ok(Some(head)) => return Ok(head),
+                Ok(None) => {}
+                Err(e) => return Err(HeadError::Http(e)),
+            }
+        }
+        match read_more(shard, stream, buf).await {
+            Ok(0) | Err(_) => return Err(HeadError::Closed),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn read_body(
+    shard: &Shard,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    kind: BodyKind,
+    limit: usize,
+) -> Result<Bytes, Option<HttpError>> {
+    let mut decoder = BodyDecoder::new(kind, limit);
+    let mut body = Vec::new();
+    loop {
+        let progress = decoder.decode(buf, &mut body).map_err(Some)?;
+        buf.drain(..progress.consumed);
+        if progress.done {
+            return Ok(body.into());
+        }
+        match read_more(shard, stream, buf).await {
+            Ok(0) | Err(_) => return Err(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    response: &Response,
+    keep_alive: bool,
+    head_request: bool,
+) -> io::Result<()> {
+    let bytes = match response.encode(EncodeOptions {
+        keep_alive,
+        head_request,
+    }) {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::error!(error = %e, "party built an invalid response");
+            Response::text(500, format!("{e}\n"))
+                .encode(EncodeOptions {
+                    keep_alive,
+                    head_request,
+                })
+                .unwrap_or_default()
+        }
+    };
+    stream.write_all(&bytes).await
+}
+
+/// The HTTP phase: requests in a keep-alive loop, until one upgrades or the socket ends.
+async fn serve_http(shard: &Rc<Shard>, conn: &Rc<EdgeConn>, stream: &mut TcpStream) {
+    let limits = *shard.limits();
+    let http_limits = HttpLimits {
+        head_size_max: limits.http_head_size_max,
+        body_size_max: limits.http_body_size_max,
+        ..HttpLimits::default()
+    };
+    let mut parser = HeadParser::new(http_limits);
+    let mut buf: Vec<u8> = Vec::new();
+    let mut first = true;
+    loop {
+        // The first head must arrive within the handshake timeout (slowloris); later ones
+        // within the keep-alive idle timeout.
+        let wait = if first {
+            limits.handshake_timeout_ms
+        } else {
+            limits.http_idle_timeout_ms
+        };
+        let deadline = Instant::now() + Duration::from_millis(wait);
+        let head =
+            match with_deadline(deadline, read_head(shard, stream, &mut buf, &mut parser)).await {
+                Some(Ok(head)) => head,
+                Some(Err(HeadError::Closed)) => return,
+                Some(Err(HeadError::Http(e))) => {
+                    tracing::debug!(shard = shard.id, error = %e, "bad request");
+                    let _ = write_response(stream, &Response::from_error(&e), false, false).await;
+                    return;
+                }
+                None => {
+                    if !buf.is_empty() {
+                        let _ = write_response(
+                            stream,
+                            &Response::text(408, "request head too slow\n"),
+                            false,
+                            false,
+                        )
+                        .await;
+                    }
+                    return;
+                }
+            };
+        first = false;
+        buf.drain(..head.len());
+        let keep_alive = head.keep_alive();
+        let is_head = head.method() == "HEAD";
+
+        let routed = route::parse(head.origin_target(), &shard.route);
+        let party = match &routed {
+            Ok(Some(r)) => shard.server.parties.get(r.party).map(|e| (e, r)),
+            _ => None,
+        };
+        if head.is_websocket_upgrade() {
+            match (&routed, party) {
+                (Ok(Some(route)), Some((entry, _))) => {
+                    let route = *route;
+                    return websocket(shard, conn, stream, &head, route, entry, buf).await;
+                }
+                _ => {
+                    let response = refusal(&routed, &head);
+                    let _ = write_response(stream, &response, false, false).await;
+                    return;
+                }
+            }
+        }
+
+        // A plain request: read its body within the handshake timeout.
+        if head.expects_continue()
+            && head.body() != BodyKind::Empty
+            && stream
+                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
+                .await
+                .is_err()
+        {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
+        let body = match with_deadline(
+            deadline,
+            read_body(
+                shard,
+                stream,
+                &mut buf,
+                head.body(),
+                limits.http_body_size_max,
+            ),
+        )
+        .await
+        {
+            Some(Ok(body)) => body,
+            Some(Err(Some(e))) => {
+                let _ = write_response(stream, &Response::from_error(&e), false, false).await;
+                return;
+            }
+            Some(Err(None)) => return,
+            None => {
+                let _ = write_response(
+                    stream,
+                    &Response::text(408, "request body too slow\n"),
+                    false,
+                    false,
+                )
+                .await;
+                return;
+            }
+        };
+        let response = match party {
+            Some((entry, route)) => {
+                room_request(shard, entry, route, request_of(&head, body)).await
+            }
+            None if head.path() == "/health" => Response::text(200, "ok\n"),
+            None => match &routed {
+                Ok(None) => fetch(shard, request_of(&head, body)).await,
+                _ => refusal(&routed, &head),
+            },
+        };
+        if write_response(stream, &response, keep_alive, is_head)
+            .await
+            .is_err()
+            || !keep_alive
+        {
+            return;
+        }
+    }
+}
+
+/// The answer for a request no room takes: bad party path, unknown party, or a WebSocket
+/// to a path that is not a party path.
+fn refusal(routed: &Result<Option<Route<'_>>, route::RouteError>, head: &RequestHead) -> Response {
+    match routed {
+        Err(e) => Response::text(e.status(), format!("{e}\n")),
+        Ok(Some(r)) => Response::text(404, format!("unknown party: {}\n", r.party)),
+        Ok(None) if head.is_websocket_upgrade() => Response::text(
+            404,
+            "Not found: WebSockets connect to /parties/<party>/<room>\n",
+        ),
+        Ok(None) => Response::text(404, "Not found\n"),
+    }
+}
+
+fn request_of(head: &RequestHead, body: Bytes) -> Request {
+    Request {
+        method: head.method().to_owned(),
+        target: head.origin_target().to_owned(),
+        headers: head
+            .headers()
+            .map(|(n, v)| (n.to_owned(), String::from_utf8_lossy(v).into_owned()))
+            .collect(),
+        body,
+    }
+}
+
+/// Runs an edge gate, turning an error into 401 and a panic into 500.
+async fn gate(
+    f: fn(Request) -> crate::server::GateFuture,
+    request: Request,
+) -> Result<Request, Response> {
+    match AssertUnwindSafe(f(request)).catch_unwind().await {
+        Ok(Ok(Gate::Continue(r))) => Ok(r),
+        Ok(Ok(Gate::Respond(r))) => Err(r),
+        Ok(Err(e)) => Err(Response::text(401, format!("{e}\n"))),
+        Err(_) => {
+            tracing::error!("edge gate panicked");
+            Err(Response::text(500, "internal error\n"))
+        }
+    }
+}
+
+async fn room_request(
+    shard: &Rc<Shard>,
+    entry: &PartyEntry,
+    route: &Route<'_>,
+    request: Request,
+) -> Response {
+    let request = match gate(entry.before_request, request).await {
+        Ok(r) => r,
+        Err(response) => return response,
+    };
+    let room = RoomKey {
+        party: route.party.into(),
+        room: route.room.into(),
+    };
+    let (reply, rx) = shard.await_reply();
+    shard
+        .to_home(ToHome::Request(Box::new(HttpRequest {
+            room,
+            request,
+            reply,
+        })))
+        .await;
+    let response = rx.recv().await;
+    shard.forget_reply(reply.token);
+    response.unwrap_or_else(|| Response::text(500, "the room did not answer\n"))
+}
+
+async fn fetch(shard: &Shard, request: Request) -> Response {
+    let Some(on_fetch) = shard.server.on_fetch else {
+        return Response::text(404, "Not found\n");
+    };
+    match AssertUnwindSafe(on_fetch(request)).catch_unwind().await {
+        Ok(Some(response)) => response,
+        Ok(None) => Response::text(404, "Not found\n"),
+        Err(_) => Response::text(500, "internal error\n"),
+    }
+}
+
+/// The upgrade: gate, connect to the room (whose `on_connect` runs before the 101 is
+/// written), then the WebSocket loop.
+async fn websocket(
+    shard: &Rc<Shard>,
+    conn: &Rc<EdgeConn>,
+    stream: &mut TcpStream,
+    head: &RequestHead,
+    route: Route<'_>,
+    entry: &PartyEntry,
+    leftover: Vec<u8>,
+) {
+    let accept = match handshake::accept(head, &handshake::HandshakeConfig::default()) {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = write_response(stream, &e.response(), false, false).await;
+            return;
+        }
+    };
+    let request = match gate(entry.before_connect, request_of(head, Bytes::new())).await {
+        Ok(r) => r,
+        Err(response) => {
+            let _ = write_response(stream, &response, false, false).await;
+            return;
+        }
+    };
+    let id = route
+        .connection_id()
+        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |id| id.into_owned());
+    let room = RoomKey {
+        party: route.party.into(),
+        room: route.room.into(),
+    };
+    conn.phase.set(Phase::Connecting);
+    shard
+        .to_home(ToHome::Connect(Box::new(ConnectRequest {
+            room: room.clone(),
+            conn: conn.cref,
+            id,
+            request,
+        })))
+        .await;
+    let outcome = poll_fn(|cx| match conn.outcome.borrow_mut().take() {
+        Some(o) => Poll::Ready(o),
+        None => {
+            conn.register(cx.waker());
+            Poll::Pending
+        }
+    })
+    .await;
+    let upgrade = accept
+        .response()
+        .with_header("x-partyline-shard", shard.id.to_string())
+        .encode(EncodeOptions::default())
+        .unwrap_or_default();
+    match outcome {
+        ConnectOutcome::Refused(response) => {
+            conn.out.borrow_mut().clear();
+            let _ = write_response(stream, &response, false, false).await;
+        }
+        ConnectOutcome::Failed { reason } => {
+            let mut out = conn.out.borrow_mut();
+            out.push_front(upgrade);
+            out.push(encode::close(CloseCode::INTERNAL_ERROR, &reason));
+            drop(out);
+            conn.phase.set(Phase::Closing);
+            linger(shard, conn, stream).await;
+        }
+        ConnectOutcome::Accepted => {
+            conn.out.borrow_mut().push_front(upgrade);
+            conn.phase.set(Phase::Open);
+            conn.last_rx_s.set(shard.now_s());
+            let (code, reason) = ws_loop(shard, conn, stream, &room, leftover).await;
+            conn.phase.set(Phase::Closing);
+            shard.leave_members(conn);
+            shard
+                .to_home(ToHome::Close {
+                    room,
+                    conn: conn.cref,
+                    code,
+                    reason,
+                })
+                .await;
+            linger(shard, conn, stream).await;
+        }
+    }
+}
+
+/// What the socket's reads produced, handled after the scratch buffer is released.
+enum Inbound {
+    Message(Message),
+    /// The peer closed with this code (1005 if it sent none).
+    PeerClose(u16, String),
+    Error(WsError),
+}
+
+enum Step {
+    Read,
+    Eof,
+    ServerClose(CloseCode, String),
+}
+
+/// The open WebSocket: read, decode, forward; write what is queued. Returns the close code
+/// and reason the room's `on_close` gets.
+async fn ws_loop(
+    shard: &Rc<Shard>,
+    conn: &Rc<EdgeConn>,
+    stream: &mut TcpStream,
+    room: &RoomKey,
+    mut leftover: Vec<u8>,
+) -> (u16, String) {
+    let limit = shard.limits().message_size_max;
+    let decoder = FrameDecoder::new(
+        Role::Server,
+        FrameLimits {
+            message_size_max: limit,
+        },
+    );
+    let mut assembler = MessageAssembler::new(limit);
+    let mut inbound: Vec<Inbound> = Vec::new();
+    let fd = rt::fd_of(stream);
+    // Frames that arrived together with the upgrade request.
+    let used = decode(
+        shard,
+        conn,
+        &decoder,
+        &mut assembler,
+        &mut leftover,
+        &mut inbound,
+    );
+    leftover.drain(..used);
+    loop {
+        if inbound.is_empty() {
+            let step = poll_fn(|cx| {
+                conn.register(cx.waker());
+                if let Some((code, reason)) = conn.close_request.borrow_mut().take() {
+                    return Poll::Ready(Ok(Step::ServerClose(code, reason)));
+                }
+                if let Err(e) = poll_flush(conn, stream, fd, cx) {
+                    return Poll::Ready(Err(e));
+                }
+                let mut scratch = shard.scratch.borrow_mut();
+                match rt::poll_read(stream, cx, &mut scratch[..]) {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                    Poll::Ready(Ok(0)) => Poll::Ready(Ok(Step::Eof)),
+                    Poll::Ready(Ok(n)) => {
+                        conn.last_rx_s.set(shard.now_s());
+                        conn.pinged.set(false);
+                        if leftover.is_empty() {
+                            let used = decode(
+                                shard,
+                                conn,
+                                &decoder,
+                                &mut assembler,
+                                &mut scratch[..n],
+                                &mut inbound,
+                            );
+                            leftover.extend_from_slice(&scratch[used..n]);
+                        } else {
+                            leftover.extend_from_slice(&scratch[..n]);
+                            let used = decode(
+                                shard,
+                                conn,
+                                &decoder,
+                                &mut assembler,
+                                &mut leftover,
+                                &mut inbound,
+                            );
+                            leftover.drain(..used);
+                        }
+                        if leftover.is_empty() {
+                            // No buffer is held by an idle connection.
+                            leftover = Vec::new();
+                        }
+                        Poll::Ready(Ok(Step::Read))
+                    }
+                }
+            })
+            .await;
+            match step {
+                Ok(Step::Read) => {}
+                Ok(Step::Eof) | Err(_) => return (CloseCode::ABNORMAL.0, String::new()),
+                Ok(Step::ServerClose(code, reason)) => {
+                    conn.out.borrow_mut().push(encode::close(code, &reason));
+                    return (code.0, reason);
+                }
+            }
+        }
+        for event in inbound.drain(..) {
+            match event {
+                Inbound::Message(message) => {
+                    shard
+                        .to_home(ToHome::Message {
+                            room: room.clone(),
+                            conn: conn.cref,
+                            message,
+                        })
+                        .await;
+                }
+                Inbound::PeerClose(code, reason) => {
+                    // Answer with the same code (none if the peer sent none).
+                    conn.out
+                        .borrow_mut()
+                        .push(encode::close(CloseCode(code), ""));
+                    return (code, reason);
+                }
+                Inbound::Error(e) => {
+                    tracing::debug!(seq = conn.cref.seq, error = %e, "protocol error");
+                    let code = e.close_code();
+                    conn.out
+                        .borrow_mut()
+                        .push(encode::close(code, &e.to_string()));
+                    return (code.0, e.to_string());
+                }
+            }
+        }
+    }
+}
+
+/// Decodes whole frames from `buf`, answering pings and queueing what the room must see.
+/// Returns the bytes used; stops after a close frame or an error.
+fn decode(
+    shard: &Shard,
+    conn: &EdgeConn,
+    decoder: &FrameDecoder,
+    assembler: &mut MessageAssembler,
+    buf: &mut [u8],
+    inbound: &mut Vec<Inbound>,
+) -> usize {
+    let mut used = 0;
+    while used < buf.len() {
+        match decoder.decode(&mut buf[used..]) {
+            Err(e) => {
+                inbound.push(Inbound::Error(e));
+                return buf.len();
+            }
+            Ok(Decoded::NeedMore { .. }) => return used,
+            Ok(Decoded::Frame { frame, len }) => {
+                used += len;
+                match assembler.push(frame) {
+                    Err(e) => {
+                        inbound.push(Inbound::Error(e));
+                        return buf.len();
+                    }
+                    Ok(None) | Ok(Some(WsMessage::Pong(_))) => {}
+                    Ok(Some(WsMessage::Ping(payload))) => {
+                        conn.enqueue(encode::pong(payload), shard.limits().outbound_bytes_max);
+                    }
+                    Ok(Some(WsMessage::Text(s))) => {
+                        inbound.push(Inbound::Message(Message::Text(s.into())))
+                    }
+                    Ok(Some(WsMessage::Binary(b))) => {
+                        inbound.push(Inbound::Message(Message::Binary(Bytes::copy_from_slice(b))))
+                    }
+                    Ok(Some(WsMessage::Close(close))) => {
+                        let (code, reason) = close
+                            .map_or((CloseCode::NO_STATUS.0, String::new()), |c| {
+                                (c.code.0, c.reason.to_owned())
+                            });
+                        inbound.push(Inbound::PeerClose(code, reason));
+                        return buf.len();
+                    }
+                }
+            }
+        }
+    }
+    used
+}
+
+/// Writes what is queued without blocking; when the socket is full, arms a writability
+/// wake-up through glommio.
+fn poll_flush(
+    conn: &EdgeConn,
+    stream: &mut TcpStream,
+    fd: std::os::fd::RawFd,
+    cx: &mut std::task::Context<'_>,
+) -> io::Result<()> {
+    let mut out = conn.out.borrow_mut();
+    loop {
+        if out.is_empty() {
+            return Ok(());
+        }
+        match out.flush(fd)? {
+            Flush::Done => return Ok(()),
+            Flush::Blocked => {
+                let written = match out.head() {
+                    Some(head) => rt::poll_write(stream, cx, head),
+                    None => return Ok(()),
+                };
+                match written {
+                    Poll::Ready(Ok(n)) => out.advance(n),
+                    Poll::Ready(Err(e)) => return Err(e),
+                    Poll::Pending => return Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// After a close: flush what is queued (the close frame last), then wait briefly for the
+/// peer to close its side, then let the socket drop.
+async fn linger(shard: &Shard, conn: &EdgeConn, stream: &mut TcpStream) {
+    let fd = rt::fd_of(stream);
+    let deadline = Instant::now() + CLOSE_LINGER;
+    let flushed = with_deadline(
+        deadline,
+        poll_fn(|cx| {
+            conn.register(cx.waker());
+            match poll_flush(conn, stream, fd, cx) {
+                Err(_) => Poll::Ready(()),
+                Ok(()) if conn.out.borrow().is_empty() => Poll::Ready(()),
+                Ok(()) => Poll::Pending,
+            }
+        }),
+    )
+    .await;
+    conn.out.borrow_mut().clear();
+    if flushed.is_none() {
+        return;
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write).await;
+    let _ = with_deadline(
+        deadline,
+        poll_fn(|cx| {
+            let mut scratch = shard.scratch.borrow_mut();
+            match rt::poll_read(stream, cx, &mut scratch[..]) {
+                Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(()),
+                Poll::Ready(Ok(_)) => {
+                    cx.waker().wake_by_ref();
+                    Poll::Pending
+                }
+                Poll::Pending => Poll::Pending,
+            }
+        }),
+    )
+    .await;
+}

@@ -1,0 +1,213 @@
+//! Starting and stopping a server: the party registry, one executor per shard, listening
+//! sockets, the cross-shard mesh, and orderly shutdown on SIGTERM/SIGINT.
+
+use crate::config::Config;
+use crate::limits;
+use crate::party::{Gate, Party, Request, Result};
+use crate::room::{SpawnRoom, spawn_room};
+use glommio::{LocalExecutorBuilder, Placement};
+use partyline_protocol::http::Response;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The future an edge gate returns.
+pub(crate) type GateFuture = Pin<Box<dyn Future<Output = Result<Gate>>>>;
+
+/// A server-wide handler for paths that are not party paths (`None`: 404).
+pub type FetchHandler = fn(Request) -> Pin<Box<dyn Future<Output = Option<Response>>>>;
+
+/// What the server knows about one party name.
+#[derive(Clone, Copy)]
+pub(crate) struct PartyEntry {
+    pub spawn_room: SpawnRoom,
+    pub before_connect: fn(Request) -> GateFuture,
+    pub before_request: fn(Request) -> GateFuture,
+}
+
+fn before_connect<P: Party>(request: Request) -> GateFuture {
+    Box::pin(P::on_before_connect(request))
+}
+
+fn before_request<P: Party>(request: Request) -> GateFuture {
+    Box::pin(P::on_before_request(request))
+}
+
+/// Read-only state every shard shares.
+pub(crate) struct ServerShared {
+    pub config: Config,
+    pub parties: HashMap<String, PartyEntry>,
+    pub on_fetch: Option<FetchHandler>,
+    pub shard_count: usize,
+    pub shutdown: Arc<AtomicBool>,
+}
+
+/// A server being configured: register parties, then [`Server::start`] or
+/// [`Server::serve`].
+pub struct Server {
+    config: Config,
+    parties: HashMap<String, PartyEntry>,
+    on_fetch: Option<FetchHandler>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("config", &self.config)
+            .field("parties", &self.parties.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Server {
+    pub fn new(config: Config) -> Self {
+        Server {
+            config,
+            parties: HashMap::new(),
+            on_fetch: None,
+        }
+    }
+
+    /// Registers party type `P` under `name` (`/parties/<name>/<room>`).
+    pub fn party<P: Party>(mut self, name: &str) -> Self {
+        self.parties.insert(
+            name.to_owned(),
+            PartyEntry {
+                spawn_room: spawn_room::<P>,
+                before_connect: before_connect::<P>,
+                before_request: before_request::<P>,
+            },
+        );
+        self
+    }
+
+    /// Registers the built-in parties: `main` (chat), `echo` and `relay`.
+    pub fn with_builtin_parties(self) -> Self {
+        self.party::<crate::parties::Chat>("main")
+            .party::<crate::parties::Echo>("echo")
+            .party::<crate::parties::Relay>("relay")
+    }
+
+    /// Sets the handler for requests to paths that are not party paths.
+    pub fn on_fetch(mut self, handler: FetchHandler) -> Self {
+        self.on_fetch = Some(handler);
+        self
+    }
+
+    /// Binds and starts every shard; returns once they accept connections.
+    pub fn start(mut self) -> io::Result<RunningServer> {
+        self.config
+            .limits
+            .validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        crate::rt::check_io_uring().map_err(io::Error::other)?;
+        let count = self.config.shard_count();
+        let (open_files, _) = crate::rt::raise_open_files_limit()?;
+        let fit =
+            usize::try_from(open_files.saturating_sub(limits::OPEN_FILES_RESERVE) / count as u64)
+                .unwrap_or(usize::MAX)
+                .max(1);
+        let per_shard = &mut self.config.limits.connections_per_shard_max;
+        if *per_shard == 0 {
+            *per_shard = fit;
+        } else if *per_shard > fit {
+            tracing::warn!(
+                configured = *per_shard,
+                open_files,
+                shards = count,
+                "connections_per_shard_max x shards exceeds the open-files limit; \
+                 accepts may fail with EMFILE before the 503 limit applies"
+            );
+        }
+        let (listeners, addr) =
+            crate::rt::bind_listeners(self.config.listen, count, self.config.backlog)?;
+        let shutdown = Arc::new(AtomicBool::new(false));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pin = self.config.pin_cores && count <= cores;
+        let shared = Arc::new(ServerShared {
+            config: self.config,
+            parties: self.parties,
+            on_fetch: self.on_fetch,
+            shard_count: count,
+            shutdown: shutdown.clone(),
+        });
+        let mesh = crate::mesh::build(count, limits::MESH_CHANNEL_MAX);
+        let mut handles = Vec::with_capacity(count);
+        for (id, (listener, ends)) in listeners.into_iter().zip(mesh).enumerate() {
+            let shared = shared.clone();
+            let placement = if pin {
+                Placement::Fixed(id)
+            } else {
+                Placement::Unbound
+            };
+            let handle = LocalExecutorBuilder::new(placement)
+                .name(&format!("shard-{id}"))
+                // Network shards do no direct file I/O; keep locked memory small.
+                .io_memory(limits::SHARD_IO_MEMORY)
+                .spawn(move || crate::shard::run(id, shared, listener, ends))
+                .map_err(|e| io::Error::other(format!("cannot start shard {id}: {e}")))?;
+            handles.push(handle);
+        }
+        tracing::info!(
+            %addr,
+            shards = count,
+            pinned = pin,
+            connections_per_shard_max = shared.config.limits.connections_per_shard_max,
+            "partyline listening"
+        );
+        Ok(RunningServer {
+            addr,
+            shutdown,
+            handles,
+        })
+    }
+
+    /// Starts, then runs until SIGTERM or SIGINT, then closes every socket with 1001.
+    pub fn serve(self) -> io::Result<()> {
+        let running = self.start()?;
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, running.shutdown.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGINT, running.shutdown.clone())?;
+        running.wait()
+    }
+}
+
+/// A started server.
+#[derive(Debug)]
+pub struct RunningServer {
+    addr: SocketAddr,
+    shutdown: Arc<AtomicBool>,
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// The address the server listens on (with the real port when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Asks every shard to stop: no new sockets, open ones closed with 1001.
+    pub fn begin_shutdown(&self) {
+        self.shutdown.store(true, Ordering::Relaxed);
+    }
+
+    /// Stops the server and waits for every shard to finish.
+    pub fn shutdown(self) -> io::Result<()> {
+        self.begin_shutdown();
+        self.wait()
+    }
+
+    /// Waits until the shards finish (after a signal or [`RunningServer::begin_shutdown`]).
+    pub fn wait(self) -> io::Result<()> {
+        for handle in self.handles {
+            handle
+                .join()
+                .map_err(|e| io::Error::other(format!("shard failed: {e}")))?;
+        }
+        tracing::info!("partyline stopped");
+        Ok(())
+    }
+}

@@ -1,0 +1,123 @@
+//! Shared harness for the engine's integration tests: start a real server on an ephemeral
+//! loopback port (in this process, with the parties a test registers) and talk to it with
+//! real clients: tungstenite for WebSockets, raw TCP for HTTP.
+
+#![allow(dead_code)] // Each test file uses part of the harness.
+
+use partyline::{Config, Limits, RunningServer, Server};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+use tungstenite::protocol::WebSocket;
+
+/// Limits for tests: short timeouts so slow-client tests finish quickly.
+pub fn test_limits() -> Limits {
+    Limits {
+        handshake_timeout_ms: 800,
+        http_idle_timeout_ms: 2_000,
+        ..Limits::default()
+    }
+}
+
+pub fn config(shards: usize) -> Config {
+    Config {
+        listen: "127.0.0.1:0".parse().expect("address"),
+        shards,
+        pin_cores: false,
+        limits: test_limits(),
+        ..Config::default()
+    }
+}
+
+/// Starts `server` and returns it with its address.
+pub fn start(server: Server) -> (RunningServer, SocketAddr) {
+    let running = server.start().expect("server starts");
+    let addr = running.local_addr();
+    (running, addr)
+}
+
+pub type Ws = WebSocket<TcpStream>;
+
+/// Opens a WebSocket to `path`; returns the socket and the edge shard that accepted it.
+pub fn ws(addr: SocketAddr, path: &str) -> (Ws, usize) {
+    try_ws(addr, path).unwrap_or_else(|e| panic!("upgrade to {path} failed: {e}"))
+}
+
+pub fn try_ws(addr: SocketAddr, path: &str) -> Result<(Ws, usize), tungstenite::Error> {
+    let stream = TcpStream::connect(addr).expect("tcp connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let (socket, response) = tungstenite::client::client(format!("ws://{addr}{path}"), stream)
+        .map_err(|e| match e {
+            tungstenite::HandshakeError::Failure(e) => e,
+            tungstenite::HandshakeError::Interrupted(_) => tungstenite::Error::ConnectionClosed,
+        })?;
+    let shard = response
+        .headers()
+        .get("x-partyline-shard")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("x-partyline-shard header");
+    Ok((socket, shard))
+}
+
+/// Reads the next data message as text (skipping pings/pongs).
+pub fn read_text(ws: &mut Ws) -> String {
+    loop {
+        match ws.read().expect("read") {
+            tungstenite::Message::Text(t) => return t.as_str().to_owned(),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => {}
+            other => panic!("expected text, got {other:?}"),
+        }
+    }
+}
+
+/// Reads until the server's close frame; returns its code and reason.
+pub fn read_close(ws: &mut Ws) -> (u16, String) {
+    loop {
+        match ws.read() {
+            Ok(tungstenite::Message::Close(Some(f))) => {
+                return (f.code.into(), f.reason.as_str().to_owned());
+            }
+            Ok(tungstenite::Message::Close(None)) => return (1005, String::new()),
+            Ok(_) => {}
+            Err(e) => panic!("expected a close frame, got error {e}"),
+        }
+    }
+}
+
+pub fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(tungstenite::Message::Text(text.into()))
+        .expect("send");
+}
+
+/// Sends raw bytes and reads until the server closes; returns everything it sent.
+pub fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("tcp connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    stream.write_all(request).expect("write");
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A simple request with `Connection: close`; returns (status, body).
+pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String) {
+    let request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    let text = raw_http(addr, request.as_bytes());
+    let status = text
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

@@ -1,0 +1,136 @@
+//! Tests of the `partyline` binary itself: `partyline serve` with the built-in parties on
+//! an ephemeral port, the `main` chat over WebSocket and HTTP (new and legacy paths), and
+//! SIGTERM closing every socket with 1001 and exiting 0.
+
+mod common;
+
+use common::*;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+struct Served {
+    child: Child,
+    addr: SocketAddr,
+    _data: TempDir,
+}
+
+/// A folder removed at the end of the test.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `partyline serve` on an ephemeral loopback port; reads the address from its log.
+fn serve(shards: usize) -> Served {
+    let data =
+        std::env::temp_dir().join(format!("partyline-test-{}-{}", std::process::id(), shards));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_partyline"))
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--shards",
+            &shards.to_string(),
+            "--no-pin",
+            "--data",
+        ])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("partyline binary runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let addr = loop {
+        let line = lines
+            .next()
+            .expect("server printed its address")
+            .expect("utf-8 log");
+        if let Some(rest) = line.split("addr=").nth(1) {
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("address")
+                .parse()
+                .expect("socket address");
+        }
+    };
+    // Keep draining the log so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Served {
+        child,
+        addr,
+        _data: TempDir(data),
+    }
+}
+
+#[test]
+fn main_chat_history_broadcast_and_http() {
+    let served = serve(2);
+    let addr = served.addr;
+    assert_eq!(
+        http(addr, "POST", "/parties/main/lobby", "first"),
+        (201, "{\"ok\":true}".into())
+    );
+    assert_eq!(
+        http(addr, "POST", "/party/lobby", "second"),
+        (201, "{\"ok\":true}".into())
+    );
+    let (mut alice, _) = ws(addr, "/parties/main/lobby?_pk=alice");
+    assert_eq!(read_text(&mut alice), r#"["first","second"]"#);
+    let (mut bob, _) = ws(addr, "/party/lobby?_pk=bob");
+    assert_eq!(read_text(&mut bob), r#"["first","second"]"#);
+    send_text(&mut alice, "hi bob");
+    assert_eq!(read_text(&mut bob), "hi bob");
+    send_text(&mut bob, "hi alice");
+    assert_eq!(read_text(&mut alice), "hi alice");
+    let (status, body) = http(addr, "GET", "/parties/main/lobby", "");
+    assert_eq!(
+        (status, body.as_str()),
+        (200, r#"["first","second","hi bob","hi alice"]"#)
+    );
+    // Another room has its own history.
+    assert_eq!(
+        http(addr, "GET", "/party/elsewhere", ""),
+        (200, "[]".into())
+    );
+}
+
+#[test]
+fn sigterm_closes_sockets_with_1001_and_exits_0() {
+    let mut served = serve(2);
+    let (mut a, _) = ws(served.addr, "/parties/echo/x");
+    let (mut b, _) = ws(served.addr, "/parties/relay/y");
+    let pid = i32::try_from(served.child.id()).expect("pid fits");
+    // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    assert_eq!(read_close(&mut a).0, 1001);
+    assert_eq!(read_close(&mut b).0, 1001);
+    let mut waited = Duration::ZERO;
+    let status = loop {
+        if let Some(status) = served.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            waited < Duration::from_secs(10),
+            "server did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+        waited += Duration::from_millis(50);
+    };
+    assert!(status.success(), "exit status {status}");
+}

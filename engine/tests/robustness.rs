@@ -1,0 +1,315 @@
+//! Bad and slow clients against a real server: malformed HTTP, protocol violations with
+//! their close codes, oversized messages, a slowloris head, a slow consumer, pings, HTTP
+//! keep-alive and pipelining. Each must get the right answer and harm nobody else.
+
+mod common;
+
+use common::*;
+use partyline::Server;
+use partyline_protocol::ws::{CloseCode, Decoded, FrameDecoder, FrameLimits, Opcode, Role, encode};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+fn server() -> Server {
+    Server::new(config(1)).with_builtin_parties()
+}
+
+/// A WebSocket client at the byte level.
+struct Raw {
+    stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    fn connect(addr: SocketAddr, path: &str) -> Raw {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Raw {
+            stream,
+            buf: Vec::new(),
+        };
+        let end = loop {
+            if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            raw.fill();
+        };
+        let head = String::from_utf8_lossy(&raw.buf[..end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        raw.buf.drain(..end);
+        raw
+    }
+
+    fn fill(&mut self) {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "server closed during the handshake");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next frame from the server: (opcode, payload); `None` at end of stream.
+    fn frame(&mut self) -> Option<(Opcode, Vec<u8>)> {
+        let decoder = FrameDecoder::new(
+            Role::Client,
+            FrameLimits {
+                message_size_max: 64 << 20,
+            },
+        );
+        loop {
+            match decoder.decode(&mut self.buf).unwrap() {
+                Decoded::Frame { frame, len } => {
+                    let out = (frame.opcode, frame.payload.to_vec());
+                    self.buf.drain(..len);
+                    return Some(out);
+                }
+                Decoded::NeedMore { .. } => {
+                    let mut chunk = [0u8; 65536];
+                    match self.stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads frames until a close; returns its code.
+    fn close_code(&mut self) -> u16 {
+        while let Some((op, payload)) = self.frame() {
+            if op == Opcode::Close {
+                return if payload.len() >= 2 {
+                    u16::from_be_bytes([payload[0], payload[1]])
+                } else {
+                    1005
+                };
+            }
+        }
+        panic!("stream ended without a close frame");
+    }
+}
+
+const MASK: [u8; 4] = [1, 2, 3, 4];
+
+#[test]
+fn protocol_violations_close_with_the_right_code() {
+    let (srv, addr) = start(server());
+    let unmasked = encode::text("x").to_vec();
+    let mut rsv = encode::client_frame(true, Opcode::Text, b"x", MASK).to_vec();
+    rsv[0] |= 0x40;
+    let mut bad_opcode = encode::client_frame(true, Opcode::Text, b"x", MASK).to_vec();
+    bad_opcode[0] = 0x83;
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("unmasked", unmasked, 1002),
+        ("rsv1", rsv, 1002),
+        ("opcode 3", bad_opcode, 1002),
+        (
+            "bad utf-8",
+            encode::client_frame(true, Opcode::Text, b"\xff\xfe", MASK).to_vec(),
+            1007,
+        ),
+        (
+            "lone continuation",
+            encode::client_frame(true, Opcode::Continuation, b"x", MASK).to_vec(),
+            1002,
+        ),
+        (
+            "close code 1005",
+            encode::client_frame(true, Opcode::Close, &1005u16.to_be_bytes(), MASK).to_vec(),
+            1002,
+        ),
+    ];
+    for (name, bytes, code) in cases {
+        let mut raw = Raw::connect(addr, "/parties/echo/r");
+        raw.send(&bytes);
+        assert_eq!(raw.close_code(), code, "{name}");
+    }
+    // The server is fine afterwards.
+    let (mut ws, _) = ws(addr, "/parties/echo/r");
+    send_text(&mut ws, "still here");
+    assert_eq!(read_text(&mut ws), "still here");
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn oversized_message_closes_1009_before_the_payload_arrives() {
+    let mut cfg = config(1);
+    cfg.limits.message_size_max = 1024;
+    let (srv, addr) = start(Server::new(cfg).with_builtin_parties());
+    let mut raw = Raw::connect(addr, "/parties/echo/r");
+    // Exactly at the limit is fine.
+    raw.send(&encode::client_frame(
+        true,
+        Opcode::Binary,
+        &[7; 1024],
+        MASK,
+    ));
+    assert_eq!(raw.frame().unwrap(), (Opcode::Binary, vec![7; 1024]));
+    // One byte over: refused from the header alone (no payload sent at all).
+    let header = &encode::client_frame(true, Opcode::Binary, &[7; 1025], MASK)[..8];
+    raw.send(header);
+    assert_eq!(raw.close_code(), CloseCode::MESSAGE_TOO_BIG.0);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn fragmented_messages_and_pings() {
+    let (srv, addr) = start(server());
+    let mut raw = Raw::connect(addr, "/parties/echo/r");
+    raw.send(&encode::client_frame(
+        false,
+        Opcode::Text,
+        "caf\u{e9}".as_bytes()[..4].as_ref(),
+        MASK,
+    ));
+    raw.send(&encode::client_frame(
+        true,
+        Opcode::Ping,
+        b"are you there",
+        MASK,
+    ));
+    raw.send(&encode::client_frame(
+        true,
+        Opcode::Continuation,
+        &"caf\u{e9}".as_bytes()[4..],
+        MASK,
+    ));
+    assert_eq!(
+        raw.frame().unwrap(),
+        (Opcode::Pong, b"are you there".to_vec())
+    );
+    assert_eq!(
+        raw.frame().unwrap(),
+        (Opcode::Text, "café".as_bytes().to_vec())
+    );
+    // A clean close is answered with the same code.
+    raw.send(&encode::client_frame(
+        true,
+        Opcode::Close,
+        &[0x03, 0xe8, b'o', b'k'],
+        MASK,
+    ));
+    assert_eq!(raw.close_code(), 1000);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn malformed_http_gets_4xx_and_the_server_goes_on() {
+    let (srv, addr) = start(server());
+    let cases: &[(&[u8], &str)] = &[
+        (b"GARBAGE\r\n\r\n", "HTTP/1.1 400"),
+        (b"GET / HTTP/1.1\r\n\r\n", "HTTP/1.1 400"), // no Host
+        (b"GET / HTTP/2.0\r\nHost: x\r\n\r\n", "HTTP/1.1 505"),
+        (b"POST /parties/main/r HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999\r\n\r\n", "HTTP/1.1 413"),
+        (b"POST /parties/main/r HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n", "HTTP/1.1 501"),
+        (
+            b"GET /parties/echo/r HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+            "HTTP/1.1 426",
+        ),
+        (
+            b"GET /parties/echo/r HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n",
+            "HTTP/1.1 400",
+        ),
+    ];
+    for (request, status) in cases {
+        let answer = raw_http(addr, request);
+        assert!(
+            answer.starts_with(status),
+            "{:?} -> {answer:?}",
+            String::from_utf8_lossy(request)
+        );
+    }
+    let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
+    huge.resize(20_000, b'a');
+    assert!(raw_http(addr, &huge).starts_with("HTTP/1.1 431"));
+    assert_eq!(http(addr, "GET", "/health", "").0, 200);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn keep_alive_and_pipelining() {
+    let (srv, addr) = start(server());
+    let two = b"POST /parties/main/p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhelloGET /parties/main/p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = raw_http(addr, two);
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 2, "{answer}");
+    assert!(answer.contains("HTTP/1.1 201"), "{answer}");
+    assert!(answer.ends_with("[\"hello\"]"), "{answer}");
+    // Chunked bodies and HEAD.
+    let chunked = b"POST /parties/main/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHEAD /parties/main/c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = raw_http(addr, chunked);
+    assert!(
+        answer.ends_with("content-length: 7\r\nconnection: close\r\n\r\n"),
+        "{answer}"
+    );
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn slowloris_is_cut_off_and_harms_nobody() {
+    let (srv, addr) = start(server());
+    let mut slow = TcpStream::connect(addr).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let started = Instant::now();
+    slow.write_all(b"GET /parties/echo/r HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    // Meanwhile others are served normally.
+    let (mut ws, _) = ws(addr, "/parties/echo/r");
+    send_text(&mut ws, "fine");
+    assert_eq!(read_text(&mut ws), "fine");
+    let _ = slow.write_all(b"X-Slow: 1\r\n");
+    let mut answer = String::new();
+    let _ = slow.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    // handshake_timeout_ms is 800 in tests.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        started.elapsed()
+    );
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn slow_consumer_is_closed_and_others_keep_receiving() {
+    let mut cfg = config(1);
+    cfg.limits.message_size_max = 16 * 1024;
+    cfg.limits.outbound_bytes_max = 64 * 1024;
+    let (srv, addr) = start(Server::new(cfg).with_builtin_parties());
+    // The slow client joins the relay room and never reads.
+    let mut slow = Raw::connect(addr, "/parties/relay/r");
+    let (mut reader, _) = ws(addr, "/parties/relay/r");
+    let (mut sender, _) = ws(addr, "/parties/relay/r");
+    let payload = "x".repeat(16 * 1024);
+    // 64 MiB through the room: far more than loopback socket buffers hold.
+    for i in 0..4096 {
+        send_text(&mut sender, &payload);
+        assert_eq!(read_text(&mut reader).len(), payload.len(), "message {i}");
+    }
+    // The slow client's socket was closed: reading it to the end finishes, having got
+    // far less than was sent.
+    slow.stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut total = slow.buf.len();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        match slow.stream.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    assert!(total < 32 << 20, "slow client received {total} bytes");
+    srv.shutdown().unwrap();
+}

@@ -1,0 +1,47 @@
+//! The official client: runs engine/tests/js/partysocket.test.mjs (Node's test runner, the
+//! unmodified npm packages `partysocket` and `ws`) against a real server on an ephemeral
+//! loopback port. Installs the npm packages first if they are missing.
+
+mod common;
+
+use common::*;
+use partyline::{ConnectContext, Connection, Party, Result, Room, Server};
+use std::path::Path;
+use std::process::Command;
+
+/// Sends each connection its own id, so the client can check `_pk` handling.
+struct WhoAmI;
+
+impl Party for WhoAmI {
+    async fn on_start(_room: Room) -> Result<Self> {
+        Ok(WhoAmI)
+    }
+
+    async fn on_connect(&mut self, conn: &Connection, _ctx: &ConnectContext) -> Result<()> {
+        conn.send(conn.id().to_owned())
+    }
+}
+
+#[test]
+fn official_partysocket_client() {
+    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    if !js.join("node_modules/partysocket").exists() {
+        let status = Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&js)
+            .status()
+            .expect("npm must be installed to run the partysocket test (apt-get install npm)");
+        assert!(status.success(), "npm ci failed in {}", js.display());
+    }
+    let (srv, addr) = start(Server::new(config(2)).with_builtin_parties().party::<WhoAmI>("whoami"));
+    let out = Command::new("node")
+        .args(["--test", "--test-reporter=spec", "partysocket.test.mjs"])
+        .current_dir(&js)
+        .env("PARTYLINE_HOST", addr.to_string())
+        .output()
+        .expect("node must be installed to run the partysocket test");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "partysocket tests failed:\n{report}");
+    assert!(report.contains("pass 4"), "expected 4 passing client tests:\n{report}");
+    srv.shutdown().unwrap();
+}

@@ -539,10 +539,11 @@ async fn websocket(
             let _ = write_response(stream, &response, false, false).await;
         }
         ConnectOutcome::Failed { reason } => {
-            let mut out = conn.out.borrow_mut();
-            out.push_front(upgrade);
-            out.push(encode::close(CloseCode::INTERNAL_ERROR, &reason));
-            drop(out);
+            {
+                let mut out = conn.out.borrow_mut();
+                out.push_front(upgrade);
+                out.push(encode::close(CloseCode::INTERNAL_ERROR, &reason));
+            }
             conn.phase.set(Phase::Closing);
             linger(shard, conn, stream).await;
         }

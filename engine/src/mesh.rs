@@ -45,7 +45,7 @@ impl RoomKey {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
         }
-        (h % shards as u64) as usize
+        usize::try_from(h % shards as u64).expect("a remainder below a usize fits in usize")
     }
 }
 

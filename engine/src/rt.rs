@@ -207,7 +207,7 @@ pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
             lim = raised;
         }
     }
-    Ok((lim.rlim_cur as u64, lim.rlim_max as u64))
+    Ok((lim.rlim_cur, lim.rlim_max))
 }
 
 /// Whether io_uring works here (Docker's default seccomp profile blocks it, and glommio
@@ -217,10 +217,12 @@ pub fn check_io_uring() -> Result<(), String> {
     // mean the call exists.
     // SAFETY: the call fails on its arguments before touching the null pointer's memory.
     let rc = unsafe { libc::syscall(libc::SYS_io_uring_setup, 0u32, std::ptr::null_mut::<u8>()) };
-    if rc >= 0 {
-        // SAFETY: a successful call returned a descriptor we own.
-        unsafe { libc::close(rc as i32) };
-        return Ok(());
+    if let Ok(fd) = i32::try_from(rc) {
+        if fd >= 0 {
+            // SAFETY: a successful call returned a descriptor we own.
+            unsafe { libc::close(fd) };
+            return Ok(());
+        }
     }
     match io::Error::last_os_error().raw_os_error() {
         Some(libc::ENOSYS) => {

@@ -79,21 +79,31 @@ fn autobahn_fuzzingclient_sections_1_to_10() {
     };
     assert!(status.success(), "wstest failed: {status}");
 
-    let index: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(reports.join("index.json")).unwrap()).unwrap();
-    let cases = index["partyline"].as_object().expect("results for agent partyline");
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reports.join("index.json")).unwrap())
+            .unwrap();
+    let cases = index["partyline"]
+        .as_object()
+        .expect("results for agent partyline");
     let mut bad = Vec::new();
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for (case, result) in cases {
         let behavior = result["behavior"].as_str().unwrap_or("?");
         let close = result["behaviorClose"].as_str().unwrap_or("?");
         *counts.entry(behavior.to_owned()).or_default() += 1;
-        if !matches!(behavior, "OK" | "NON-STRICT" | "INFORMATIONAL") || !matches!(close, "OK" | "INFORMATIONAL") {
+        if !matches!(behavior, "OK" | "NON-STRICT" | "INFORMATIONAL")
+            || !matches!(close, "OK" | "INFORMATIONAL")
+        {
             bad.push(format!("{case}: {behavior} / close {close}"));
         }
     }
     eprintln!("autobahn: {} cases, {counts:?}", cases.len());
     assert!(cases.len() >= 300, "only {} cases ran", cases.len());
-    assert!(bad.is_empty(), "failing Autobahn cases:\n{}", bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "failing Autobahn cases:\n{}",
+        bad.join("\n")
+    );
     let _ = std::fs::remove_dir_all(&dir);
     srv.shutdown().unwrap();
 }

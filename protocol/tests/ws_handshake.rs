@@ -160,3 +160,35 @@ fn subprotocol_choice_follows_server_preference() {
         assert_eq!(response.header("sec-websocket-protocol"), chosen);
     }
 }
+
+#[test]
+fn client_side_handshake_round_trip() {
+    use partyline_protocol::ws::handshake::client;
+    // RFC 6455 §1.3: the nonce "the sample nonce".
+    let key = client::key_from(*b"the sample nonce");
+    assert_eq!(key, KEY);
+    for bytes in [[0u8; 16], [255u8; 16], *b"0123456789abcdef"] {
+        let k = client::key_from(bytes);
+        let request = client::request("h", "/parties/main/r", &k);
+        let head = HeadParser::new(HttpLimits::default())
+            .parse(&request)
+            .unwrap()
+            .unwrap();
+        let ok = accept(&head, &HandshakeConfig::default()).expect("our server accepts our client");
+        let mut answer = ok
+            .response()
+            .encode(EncodeOptions::default())
+            .unwrap()
+            .to_vec();
+        let len = answer.len();
+        answer.extend_from_slice(b"\x81\x02hi");
+        assert_eq!(client::check_response(&answer, &k), Ok(Some(len)));
+        assert_eq!(client::check_response(&answer[..len - 1], &k), Ok(None));
+        assert_eq!(client::check_response(&answer, KEY).is_err(), k != KEY);
+    }
+    let refused = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n";
+    assert_eq!(
+        client::check_response(refused, KEY),
+        Err(client::ClientError::Status(503))
+    );
+}

@@ -143,3 +143,89 @@ fn is_valid_key(key: &[u8]) -> bool {
         && matches!(key[21], b'A' | b'Q' | b'g' | b'w')
         && &key[22..] == b"=="
 }
+
+/// The client side of the handshake, for load generators and tests: the upgrade request,
+/// and the check of the server's answer.
+pub mod client {
+    use super::accept_key;
+    use std::fmt;
+
+    /// A client key: 16 bytes in base64. Callers pick the bytes (the load tester derives
+    /// them from a counter); servers only check the format.
+    pub fn key_from(bytes: [u8; 16]) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::with_capacity(24);
+        for chunk in bytes.chunks(3) {
+            let n =
+                chunk.iter().fold(0u32, |n, &b| n << 8 | u32::from(b)) << (8 * (3 - chunk.len()));
+            let symbols = chunk.len() + 1;
+            for i in 0..4 {
+                if i < symbols {
+                    out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    }
+
+    /// The upgrade request for `path` (with query) on `host`.
+    pub fn request(host: &str, path: &str, key: &str) -> Vec<u8> {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {key}\r\n\r\n"
+        )
+        .into_bytes()
+    }
+
+    /// Why a server's answer is not a valid upgrade.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum ClientError {
+        /// The answer is not HTTP.
+        Malformed,
+        /// The server answered with this status instead of 101.
+        Status(u16),
+        /// A 101 without the right `Sec-WebSocket-Accept`.
+        BadAccept,
+    }
+
+    impl fmt::Display for ClientError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                ClientError::Malformed => f.write_str("malformed HTTP response"),
+                ClientError::Status(s) => write!(f, "server answered {s} instead of 101"),
+                ClientError::BadAccept => f.write_str("wrong Sec-WebSocket-Accept"),
+            }
+        }
+    }
+
+    impl std::error::Error for ClientError {}
+
+    /// Checks the server's answer in `buf`: `Ok(Some(len))` for a valid 101 whose head is
+    /// `len` bytes (frames may follow), `Ok(None)` to wait for more bytes.
+    pub fn check_response(buf: &[u8], key: &str) -> Result<Option<usize>, ClientError> {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut response = httparse::Response::new(&mut headers);
+        let len = match response.parse(buf) {
+            Ok(httparse::Status::Complete(len)) => len,
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(_) => return Err(ClientError::Malformed),
+        };
+        match response.code {
+            Some(101) => {}
+            Some(code) => return Err(ClientError::Status(code)),
+            None => return Err(ClientError::Malformed),
+        }
+        let expected = accept_key(key.as_bytes());
+        let accepted = response.headers.iter().any(|h| {
+            h.name.eq_ignore_ascii_case("sec-websocket-accept") && h.value == expected.as_bytes()
+        });
+        if accepted {
+            Ok(Some(len))
+        } else {
+            Err(ClientError::BadAccept)
+        }
+    }
+}

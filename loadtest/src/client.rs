@@ -1,0 +1,162 @@
+//! One WebSocket client connection on a glommio worker, at the byte level: connect, upgrade
+//! with `partyline-protocol`'s client handshake, send masked frames, and decode server frames
+//! in place. Reads go into the worker's scratch buffer; a connection keeps only the bytes of
+//! a partial frame, so idle connections cost no buffer.
+
+use futures_lite::{AsyncRead, AsyncWriteExt};
+use glommio::net::TcpStream;
+use partyline_protocol::ws::handshake::client;
+use partyline_protocol::ws::{Decoded, FrameDecoder, FrameLimits, Opcode, Role, encode};
+use std::cell::RefCell;
+use std::future::poll_fn;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::Poll;
+
+/// Largest message the load tester accepts from a server.
+pub const MESSAGE_SIZE_MAX: usize = 64 * 1024 * 1024;
+
+thread_local! {
+    /// The worker's read buffer, borrowed only inside one poll.
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0u8; 64 * 1024]);
+}
+
+/// Why a connection attempt failed, by kind (the report counts each kind).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum ConnectFailure {
+    /// TCP connect failed (refused, reset, out of ports or descriptors).
+    Tcp,
+    /// The server answered something other than 101 (e.g. 503 at a limit).
+    Refused,
+    /// The socket closed or failed during the handshake.
+    Handshake,
+}
+
+/// An open WebSocket client.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    /// Bytes of a partial frame (or of frames not yet handed out).
+    buf: Vec<u8>,
+    mask: [u8; 4],
+}
+
+impl Client {
+    /// Connects to `addr` and upgrades `path`; `seed` makes the key and mask.
+    pub async fn connect(
+        addr: SocketAddr,
+        path: &str,
+        seed: u64,
+    ) -> Result<Client, ConnectFailure> {
+        let mut stream = TcpStream::connect(addr)
+            .await
+            .map_err(|_| ConnectFailure::Tcp)?;
+        let _ = stream.set_nodelay(true);
+        let mut key_bytes = [0u8; 16];
+        key_bytes[..8].copy_from_slice(&seed.to_le_bytes());
+        key_bytes[8..].copy_from_slice(&(!seed).to_le_bytes());
+        let key = client::key_from(key_bytes);
+        let request = client::request(&addr.to_string(), path, &key);
+        stream
+            .write_all(&request)
+            .await
+            .map_err(|_| ConnectFailure::Handshake)?;
+        let mut this = Client {
+            stream,
+            buf: Vec::new(),
+            mask: (seed as u32).to_le_bytes(),
+        };
+        loop {
+            match client::check_response(&this.buf, &key) {
+                Ok(Some(len)) => {
+                    this.buf.drain(..len);
+                    return Ok(this);
+                }
+                Ok(None) => {}
+                Err(client::ClientError::Status(_)) => return Err(ConnectFailure::Refused),
+                Err(_) => return Err(ConnectFailure::Handshake),
+            }
+            match this.fill().await {
+                Ok(0) | Err(_) => return Err(ConnectFailure::Handshake),
+                Ok(_) => {}
+            }
+        }
+    }
+
+    /// Reads once into the scratch buffer and appends it to the partial-frame bytes.
+    async fn fill(&mut self) -> io::Result<usize> {
+        let stream = &mut self.stream;
+        let buf = &mut self.buf;
+        poll_fn(|cx| {
+            SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+                    Poll::Ready(Ok(n)) => {
+                        buf.extend_from_slice(&scratch[..n]);
+                        Poll::Ready(Ok(n))
+                    }
+                    other => other,
+                }
+            })
+        })
+        .await
+    }
+
+    /// Sends one masked frame.
+    pub async fn send(&mut self, opcode: Opcode, payload: &[u8]) -> io::Result<()> {
+        let frame = encode::client_frame(true, opcode, payload, self.mask);
+        self.stream.write_all(&frame).await
+    }
+
+    /// Sends several frames in one write (a sender catching up with its rate).
+    pub async fn send_batch(
+        &mut self,
+        opcode: Opcode,
+        payloads: &mut dyn Iterator<Item = Vec<u8>>,
+    ) -> io::Result<()> {
+        let mut out = bytes::BytesMut::new();
+        for p in payloads {
+            encode::client_frame_into(true, opcode, &p, self.mask, &mut out);
+        }
+        self.stream.write_all(&out).await
+    }
+
+    /// Waits for bytes, then hands every whole frame to `on_frame`. `Ok(false)` when the
+    /// server closed (a close frame or end of stream).
+    pub async fn read_frames(
+        &mut self,
+        on_frame: &mut dyn FnMut(Opcode, &[u8]),
+    ) -> io::Result<bool> {
+        if self.fill().await? == 0 {
+            return Ok(false);
+        }
+        let decoder = FrameDecoder::new(
+            Role::Client,
+            FrameLimits {
+                message_size_max: MESSAGE_SIZE_MAX,
+            },
+        );
+        let mut used = 0;
+        let mut open = true;
+        while used < self.buf.len() {
+            match decoder.decode(&mut self.buf[used..]) {
+                Ok(Decoded::Frame { frame, len }) => {
+                    used += len;
+                    if frame.opcode == Opcode::Close {
+                        open = false;
+                        break;
+                    }
+                    on_frame(frame.opcode, frame.payload);
+                }
+                Ok(Decoded::NeedMore { .. }) => break,
+                Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+            }
+        }
+        self.buf.drain(..used);
+        if self.buf.is_empty() {
+            self.buf = Vec::new();
+        }
+        Ok(open)
+    }
+}

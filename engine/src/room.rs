@@ -170,12 +170,12 @@ async fn run_room<P: Party>(host: Rc<RoomHost>, mailbox: LocalReceiver<RoomEvent
                 }
             }
         }
-        if let Some(p) = party.as_mut() {
-            if handle(&host, p, event).await == Health::Poisoned {
-                // A hook panicked mid-way: the instance may be inconsistent. The next
-                // event builds a fresh one with on_start.
-                party = None;
-            }
+        if let Some(p) = party.as_mut()
+            && handle(&host, p, event).await == Health::Poisoned
+        {
+            // A hook panicked mid-way: the instance may be inconsistent. The next event
+            // builds a fresh one with on_start.
+            party = None;
         }
         host.pending.set(host.pending.get() - 1);
     }

@@ -217,12 +217,12 @@ pub fn check_io_uring() -> Result<(), String> {
     // mean the call exists.
     // SAFETY: the call fails on its arguments before touching the null pointer's memory.
     let rc = unsafe { libc::syscall(libc::SYS_io_uring_setup, 0u32, std::ptr::null_mut::<u8>()) };
-    if let Ok(fd) = i32::try_from(rc) {
-        if fd >= 0 {
-            // SAFETY: a successful call returned a descriptor we own.
-            unsafe { libc::close(fd) };
-            return Ok(());
-        }
+    if let Ok(fd) = i32::try_from(rc)
+        && fd >= 0
+    {
+        // SAFETY: a successful call returned a descriptor we own.
+        unsafe { libc::close(fd) };
+        return Ok(());
     }
     match io::Error::last_os_error().raw_os_error() {
         Some(libc::ENOSYS) => {

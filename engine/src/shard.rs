@@ -95,10 +95,10 @@ impl Shard {
         let home = msg.room().home(self.count);
         if home == self.id {
             self.deliver_to_home(msg).await;
-        } else if let Some(tx) = &self.home_tx[home] {
-            if tx.send(msg).await.is_err() {
-                tracing::debug!(shard = self.id, home, "mesh channel closed (shutting down)");
-            }
+        } else if let Some(tx) = &self.home_tx[home]
+            && tx.send(msg).await.is_err()
+        {
+            tracing::debug!(shard = self.id, home, "mesh channel closed (shutting down)");
         }
     }
 

@@ -65,7 +65,7 @@ impl Client {
         let mut this = Client {
             stream,
             buf: Vec::new(),
-            mask: (seed as u32).to_le_bytes(),
+            mask: [key_bytes[0], key_bytes[1], key_bytes[2], key_bytes[3]],
         };
         loop {
             match client::check_response(&this.buf, &key) {

@@ -4,6 +4,7 @@
 use clap::{Parser, Subcommand};
 use partyline_loadtest::report::{Machine, Report};
 use partyline_loadtest::scenario::{self, EchoParams, FanoutParams, Target};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -141,11 +142,12 @@ fn main() {
         results,
     };
     let text = serde_json::to_string_pretty(&report).unwrap_or_default();
-    println!("{text}");
-    if let Some(path) = cli.json {
-        if let Err(e) = std::fs::write(&path, &text) {
-            eprintln!("cannot write {}: {e}", path.display());
-            std::process::exit(1);
-        }
+    // The report is the program's output: stdout for pipes, and the file when asked.
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+    if let Some(path) = cli.json
+        && let Err(e) = std::fs::write(&path, &text)
+    {
+        eprintln!("cannot write {}: {e}", path.display());
+        std::process::exit(1);
     }
 }

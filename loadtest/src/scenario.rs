@@ -260,8 +260,8 @@ pub fn fanout(target: &Target, params: &FanoutParams) -> serde_json::Value {
             }
             barrier.wait();
             let start = start_at.load(Ordering::SeqCst);
-            let measure_from = start + (p.warmup_s * 1e9) as u64;
-            let measure_to = measure_from + (p.duration_s * 1e9) as u64;
+            let measure_from = start + floor_u64(p.warmup_s * 1e9);
+            let measure_to = measure_from + floor_u64(p.duration_s * 1e9);
             let stop = measure_to + 1_000_000_000;
 
             let latency = Rc::new(RefCell::new(report::histogram()));
@@ -275,11 +275,13 @@ pub fn fanout(target: &Target, params: &FanoutParams) -> serde_json::Value {
                         let mut seq: u64 = 0;
                         sleep_until(start).await;
                         while now_ns() < measure_to {
-                            let due = ((now_ns() - start) as f64 / 1e9 * per_sender) as u64;
+                            let due = floor_u64((now_ns() - start) as f64 / 1e9 * per_sender);
                             if due > seq {
                                 let mut batch = (seq..due).map(|s| {
                                     let mut m = vec![0u8; p.payload.max(STAMP)];
-                                    m[..4].copy_from_slice(&(id as u32).to_le_bytes());
+                                    m[..4].copy_from_slice(
+                                        &u32::try_from(id).unwrap_or(u32::MAX).to_le_bytes(),
+                                    );
                                     m[4..12].copy_from_slice(&s.to_le_bytes());
                                     m[12..20].copy_from_slice(&now_ns().to_le_bytes());
                                     m
@@ -417,6 +419,12 @@ pub fn fanout(target: &Target, params: &FanoutParams) -> serde_json::Value {
         "deliveries_per_server_cpu_s": report::per_cpu_second(s.measured, cpu.server_cpu_s),
         "connect_failures": failures_json(&failures),
     })
+}
+
+/// `x` rounded down to an integer, 0 for negatives and NaN, saturating at `u64::MAX`.
+#[allow(clippy::cast_possible_truncation)] // Float-to-int `as` saturates; that is the intent.
+fn floor_u64(x: f64) -> u64 {
+    x.max(0.0) as u64
 }
 
 async fn sleep_until(t_ns: u64) {

@@ -10,7 +10,7 @@ use partyline_protocol::ws::{Decoded, FrameDecoder, FrameLimits, Opcode, Role, e
 use std::cell::RefCell;
 use std::future::poll_fn;
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::task::Poll;
 
@@ -43,25 +43,25 @@ pub struct Client {
 }
 
 impl Client {
-    /// Connects to `addr` and upgrades `path`; `seed` makes the key and mask.
+    /// Connects to `addr` (from source address `from`, if given) and upgrades `path`; `seed`
+    /// makes the key and mask.
     pub async fn connect(
+        from: Option<IpAddr>,
         addr: SocketAddr,
         path: &str,
         seed: u64,
     ) -> Result<Client, ConnectFailure> {
-        let mut stream = TcpStream::connect(addr)
-            .await
-            .map_err(|_| ConnectFailure::Tcp)?;
-        let _ = stream.set_nodelay(true);
+        let mut stream = crate::sys::connect_from(from, addr).map_err(|_| ConnectFailure::Tcp)?;
         let mut key_bytes = [0u8; 16];
         key_bytes[..8].copy_from_slice(&seed.to_le_bytes());
         key_bytes[8..].copy_from_slice(&(!seed).to_le_bytes());
         let key = client::key_from(key_bytes);
         let request = client::request(&addr.to_string(), path, &key);
+        // The first write also waits for the non-blocking connect: its failure is a TCP one.
         stream
             .write_all(&request)
             .await
-            .map_err(|_| ConnectFailure::Handshake)?;
+            .map_err(|_| ConnectFailure::Tcp)?;
         let mut this = Client {
             stream,
             buf: Vec::new(),
@@ -122,15 +122,33 @@ impl Client {
         self.stream.write_all(&out).await
     }
 
-    /// Waits for bytes, then hands every whole frame to `on_frame`. `Ok(false)` when the
-    /// server closed (a close frame or end of stream).
+    /// Hands every whole frame to `on_frame`, first those already buffered (a frame can
+    /// arrive with the 101), else after waiting for bytes. `Ok(false)` when the server
+    /// closed (a close frame or end of stream).
     pub async fn read_frames(
         &mut self,
         on_frame: &mut dyn FnMut(Opcode, &[u8]),
     ) -> io::Result<bool> {
-        if self.fill().await? == 0 {
-            return Ok(false);
+        loop {
+            let (handed, open) = self.decode_buffered(on_frame)?;
+            if !open {
+                return Ok(false);
+            }
+            if handed > 0 {
+                return Ok(true);
+            }
+            if self.fill().await? == 0 {
+                return Ok(false);
+            }
         }
+    }
+
+    /// Decodes the whole frames buffered; returns how many were handed out and whether the
+    /// connection is still open.
+    fn decode_buffered(
+        &mut self,
+        on_frame: &mut dyn FnMut(Opcode, &[u8]),
+    ) -> io::Result<(usize, bool)> {
         let decoder = FrameDecoder::new(
             Role::Client,
             FrameLimits {
@@ -138,6 +156,7 @@ impl Client {
             },
         );
         let mut used = 0;
+        let mut handed = 0;
         let mut open = true;
         while used < self.buf.len() {
             match decoder.decode(&mut self.buf[used..]) {
@@ -147,6 +166,7 @@ impl Client {
                         open = false;
                         break;
                     }
+                    handed += 1;
                     on_frame(frame.opcode, frame.payload);
                 }
                 Ok(Decoded::NeedMore { .. }) => break,
@@ -157,6 +177,6 @@ impl Client {
         if self.buf.is_empty() {
             self.buf = Vec::new();
         }
-        Ok(open)
+        Ok((handed, open))
     }
 }

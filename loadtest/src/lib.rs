@@ -8,13 +8,19 @@
 
 pub mod client;
 pub mod report;
+pub mod runner;
 pub mod scenario;
 pub mod sys;
 
-/// Nanoseconds since the process-wide start instant: the clock every worker stamps
-/// messages with, so send and receive times compare across threads.
+/// Nanoseconds on the machine's monotonic clock (CLOCK_MONOTONIC): the clock every worker
+/// stamps messages with. It is the same in every process of the machine, so a message sent
+/// by one worker process and received by another gets a meaningful latency.
 pub fn now_ns() -> u64 {
-    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
-    let start = START.get_or_init(std::time::Instant::now);
-    u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX)
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }

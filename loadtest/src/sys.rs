@@ -1,5 +1,6 @@
 //! What the load tester reads from the operating system: CPU seconds of this process and of
-//! the server (from /proc, given its pid), and the server's resident memory.
+//! the server (from /proc, given its pid), and the server's resident memory; and sockets
+//! connected from a chosen source address.
 
 /// User + system CPU seconds of process `pid` (`None` if /proc cannot tell).
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
@@ -29,4 +30,47 @@ fn clock_ticks() -> f64 {
 /// This process's pid.
 pub fn self_pid() -> u32 {
     std::process::id()
+}
+
+/// Opens a TCP connection to `to`, from `from` when given. The source port is left to the
+/// kernel at connect time (`IP_BIND_ADDRESS_NO_PORT`), so each source address offers its
+/// own ~28k ports per destination instead of one port space shared by all bindings, and
+/// binding stays fast. The connect is non-blocking: the first write waits for it.
+pub fn connect_from(
+    from: Option<std::net::IpAddr>,
+    to: std::net::SocketAddr,
+) -> std::io::Result<glommio::net::TcpStream> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(to),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    if let Some(ip) = from {
+        let one: libc::c_int = 1;
+        // SAFETY: setsockopt reads an int we own; the option is Linux's
+        // IP_BIND_ADDRESS_NO_PORT (24) at level IPPROTO_IP.
+        let rc = unsafe {
+            libc::setsockopt(
+                std::os::fd::AsRawFd::as_raw_fd(&socket),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                (&one as *const libc::c_int).cast(),
+                libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>()).unwrap_or(4),
+            )
+        };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        socket.bind(&std::net::SocketAddr::new(ip, 0).into())?;
+    }
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    match socket.connect(&to.into()) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    // SAFETY: the descriptor comes from into_raw_fd: an open TCP socket owned by no one else.
+    Ok(unsafe { glommio::net::TcpStream::from_raw_fd(socket.into_raw_fd()) })
 }

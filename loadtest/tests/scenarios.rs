@@ -1,9 +1,11 @@
 //! Each scenario, briefly and with few connections, against a real partyline server on an
 //! ephemeral loopback port: the numbers must add up (nothing lost or reordered, every
-//! round trip timed).
+//! round trip timed, every connection counted). One run goes through the binary with two
+//! worker processes and two source addresses.
 
 use partyline::{Config, Server};
-use partyline_loadtest::scenario::{self, EchoParams, FanoutParams, Target};
+use partyline_loadtest::runner::{self, Scenario};
+use partyline_loadtest::scenario::{Target, connect, echo, fanout, idle};
 
 fn server() -> partyline::RunningServer {
     let config = Config {
@@ -22,50 +24,186 @@ fn target(server: &partyline::RunningServer) -> Target {
     Target {
         addr: server.local_addr(),
         workers: 2,
+        processes: 1,
         server_pid: Some(std::process::id()),
         connect_concurrency: 16,
+        source_addrs: Vec::new(),
     }
+}
+
+fn run(server: &partyline::RunningServer, scenario: Scenario) -> serde_json::Value {
+    runner::run(&scenario, &target(server), &[]).expect("scenario runs")
+}
+
+#[test]
+fn connect_counts_connections_and_first_messages() {
+    let srv = server();
+    let r = run(
+        &srv,
+        Scenario::Connect(connect::Params {
+            connections: 50,
+            rooms: 3,
+            party: "main".into(),
+            room_prefix: "c".into(),
+            ramp_per_s: 0.0,
+            first_message: true,
+            hold_s: 0.1,
+        }),
+    );
+    assert_eq!(r["connected"], 50, "{r}");
+    assert_eq!(r["upgrade"]["count"], 50, "{r}");
+    assert_eq!(r["first_message"]["count"], 50, "{r}");
+    assert_eq!(r["connect_failures"], serde_json::json!({}), "{r}");
+    assert!(r["connections_per_s"].as_f64().unwrap() > 0.0, "{r}");
+    srv.shutdown().unwrap();
 }
 
 #[test]
 fn echo_times_every_round_trip() {
     let srv = server();
-    let params = EchoParams {
-        clients: 4,
-        round_trips: 50,
-        payload: 100,
-        party: "echo".into(),
-        room: "t".into(),
-    };
-    let r = scenario::echo(&target(&srv), &params);
+    let r = run(
+        &srv,
+        Scenario::Echo(echo::Params {
+            clients: 4,
+            round_trips: 50,
+            payload: 100,
+            party: "echo".into(),
+            room: "t".into(),
+        }),
+    );
     assert_eq!(r["round_trips"], 200, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     assert!(r["rtt"]["p50_us"].as_u64().unwrap() > 0, "{r}");
     srv.shutdown().unwrap();
 }
 
-#[test]
-fn fanout_delivers_everything_in_order() {
-    let srv = server();
-    let params = FanoutParams {
-        receivers: 20,
-        senders: 2,
-        rate: 400,
-        warmup_s: 0.2,
-        duration_s: 0.5,
-        payload: 64,
-        party: "relay".into(),
-        room: "t".into(),
-    };
-    let r = scenario::fanout(&target(&srv), &params);
-    let sent = r["messages_sent"].as_u64().unwrap();
-    assert!(sent >= 200, "{r}");
-    // Relay skips the sender: each message reaches the 20 receivers and the other sender.
-    assert_eq!(r["expected_deliveries"].as_u64().unwrap(), sent * 20, "{r}");
-    assert!(r["deliveries"].as_u64().unwrap() >= sent * 20, "{r}");
+fn assert_complete(r: &serde_json::Value) {
+    assert!(r["messages_sent"].as_u64().unwrap() > 0, "{r}");
+    assert!(r["expected_deliveries"].as_u64().unwrap() > 0, "{r}");
+    assert_eq!(r["deliveries"], r["expected_deliveries"], "{r}");
     assert_eq!(r["undelivered_at_stop"], 0, "{r}");
     assert_eq!(r["reordered"], 0, "{r}");
     assert_eq!(r["closed_by_server"], 0, "{r}");
+}
+
+#[test]
+fn fanout_delivers_everything_in_order() {
+    let srv = server();
+    let r = run(
+        &srv,
+        Scenario::Fanout(fanout::FanoutParams {
+            receivers: 20,
+            senders: 2,
+            rate: 400.0,
+            warmup_s: 0.2,
+            duration_s: 0.5,
+            payload: 64,
+            party: "relay".into(),
+            room: "t".into(),
+        }),
+    );
+    assert_complete(&r);
+    // Each message reaches the 20 receivers (senders do not count).
+    assert_eq!(
+        r["expected_deliveries"].as_u64(),
+        r["messages_sent"].as_u64().map(|s| s * 20),
+        "{r}"
+    );
     assert!(r["cpu"]["server_cpu_s"].as_f64().is_some(), "{r}");
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn rooms_chat_without_loss() {
+    let srv = server();
+    let r = run(
+        &srv,
+        Scenario::Rooms(fanout::RoomsParams {
+            rooms: 10,
+            clients_per_room: 3,
+            rate_per_client: 20.0,
+            warmup_s: 0.2,
+            duration_s: 0.5,
+            payload: 32,
+            party: "relay".into(),
+            room_prefix: "small".into(),
+            ramp_per_s: 0.0,
+        }),
+    );
+    assert_complete(&r);
+    // Each message reaches the 2 other members of its room.
+    assert_eq!(
+        r["expected_deliveries"].as_u64(),
+        r["messages_sent"].as_u64().map(|s| s * 2),
+        "{r}"
+    );
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn idle_connections_are_held_and_memory_is_read() {
+    let srv = server();
+    let r = run(
+        &srv,
+        Scenario::Idle(idle::Params {
+            connections: 100,
+            rooms: 2,
+            party: "relay".into(),
+            room_prefix: "idle".into(),
+            hold_s: 0.5,
+            ramp_per_s: 0.0,
+            server_rss_before: partyline_loadtest::sys::rss_bytes(std::process::id()),
+        }),
+    );
+    assert_eq!(r["connected"], 100, "{r}");
+    assert_eq!(r["closed_during_hold"], 0, "{r}");
+    assert!(r["server_rss_held"].as_u64().is_some(), "{r}");
+    assert!(r["server_bytes_per_connection"].as_f64().is_some(), "{r}");
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn binary_spreads_over_processes_and_source_addresses() {
+    let srv = server();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_partyline-loadtest"))
+        .args([
+            "--target",
+            &srv.local_addr().to_string(),
+            "--processes",
+            "2",
+            "--workers",
+            "1",
+        ])
+        .args([
+            "--source-addrs",
+            "127.0.0.2-127.0.0.3",
+            "--connect-concurrency",
+            "8",
+        ])
+        .args([
+            "fanout",
+            "--receivers",
+            "10",
+            "--senders",
+            "1",
+            "--rate",
+            "200",
+            "--warmup-s",
+            "0.2",
+            "--duration-s",
+            "0.5",
+        ])
+        .output()
+        .expect("loadtest binary runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
+    assert_eq!(report["scenario"], "fanout");
+    assert_eq!(report["params"]["target"]["processes"], 2);
+    assert!(report["machine"]["cpus"].as_u64().unwrap() >= 1);
+    assert_complete(&report["results"]);
     srv.shutdown().unwrap();
 }

@@ -1,0 +1,108 @@
+//! `connect`: open connections into one room (or spread over rooms) as fast as allowed,
+//! optionally paced, and hold them: connections per second, time to the 101 and to the
+//! first message (the `main` party sends its history on connect), failures by kind.
+
+use super::{
+    Coordinator, Failures, Hist, Part, Target, add_failures, connect_all, indices, merged,
+    run_workers, sleep_until,
+};
+use crate::report::{self, Latency};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Params {
+    pub connections: usize,
+    pub rooms: usize,
+    pub party: String,
+    pub room_prefix: String,
+    /// Connections started per second, all workers together (0: as fast as allowed).
+    pub ramp_per_s: f64,
+    /// Wait for each connection's first message (needs a party that sends on connect).
+    pub first_message: bool,
+    /// Seconds to keep the connections open after all are in.
+    pub hold_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Partial {
+    upgrade: Hist,
+    first_message: Hist,
+    connected: u64,
+    failures: Failures,
+    first_attempt_ns: u64,
+    last_connected_ns: u64,
+}
+
+pub fn run(
+    target: &Target,
+    params: &Params,
+    part: Part,
+    coordinator: &Coordinator,
+) -> Vec<Partial> {
+    let (t, p, c) = (target.clone(), params.clone(), coordinator.clone());
+    run_workers(target.workers, move |w| {
+        let (t, p, c) = (t.clone(), p.clone(), c.clone());
+        async move {
+            let mine = indices(p.connections, part, t.workers, w);
+            let path_of = |i: usize| {
+                format!(
+                    "/parties/{}/{}-{}",
+                    p.party,
+                    p.room_prefix,
+                    i % p.rooms.max(1)
+                )
+            };
+            let ramp = p.ramp_per_s / (t.workers * part.count) as f64;
+            let (conns, failures) = connect_all(&t, &mine, &path_of, ramp, p.first_message).await;
+            let mut upgrade = report::histogram();
+            let mut first_message = report::histogram();
+            let mut first_attempt_ns = u64::MAX;
+            let mut last_connected_ns = 0;
+            let mut clients = Vec::new();
+            for conn in conns {
+                first_attempt_ns = first_attempt_ns.min(conn.started_ns);
+                if let Some(client) = conn.client {
+                    let _ = upgrade.record(conn.upgrade_us);
+                    if let Some(us) = conn.first_message_us {
+                        let _ = first_message.record(us);
+                    }
+                    last_connected_ns =
+                        last_connected_ns.max(conn.started_ns + conn.upgrade_us * 1000);
+                    clients.push(client);
+                }
+            }
+            let start = c.ready();
+            sleep_until(start + super::floor_u64(p.hold_s * 1e9)).await;
+            drop(clients);
+            Partial {
+                upgrade: Hist::of(&upgrade),
+                first_message: Hist::of(&first_message),
+                connected: upgrade.len(),
+                failures,
+                first_attempt_ns,
+                last_connected_ns,
+            }
+        }
+    })
+}
+
+pub fn finish(parts: &[Partial]) -> serde_json::Value {
+    let upgrade = merged(parts.iter().map(|p| &p.upgrade));
+    let first = merged(parts.iter().map(|p| &p.first_message));
+    let mut failures = Failures::new();
+    for p in parts {
+        add_failures(&mut failures, &p.failures);
+    }
+    let connected: u64 = parts.iter().map(|p| p.connected).sum();
+    let from = parts.iter().map(|p| p.first_attempt_ns).min().unwrap_or(0);
+    let to = parts.iter().map(|p| p.last_connected_ns).max().unwrap_or(0);
+    let elapsed_s = to.saturating_sub(from) as f64 / 1e9;
+    serde_json::json!({
+        "connected": connected,
+        "connect_failures": failures,
+        "elapsed_s": elapsed_s,
+        "connections_per_s": if elapsed_s > 0.0 { connected as f64 / elapsed_s } else { 0.0 },
+        "upgrade": Latency::of(&upgrade),
+        "first_message": if first.is_empty() { serde_json::Value::Null } else { serde_json::to_value(Latency::of(&first)).unwrap_or_default() },
+    })
+}

@@ -1,0 +1,108 @@
+//! `idle`: hold connections open doing nothing, and read the server's resident memory
+//! before (given in the parameters, measured before any connection) and while they are
+//! held: bytes per idle connection.
+
+use super::{
+    Coordinator, Failures, Part, Target, add_failures, connect_all, floor_u64, indices,
+    run_workers, sleep_until,
+};
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use std::rc::Rc;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Params {
+    pub connections: usize,
+    pub rooms: usize,
+    pub party: String,
+    pub room_prefix: String,
+    pub hold_s: f64,
+    pub ramp_per_s: f64,
+    /// The server's RSS before the run (set by the runner, from /proc).
+    pub server_rss_before: Option<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Partial {
+    connected: u64,
+    closed_during_hold: u64,
+    failures: Failures,
+    server_rss_held: Option<u64>,
+}
+
+pub fn run(
+    target: &Target,
+    params: &Params,
+    part: Part,
+    coordinator: &Coordinator,
+) -> Vec<Partial> {
+    let (t, p, c) = (target.clone(), params.clone(), coordinator.clone());
+    run_workers(target.workers, move |w| {
+        let (t, p, c) = (t.clone(), p.clone(), c.clone());
+        async move {
+            let mine = indices(p.connections, part, t.workers, w);
+            let path_of = |i: usize| {
+                format!(
+                    "/parties/{}/{}-{}",
+                    p.party,
+                    p.room_prefix,
+                    i % p.rooms.max(1)
+                )
+            };
+            let ramp = p.ramp_per_s / (t.workers * part.count) as f64;
+            let (conns, failures) = connect_all(&t, &mine, &path_of, ramp, false).await;
+            let start = c.ready();
+            let closed = Rc::new(Cell::new(0u64));
+            let mut connected = 0;
+            for conn in conns {
+                let Some(mut client) = conn.client else {
+                    continue;
+                };
+                connected += 1;
+                let closed = closed.clone();
+                glommio::spawn_local(async move {
+                    let mut ignore = |_: partyline_protocol::ws::Opcode, _: &[u8]| {};
+                    while let Ok(true) = client.read_frames(&mut ignore).await {}
+                    closed.set(closed.get() + 1);
+                })
+                .detach();
+            }
+            let end = start + floor_u64(p.hold_s * 1e9);
+            // Sample the server's memory once everything has settled, mid-hold.
+            let server_rss_held = if w == 0 && part.index == 0 {
+                sleep_until(start + (end - start) / 2).await;
+                t.server_pid.and_then(crate::sys::rss_bytes)
+            } else {
+                None
+            };
+            sleep_until(end).await;
+            Partial {
+                connected,
+                closed_during_hold: closed.get(),
+                failures,
+                server_rss_held,
+            }
+        }
+    })
+}
+
+pub fn finish(parts: &[Partial], params: &Params) -> serde_json::Value {
+    let mut failures = Failures::new();
+    for p in parts {
+        add_failures(&mut failures, &p.failures);
+    }
+    let connected: u64 = parts.iter().map(|p| p.connected).sum();
+    let held = parts.iter().find_map(|p| p.server_rss_held);
+    let per_connection = held
+        .zip(params.server_rss_before)
+        .filter(|_| connected > 0)
+        .map(|(h, b)| (h as f64 - b as f64) / connected as f64);
+    serde_json::json!({
+        "connected": connected,
+        "closed_during_hold": parts.iter().map(|p| p.closed_during_hold).sum::<u64>(),
+        "connect_failures": failures,
+        "server_rss_before": params.server_rss_before,
+        "server_rss_held": held,
+        "server_bytes_per_connection": per_connection,
+    })
+}

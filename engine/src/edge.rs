@@ -27,6 +27,7 @@ use std::cell::{Cell, RefCell};
 use std::future::{Future, poll_fn};
 use std::io;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
@@ -172,9 +173,27 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
         shard.now_s(),
     ));
     shard.conns.borrow_mut().insert(conn.cref.seq, conn.clone());
-    serve_http(&shard, &conn, &mut stream).await;
+    // Each phase is its own boxed future, freed when the phase ends: an open WebSocket
+    // carries only the state of its read loop, not that of HTTP parsing.
+    let http: PhaseFuture<'_, Option<Upgrade>> = Box::pin(serve_http(&shard, &mut stream));
+    if let Some(upgrade) = http.await {
+        websocket(&shard, &conn, &mut stream, upgrade).await;
+    }
     shard.leave_members(&conn);
     shard.conns.borrow_mut().remove(&conn.cref.seq);
+}
+
+/// A phase of a socket's life, boxed so its state is freed when it ends.
+type PhaseFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// What the HTTP phase hands to the WebSocket phase.
+struct Upgrade {
+    head: RequestHead,
+    entry: PartyEntry,
+    room: RoomKey,
+    connection_id: Option<String>,
+    /// Bytes after the head: the first frames, if the client did not wait for the 101.
+    leftover: Vec<u8>,
 }
 
 /// Runs `fut` until `deadline`; `None` if the deadline came first.
@@ -274,7 +293,7 @@ async fn write_response(
 }
 
 /// The HTTP phase: requests in a keep-alive loop, until one upgrades or the socket ends.
-async fn serve_http(shard: &Rc<Shard>, conn: &Rc<EdgeConn>, stream: &mut TcpStream) {
+async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> Option<Upgrade> {
     let limits = *shard.limits();
     let http_limits = HttpLimits {
         head_size_max: limits.http_head_size_max,
@@ -296,11 +315,11 @@ async fn serve_http(shard: &Rc<Shard>, conn: &Rc<EdgeConn>, stream: &mut TcpStre
         let head =
             match with_deadline(deadline, read_head(shard, stream, &mut buf, &mut parser)).await {
                 Some(Ok(head)) => head,
-                Some(Err(HeadError::Closed)) => return,
+                Some(Err(HeadError::Closed)) => return None,
                 Some(Err(HeadError::Http(e))) => {
                     tracing::debug!(shard = shard.id, error = %e, "bad request");
                     let _ = write_response(stream, &Response::from_error(&e), false, false).await;
-                    return;
+                    return None;
                 }
                 None => {
                     if !buf.is_empty() {
@@ -312,7 +331,7 @@ async fn serve_http(shard: &Rc<Shard>, conn: &Rc<EdgeConn>, stream: &mut TcpStre
                         )
                         .await;
                     }
-                    return;
+                    return None;
                 }
             };
         first = false;
@@ -328,13 +347,24 @@ async fn serve_http(shard: &Rc<Shard>, conn: &Rc<EdgeConn>, stream: &mut TcpStre
         if head.is_websocket_upgrade() {
             match (&routed, party) {
                 (Ok(Some(route)), Some((entry, _))) => {
-                    let route = *route;
-                    return websocket(shard, conn, stream, &head, route, entry, buf).await;
+                    let room = RoomKey {
+                        party: route.party.into(),
+                        room: route.room.into(),
+                    };
+                    let connection_id = route.connection_id().map(|id| id.into_owned());
+                    let entry = *entry;
+                    return Some(Upgrade {
+                        head,
+                        entry,
+                        room,
+                        connection_id,
+                        leftover: buf,
+                    });
                 }
                 _ => {
                     let response = refusal(&routed, &head);
                     let _ = write_response(stream, &response, false, false).await;
-                    return;
+                    return None;
                 }
             }
         }
@@ -347,7 +377,7 @@ async fn serve_http(shard: &Rc<Shard>, conn: &Rc<EdgeConn>, stream: &mut TcpStre
                 .await
                 .is_err()
         {
-            return;
+            return None;
         }
         let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
         let body = match with_deadline(
@@ -365,9 +395,9 @@ async fn serve_http(shard: &Rc<Shard>, conn: &Rc<EdgeConn>, stream: &mut TcpStre
             Some(Ok(body)) => body,
             Some(Err(Some(e))) => {
                 let _ = write_response(stream, &Response::from_error(&e), false, false).await;
-                return;
+                return None;
             }
-            Some(Err(None)) => return,
+            Some(Err(None)) => return None,
             None => {
                 let _ = write_response(
                     stream,
@@ -376,7 +406,7 @@ async fn serve_http(shard: &Rc<Shard>, conn: &Rc<EdgeConn>, stream: &mut TcpStre
                     false,
                 )
                 .await;
-                return;
+                return None;
             }
         };
         let response = match party {
@@ -394,7 +424,7 @@ async fn serve_http(shard: &Rc<Shard>, conn: &Rc<EdgeConn>, stream: &mut TcpStre
             .is_err()
             || !keep_alive
         {
-            return;
+            return None;
         }
     }
 }
@@ -479,38 +509,67 @@ async fn fetch(shard: &Shard, request: Request) -> Response {
     }
 }
 
-/// The upgrade: gate, connect to the room (whose `on_connect` runs before the 101 is
-/// written), then the WebSocket loop.
+/// The WebSocket phase: negotiate (gate, connect to the room, whose `on_connect` runs
+/// before the 101 is written), then the read loop, then the close. Negotiation and close
+/// run as boxed futures of their own, so the long-lived state is the read loop's alone.
 async fn websocket(
     shard: &Rc<Shard>,
     conn: &Rc<EdgeConn>,
     stream: &mut TcpStream,
-    head: &RequestHead,
-    route: Route<'_>,
-    entry: &PartyEntry,
-    leftover: Vec<u8>,
+    upgrade: Upgrade,
 ) {
-    let accept = match handshake::accept(head, &handshake::HandshakeConfig::default()) {
+    let negotiate: PhaseFuture<'_, Option<(RoomKey, Vec<u8>)>> =
+        Box::pin(negotiate(shard, conn, stream, upgrade));
+    let Some((room, leftover)) = negotiate.await else {
+        return;
+    };
+    let (code, reason) = ws_loop(shard, conn, stream, &room, leftover).await;
+    let close: PhaseFuture<'_, ()> = Box::pin(async move {
+        conn.phase.set(Phase::Closing);
+        shard.leave_members(conn);
+        shard
+            .to_home(ToHome::Close {
+                room,
+                conn: conn.cref,
+                code,
+                reason,
+            })
+            .await;
+        linger(shard, conn, stream).await;
+    });
+    close.await;
+}
+
+/// Handshake, gate and connect. `Some` when the socket is open in its room.
+async fn negotiate(
+    shard: &Rc<Shard>,
+    conn: &Rc<EdgeConn>,
+    stream: &mut TcpStream,
+    upgrade: Upgrade,
+) -> Option<(RoomKey, Vec<u8>)> {
+    let Upgrade {
+        head,
+        entry,
+        room,
+        connection_id,
+        leftover,
+    } = upgrade;
+    let accept = match handshake::accept(&head, &handshake::HandshakeConfig::default()) {
         Ok(a) => a,
         Err(e) => {
             let _ = write_response(stream, &e.response(), false, false).await;
-            return;
+            return None;
         }
     };
-    let request = match gate(entry.before_connect, request_of(head, Bytes::new())).await {
+    let request = match gate(entry.before_connect, request_of(&head, Bytes::new())).await {
         Ok(r) => r,
         Err(response) => {
             let _ = write_response(stream, &response, false, false).await;
-            return;
+            return None;
         }
     };
-    let id = route
-        .connection_id()
-        .map_or_else(|| uuid::Uuid::new_v4().to_string(), |id| id.into_owned());
-    let room = RoomKey {
-        party: route.party.into(),
-        room: route.room.into(),
-    };
+    drop(head);
+    let id = connection_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     conn.phase.set(Phase::Connecting);
     shard
         .to_home(ToHome::Connect(Box::new(ConnectRequest {
@@ -537,6 +596,7 @@ async fn websocket(
         ConnectOutcome::Refused(response) => {
             conn.out.borrow_mut().clear();
             let _ = write_response(stream, &response, false, false).await;
+            None
         }
         ConnectOutcome::Failed { reason } => {
             {
@@ -546,23 +606,13 @@ async fn websocket(
             }
             conn.phase.set(Phase::Closing);
             linger(shard, conn, stream).await;
+            None
         }
         ConnectOutcome::Accepted => {
             conn.out.borrow_mut().push_front(upgrade);
             conn.phase.set(Phase::Open);
             conn.last_rx_s.set(shard.now_s());
-            let (code, reason) = ws_loop(shard, conn, stream, &room, leftover).await;
-            conn.phase.set(Phase::Closing);
-            shard.leave_members(conn);
-            shard
-                .to_home(ToHome::Close {
-                    room,
-                    conn: conn.cref,
-                    code,
-                    reason,
-                })
-                .await;
-            linger(shard, conn, stream).await;
+            Some((room, leftover))
         }
     }
 }

@@ -90,6 +90,23 @@ impl RoomHost {
         }
     }
 
+    /// Queues an event if the mailbox has space; gives it back if it is full.
+    pub fn try_enqueue(&self, event: RoomEvent) -> Result<(), RoomEvent> {
+        let Some(tx) = self.mailbox.borrow().clone() else {
+            return Ok(());
+        };
+        match tx.try_send(event) {
+            Ok(()) => {
+                self.pending.set(self.pending.get() + 1);
+                Ok(())
+            }
+            Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(event))) => {
+                Err(event)
+            }
+            Err(_) => Ok(()), // closed: the room is being unloaded
+        }
+    }
+
     /// No connections and nothing queued or running: safe to unload.
     pub fn is_idle(&self) -> bool {
         self.pending.get() == 0 && self.registry.borrow().by_ref.is_empty()

@@ -91,29 +91,75 @@ impl Shard {
 
     /// Sends an event to its room's home shard: a direct hand-off when that is this shard,
     /// else over the mesh. Waits when the room's mailbox or the channel is full.
+    ///
+    /// Handing over without waiting is the common case and is done in place; only when a
+    /// mailbox or channel is full does a (boxed) future wait for room. That keeps the
+    /// future of every socket's task small: it is what an idle connection costs.
     pub async fn to_home(self: &Rc<Self>, msg: ToHome) {
-        let home = msg.room().home(self.count);
-        if home == self.id {
-            self.deliver_to_home(msg).await;
-        } else if let Some(tx) = &self.home_tx[home]
-            && tx.send(msg).await.is_err()
-        {
-            tracing::debug!(shard = self.id, home, "mesh channel closed (shutting down)");
+        if let Err(pending) = self.try_to_home(msg) {
+            let wait: std::pin::Pin<Box<dyn std::future::Future<Output = ()>>> =
+                Box::pin(self.clone().to_home_waiting(pending));
+            wait.await;
         }
     }
 
-    /// Handles an event on its home shard: finds or creates the room and queues the event.
+    /// Hands `msg` over if that needs no waiting; gives it back otherwise.
+    fn try_to_home(self: &Rc<Self>, msg: ToHome) -> Result<(), Pending> {
+        let home = msg.room().home(self.count);
+        if home == self.id {
+            return self
+                .try_deliver_to_home(msg)
+                .map_err(|(host, event)| Pending::Mailbox(host, event));
+        }
+        let Some(tx) = &self.home_tx[home] else {
+            return Ok(());
+        };
+        match tx.try_send(msg) {
+            Ok(()) => Ok(()),
+            Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
+                Err(Pending::Channel(home, msg))
+            }
+            Err(_) => Ok(()), // closed: shutting down
+        }
+    }
+
+    async fn to_home_waiting(self: Rc<Self>, pending: Pending) {
+        match pending {
+            Pending::Mailbox(host, event) => host.enqueue(event).await,
+            Pending::Channel(home, msg) => {
+                if let Some(tx) = &self.home_tx[home]
+                    && tx.send(msg).await.is_err()
+                {
+                    tracing::debug!(shard = self.id, home, "mesh channel closed (shutting down)");
+                }
+            }
+        }
+    }
+
+    /// Handles an event on its home shard (from the mesh): finds or creates the room and
+    /// queues the event, waiting while the room's mailbox is full.
     pub async fn deliver_to_home(self: &Rc<Self>, msg: ToHome) {
+        if let Err((host, event)) = self.try_deliver_to_home(msg) {
+            host.enqueue(event).await;
+        }
+    }
+
+    /// Finds or creates the room and queues the event if its mailbox has space; otherwise
+    /// gives back the room and the event for the caller to wait with.
+    fn try_deliver_to_home(self: &Rc<Self>, msg: ToHome) -> Result<(), (Rc<RoomHost>, RoomEvent)> {
         let existing = self.rooms.borrow().get(msg.room()).cloned();
         let host = match existing {
             Some(host) => host,
             None => match msg {
                 ToHome::Connect(_) | ToHome::Request(_) => match self.create_room(msg.room()) {
                     Ok(host) => host,
-                    Err(refusal) => return self.refuse(msg, refusal),
+                    Err(refusal) => {
+                        self.refuse(msg, refusal);
+                        return Ok(());
+                    }
                 },
                 // The room is gone: the connection closed with it. Nothing to do.
-                ToHome::Message { .. } | ToHome::Close { .. } => return,
+                ToHome::Message { .. } | ToHome::Close { .. } => return Ok(()),
             },
         };
         let event = match msg {
@@ -124,7 +170,7 @@ impl Shard {
             } => RoomEvent::Close { conn, code, reason },
             ToHome::Request(r) => RoomEvent::Request(r),
         };
-        host.enqueue(event).await;
+        host.try_enqueue(event).map_err(|event| (host, event))
     }
 
     fn refuse(&self, msg: ToHome, response: Response) {
@@ -303,6 +349,14 @@ impl Shard {
             }
         }
     }
+}
+
+/// An event that could not be handed to its home without waiting.
+enum Pending {
+    /// A room on this shard with a full mailbox.
+    Mailbox(Rc<RoomHost>, RoomEvent),
+    /// A full channel to home shard `.0`.
+    Channel(usize, ToHome),
 }
 
 /// Deliveries to one peer that found its channel full.

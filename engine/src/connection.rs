@@ -19,7 +19,8 @@ struct Inner {
     cref: ConnRef,
     id: String,
     uri: String,
-    tags: RefCell<Rc<[String]>>,
+    /// Tags beyond the id (most connections have none: no allocation).
+    extra_tags: RefCell<Box<[String]>>,
     state: RefCell<Option<Bytes>>,
     open: Cell<bool>,
 }
@@ -38,7 +39,7 @@ impl Connection {
         Connection(Rc::new(Inner {
             shard,
             cref,
-            tags: RefCell::new(Rc::from(vec![id.clone()])),
+            extra_tags: RefCell::new(Box::default()),
             id,
             uri,
             state: RefCell::new(None),
@@ -57,17 +58,14 @@ impl Connection {
 
     /// Sets the tags (the id is put first), enforcing PartyKit's rules.
     pub(crate) fn set_tags(&self, extra: Vec<String>) -> std::result::Result<(), String> {
-        let mut tags = Vec::with_capacity(extra.len() + 1);
-        tags.push(self.0.id.clone());
-        tags.extend(extra);
-        if tags.len() > limits::CONNECTION_TAG_COUNT_MAX {
+        let count = extra.len() + 1;
+        if count > limits::CONNECTION_TAG_COUNT_MAX {
             return Err(format!(
-                "a connection can have at most {} tags, its id included; got {}",
-                limits::CONNECTION_TAG_COUNT_MAX,
-                tags.len()
+                "a connection can have at most {} tags, its id included; got {count}",
+                limits::CONNECTION_TAG_COUNT_MAX
             ));
         }
-        for tag in &tags {
+        for tag in std::iter::once(&self.0.id).chain(&extra) {
             let chars = tag.chars().count();
             if chars == 0 || chars > limits::CONNECTION_TAG_CHARS_MAX {
                 return Err(format!(
@@ -76,7 +74,7 @@ impl Connection {
                 ));
             }
         }
-        *self.0.tags.borrow_mut() = Rc::from(tags);
+        *self.0.extra_tags.borrow_mut() = extra.into_boxed_slice();
         Ok(())
     }
 
@@ -91,8 +89,15 @@ impl Connection {
     }
 
     /// Tags fixed at accept time; the id is the first.
-    pub fn tags(&self) -> Rc<[String]> {
-        self.0.tags.borrow().clone()
+    pub fn tags(&self) -> Vec<String> {
+        std::iter::once(self.0.id.clone())
+            .chain(self.0.extra_tags.borrow().iter().cloned())
+            .collect()
+    }
+
+    /// Whether `tag` is one of the connection's tags (its id included).
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.0.id == tag || self.0.extra_tags.borrow().iter().any(|t| t == tag)
     }
 
     /// Whether the connection is still open.

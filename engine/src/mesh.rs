@@ -107,7 +107,7 @@ pub(crate) enum ConnectOutcome {
     /// Write the 101, then close with 1011 and this reason (`on_connect` or tags failed).
     Failed { reason: String },
     /// Answer this instead of upgrading (room full: 503).
-    Refused(Response),
+    Refused(Box<Response>),
 }
 
 /// Home to edge.

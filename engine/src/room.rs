@@ -246,7 +246,7 @@ async fn handle<P: Party>(host: &Rc<RoomHost>, party: &mut P, event: RoomEvent) 
             } = *req;
             if host.registry.borrow().by_ref.len() >= host.shard.limits().connections_per_room_max {
                 let response = Response::text(503, "room is full; try again later\n");
-                host.reply_connect(cref, ConnectOutcome::Refused(response));
+                host.reply_connect(cref, ConnectOutcome::Refused(Box::new(response)));
                 return Health::Fine;
             }
             let uri = connection_uri(&request);
@@ -481,7 +481,7 @@ impl Room {
             .borrow()
             .by_ref
             .values()
-            .filter(|c| c.is_open() && tag.is_none_or(|t| c.tags().iter().any(|ct| ct == t)))
+            .filter(|c| c.is_open() && tag.is_none_or(|t| c.has_tag(t)))
             .cloned()
             .collect()
     }

@@ -180,7 +180,7 @@ impl Shard {
                 ToEdge::Connected {
                     conn: c.conn,
                     room_uid: 0,
-                    outcome: ConnectOutcome::Refused(response),
+                    outcome: ConnectOutcome::Refused(Box::new(response)),
                 },
             ),
             ToHome::Request(r) => self.to_edge(

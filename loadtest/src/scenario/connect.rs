@@ -3,8 +3,8 @@
 //! first message (the `main` party sends its history on connect), failures by kind.
 
 use super::{
-    Coordinator, Failures, Hist, Part, Target, add_failures, connect_all, indices, merged,
-    run_workers, sleep_until,
+    Coordinator, CpuSampler, Failures, Hist, Part, Target, add_failures, connect_all, indices,
+    merged, run_workers, sleep_until,
 };
 use crate::report::{self, Latency};
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,8 @@ pub struct Partial {
     failures: Failures,
     first_attempt_ns: u64,
     last_connected_ns: u64,
+    /// Server CPU seconds while connecting (sampled by the first worker of the first part).
+    server_cpu_s: Option<f64>,
 }
 
 pub fn run(
@@ -53,6 +55,7 @@ pub fn run(
                 )
             };
             let ramp = p.ramp_per_s / (t.workers * part.count) as f64;
+            let sampler = (w == 0 && part.index == 0).then(|| CpuSampler::start(t.server_pid));
             let (conns, failures) = connect_all(&t, &mine, &path_of, ramp, p.first_message).await;
             let mut upgrade = report::histogram();
             let mut first_message = report::histogram();
@@ -72,6 +75,7 @@ pub fn run(
                 }
             }
             let start = c.ready();
+            let server_cpu_s = sampler.and_then(|s| s.stop().1);
             sleep_until(start + super::floor_u64(p.hold_s * 1e9)).await;
             drop(clients);
             Partial {
@@ -81,6 +85,7 @@ pub fn run(
                 failures,
                 first_attempt_ns,
                 last_connected_ns,
+                server_cpu_s,
             }
         }
     })
@@ -102,6 +107,8 @@ pub fn finish(parts: &[Partial]) -> serde_json::Value {
         "connect_failures": failures,
         "elapsed_s": elapsed_s,
         "connections_per_s": if elapsed_s > 0.0 { connected as f64 / elapsed_s } else { 0.0 },
+        "server_cpu_s": parts.iter().find_map(|p| p.server_cpu_s),
+        "connections_per_server_cpu_s": report::per_cpu_second(connected, parts.iter().find_map(|p| p.server_cpu_s)),
         "upgrade": Latency::of(&upgrade),
         "first_message": if first.is_empty() { serde_json::Value::Null } else { serde_json::to_value(Latency::of(&first)).unwrap_or_default() },
     })

@@ -14,12 +14,7 @@ pub const PAYLOAD_SIZES: [usize; 6] = [16, 125, 1024, 16 * 1024, 64 * 1024, 1024
 
 /// A payload of `len` printable ASCII bytes (valid as text and as binary).
 pub fn payload(len: usize) -> Vec<u8> {
-    b"abcdefghijklmnopqrstuvwxyz"
-        .iter()
-        .copied()
-        .cycle()
-        .take(len)
-        .collect()
+    b"abcdefghijklmnopqrstuvwxyz".iter().copied().cycle().take(len).collect()
 }
 
 /// A masked client frame carrying `payload(len)`.

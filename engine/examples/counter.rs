@@ -27,7 +27,5 @@ impl Party for Counter {
 }
 
 fn main() -> std::io::Result<()> {
-    Server::new(Config::default())
-        .party::<Counter>("counter")
-        .serve()
+    Server::new(Config::default()).party::<Counter>("counter").serve()
 }

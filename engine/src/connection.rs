@@ -114,13 +114,7 @@ impl Connection {
             Message::Text(s) => encode::text(&s),
             Message::Binary(b) => encode::binary(&b),
         };
-        self.0.shard.to_edge(
-            self.0.cref.edge,
-            ToEdge::Frame {
-                conn: self.0.cref,
-                frame,
-            },
-        );
+        self.0.shard.to_edge(self.0.cref.edge, ToEdge::Frame { conn: self.0.cref, frame });
         Ok(())
     }
 
@@ -132,18 +126,10 @@ impl Connection {
     /// Closes the connection with `code` (1000 if it may not be sent) and `reason`; the
     /// room's `on_close` runs once the socket has closed.
     pub fn close(&self, code: u16, reason: &str) {
-        let code = if CloseCode(code).is_allowed_on_wire() {
-            code
-        } else {
-            CloseCode::NORMAL.0
-        };
+        let code = if CloseCode(code).is_allowed_on_wire() { code } else { CloseCode::NORMAL.0 };
         self.0.shard.to_edge(
             self.0.cref.edge,
-            ToEdge::Close {
-                conn: self.0.cref,
-                code,
-                reason: reason.to_owned(),
-            },
+            ToEdge::Close { conn: self.0.cref, code, reason: reason.to_owned() },
         );
     }
 

@@ -91,10 +91,7 @@ impl EdgeConn {
             out.clear();
             drop(out);
             tracing::info!(seq = self.cref.seq, limit, "slow consumer closed");
-            self.request_close(
-                CloseCode::POLICY_VIOLATION,
-                "slow consumer: outbound queue full",
-            );
+            self.request_close(CloseCode::POLICY_VIOLATION, "slow consumer: outbound queue full");
             return;
         }
         let was_empty = out.is_empty();
@@ -166,10 +163,7 @@ pub(crate) async fn accept_loop(shard: Rc<Shard>, listener: TcpListener) {
 
 async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     let conn = Rc::new(EdgeConn::new(
-        ConnRef {
-            edge: shard.id,
-            seq: shard.next_conn_seq(),
-        },
+        ConnRef { edge: shard.id, seq: shard.next_conn_seq() },
         shard.now_s(),
     ));
     shard.conns.borrow_mut().insert(conn.cref.seq, conn.clone());
@@ -274,18 +268,12 @@ async fn write_response(
     keep_alive: bool,
     head_request: bool,
 ) -> io::Result<()> {
-    let bytes = match response.encode(EncodeOptions {
-        keep_alive,
-        head_request,
-    }) {
+    let bytes = match response.encode(EncodeOptions { keep_alive, head_request }) {
         Ok(b) => b,
         Err(e) => {
             tracing::error!(error = %e, "party built an invalid response");
             Response::text(500, format!("{e}\n"))
-                .encode(EncodeOptions {
-                    keep_alive,
-                    head_request,
-                })
+                .encode(EncodeOptions { keep_alive, head_request })
                 .unwrap_or_default()
         }
     };
@@ -306,11 +294,7 @@ async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> Option<Upgrade
     loop {
         // The first head must arrive within the handshake timeout (slowloris); later ones
         // within the keep-alive idle timeout.
-        let wait = if first {
-            limits.handshake_timeout_ms
-        } else {
-            limits.http_idle_timeout_ms
-        };
+        let wait = if first { limits.handshake_timeout_ms } else { limits.http_idle_timeout_ms };
         let deadline = Instant::now() + Duration::from_millis(wait);
         let head =
             match with_deadline(deadline, read_head(shard, stream, &mut buf, &mut parser)).await {
@@ -347,19 +331,10 @@ async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> Option<Upgrade
         if head.is_websocket_upgrade() {
             match (&routed, party) {
                 (Ok(Some(route)), Some((entry, _))) => {
-                    let room = RoomKey {
-                        party: route.party.into(),
-                        room: route.room.into(),
-                    };
+                    let room = RoomKey { party: route.party.into(), room: route.room.into() };
                     let connection_id = route.connection_id().map(|id| id.into_owned());
                     let entry = *entry;
-                    return Some(Upgrade {
-                        head,
-                        entry,
-                        room,
-                        connection_id,
-                        leftover: buf,
-                    });
+                    return Some(Upgrade { head, entry, room, connection_id, leftover: buf });
                 }
                 _ => {
                     let response = refusal(&routed, &head);
@@ -372,23 +347,14 @@ async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> Option<Upgrade
         // A plain request: read its body within the handshake timeout.
         if head.expects_continue()
             && head.body() != BodyKind::Empty
-            && stream
-                .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-                .await
-                .is_err()
+            && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err()
         {
             return None;
         }
         let deadline = Instant::now() + Duration::from_millis(limits.handshake_timeout_ms);
         let body = match with_deadline(
             deadline,
-            read_body(
-                shard,
-                stream,
-                &mut buf,
-                head.body(),
-                limits.http_body_size_max,
-            ),
+            read_body(shard, stream, &mut buf, head.body(), limits.http_body_size_max),
         )
         .await
         {
@@ -419,11 +385,7 @@ async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> Option<Upgrade
                 _ => refusal(&routed, &head),
             },
         };
-        if write_response(stream, &response, keep_alive, is_head)
-            .await
-            .is_err()
-            || !keep_alive
-        {
+        if write_response(stream, &response, keep_alive, is_head).await.is_err() || !keep_alive {
             return None;
         }
     }
@@ -435,10 +397,9 @@ fn refusal(routed: &Result<Option<Route<'_>>, route::RouteError>, head: &Request
     match routed {
         Err(e) => Response::text(e.status(), format!("{e}\n")),
         Ok(Some(r)) => Response::text(404, format!("unknown party: {}\n", r.party)),
-        Ok(None) if head.is_websocket_upgrade() => Response::text(
-            404,
-            "Not found: WebSockets connect to /parties/<party>/<room>\n",
-        ),
+        Ok(None) if head.is_websocket_upgrade() => {
+            Response::text(404, "Not found: WebSockets connect to /parties/<party>/<room>\n")
+        }
         Ok(None) => Response::text(404, "Not found\n"),
     }
 }
@@ -481,18 +442,9 @@ async fn room_request(
         Ok(r) => r,
         Err(response) => return response,
     };
-    let room = RoomKey {
-        party: route.party.into(),
-        room: route.room.into(),
-    };
+    let room = RoomKey { party: route.party.into(), room: route.room.into() };
     let (reply, rx) = shard.await_reply();
-    shard
-        .to_home(ToHome::Request(Box::new(HttpRequest {
-            room,
-            request,
-            reply,
-        })))
-        .await;
+    shard.to_home(ToHome::Request(Box::new(HttpRequest { room, request, reply }))).await;
     let response = rx.recv().await;
     shard.forget_reply(reply.token);
     response.unwrap_or_else(|| Response::text(500, "the room did not answer\n"))
@@ -527,14 +479,7 @@ async fn websocket(
     let close: PhaseFuture<'_, ()> = Box::pin(async move {
         conn.phase.set(Phase::Closing);
         shard.leave_members(conn);
-        shard
-            .to_home(ToHome::Close {
-                room,
-                conn: conn.cref,
-                code,
-                reason,
-            })
-            .await;
+        shard.to_home(ToHome::Close { room, conn: conn.cref, code, reason }).await;
         linger(shard, conn, stream).await;
     });
     close.await;
@@ -547,13 +492,7 @@ async fn negotiate(
     stream: &mut TcpStream,
     upgrade: Upgrade,
 ) -> Option<(RoomKey, Vec<u8>)> {
-    let Upgrade {
-        head,
-        entry,
-        room,
-        connection_id,
-        leftover,
-    } = upgrade;
+    let Upgrade { head, entry, room, connection_id, leftover } = upgrade;
     let accept = match handshake::accept(&head, &handshake::HandshakeConfig::default()) {
         Ok(a) => a,
         Err(e) => {
@@ -641,24 +580,12 @@ async fn ws_loop(
     mut leftover: Vec<u8>,
 ) -> (u16, String) {
     let limit = shard.limits().message_size_max;
-    let decoder = FrameDecoder::new(
-        Role::Server,
-        FrameLimits {
-            message_size_max: limit,
-        },
-    );
+    let decoder = FrameDecoder::new(Role::Server, FrameLimits { message_size_max: limit });
     let mut assembler = MessageAssembler::new(limit);
     let mut inbound: Vec<Inbound> = Vec::new();
     let fd = rt::fd_of(stream);
     // Frames that arrived together with the upgrade request.
-    let used = decode(
-        shard,
-        conn,
-        &decoder,
-        &mut assembler,
-        &mut leftover,
-        &mut inbound,
-    );
+    let used = decode(shard, conn, &decoder, &mut assembler, &mut leftover, &mut inbound);
     leftover.drain(..used);
     loop {
         if inbound.is_empty() {
@@ -722,26 +649,18 @@ async fn ws_loop(
             match event {
                 Inbound::Message(message) => {
                     shard
-                        .to_home(ToHome::Message {
-                            room: room.clone(),
-                            conn: conn.cref,
-                            message,
-                        })
+                        .to_home(ToHome::Message { room: room.clone(), conn: conn.cref, message })
                         .await;
                 }
                 Inbound::PeerClose(code, reason) => {
                     // Answer with the same code (none if the peer sent none).
-                    conn.out
-                        .borrow_mut()
-                        .push(encode::close(CloseCode(code), ""));
+                    conn.out.borrow_mut().push(encode::close(CloseCode(code), ""));
                     return (code, reason);
                 }
                 Inbound::Error(e) => {
                     tracing::debug!(seq = conn.cref.seq, error = %e, "protocol error");
                     let code = e.close_code();
-                    conn.out
-                        .borrow_mut()
-                        .push(encode::close(code, &e.to_string()));
+                    conn.out.borrow_mut().push(encode::close(code, &e.to_string()));
                     return (code.0, e.to_string());
                 }
             }

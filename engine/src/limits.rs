@@ -103,11 +103,9 @@ impl Limits {
             ));
         }
         if self.outbound_bytes_max < self.message_size_max {
-            return Err(
-                "outbound_bytes_max must be at least message_size_max, or no \
+            return Err("outbound_bytes_max must be at least message_size_max, or no \
                         message of the maximum size could ever be sent"
-                    .into(),
-            );
+                .into());
         }
         if self.connections_per_room_max == 0 {
             return Err("connections_per_room_max must be positive".into());

@@ -11,11 +11,7 @@ use std::process::ExitCode;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(
-    name = "partyline",
-    version,
-    about = "Self-hosted PartyKit-style realtime rooms"
-)]
+#[command(name = "partyline", version, about = "Self-hosted PartyKit-style realtime rooms")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -50,13 +46,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let Command::Serve {
-        listen,
-        shards,
-        data,
-        config,
-        no_pin,
-    } = Cli::parse().command;
+    let Command::Serve { listen, shards, data, config, no_pin } = Cli::parse().command;
     let mut cfg = match config {
         Some(path) => match Config::from_toml_file(&path) {
             Ok(c) => c,

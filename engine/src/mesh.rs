@@ -36,11 +36,7 @@ impl RoomKey {
     /// room lands on the same shard in every process with the same shard count.
     pub fn home(&self, shards: usize) -> usize {
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        let bytes = self
-            .party
-            .bytes()
-            .chain(std::iter::once(0xFF))
-            .chain(self.room.bytes());
+        let bytes = self.party.bytes().chain(std::iter::once(0xFF)).chain(self.room.bytes());
         for b in bytes {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0000_0100_0000_01b3);
@@ -60,17 +56,8 @@ pub(crate) struct ReplyTo {
 #[derive(Debug)]
 pub(crate) enum ToHome {
     Connect(Box<ConnectRequest>),
-    Message {
-        room: RoomKey,
-        conn: ConnRef,
-        message: Message,
-    },
-    Close {
-        room: RoomKey,
-        conn: ConnRef,
-        code: u16,
-        reason: String,
-    },
+    Message { room: RoomKey, conn: ConnRef, message: Message },
+    Close { room: RoomKey, conn: ConnRef, code: u16, reason: String },
     Request(Box<HttpRequest>),
 }
 
@@ -113,29 +100,11 @@ pub(crate) enum ConnectOutcome {
 /// Home to edge.
 #[derive(Debug)]
 pub(crate) enum ToEdge {
-    Connected {
-        conn: ConnRef,
-        room_uid: u64,
-        outcome: ConnectOutcome,
-    },
-    Frame {
-        conn: ConnRef,
-        frame: Bytes,
-    },
-    Broadcast {
-        room_uid: u64,
-        frame: Bytes,
-        without: Arc<[ConnRef]>,
-    },
-    Close {
-        conn: ConnRef,
-        code: u16,
-        reason: String,
-    },
-    Response {
-        token: u64,
-        response: Response,
-    },
+    Connected { conn: ConnRef, room_uid: u64, outcome: ConnectOutcome },
+    Frame { conn: ConnRef, frame: Bytes },
+    Broadcast { room_uid: u64, frame: Bytes, without: Arc<[ConnRef]> },
+    Close { conn: ConnRef, code: u16, reason: String },
+    Response { token: u64, response: Response },
 }
 
 /// One shard's ends of the mesh, before they are connected on its executor.
@@ -190,16 +159,10 @@ impl MeshEnds {
         ) -> glommio::task::JoinHandle<T> {
             glommio::spawn_local(f).detach()
         }
-        let home_tx: Vec<_> = self
-            .home_tx
-            .into_iter()
-            .map(|e| e.map(|s| spawn(s.connect())))
-            .collect();
-        let edge_tx: Vec<_> = self
-            .edge_tx
-            .into_iter()
-            .map(|e| e.map(|s| spawn(s.connect())))
-            .collect();
+        let home_tx: Vec<_> =
+            self.home_tx.into_iter().map(|e| e.map(|s| spawn(s.connect()))).collect();
+        let edge_tx: Vec<_> =
+            self.edge_tx.into_iter().map(|e| e.map(|s| spawn(s.connect()))).collect();
         let home_rx: Vec<_> = self
             .home_rx
             .into_iter()

@@ -101,10 +101,7 @@ pub struct Request {
 impl Request {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Adds a header, e.g. from `on_before_connect` to tell the room who the user is.
@@ -180,10 +177,7 @@ pub trait Party: Sized + 'static {
     /// An HTTP request to the room. Without a handler: 500, as PartyKit answers.
     async fn on_request(&mut self, request: Request) -> Result<Response> {
         let _ = request;
-        Ok(Response::text(
-            500,
-            "this party does not handle HTTP requests\n",
-        ))
+        Ok(Response::text(500, "this party does not handle HTTP requests\n"))
     }
 
     /// The room's alarm fired (issue 5 adds storage and `set_alarm`).

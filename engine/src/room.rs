@@ -26,15 +26,8 @@ const ROOM_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub(crate) enum RoomEvent {
     Connect(Box<ConnectRequest>),
-    Message {
-        conn: ConnRef,
-        message: Message,
-    },
-    Close {
-        conn: ConnRef,
-        code: u16,
-        reason: String,
-    },
+    Message { conn: ConnRef, message: Message },
+    Close { conn: ConnRef, code: u16, reason: String },
     Request(Box<HttpRequest>),
 }
 
@@ -70,10 +63,7 @@ impl RoomHost {
             shard,
             mailbox: RefCell::new(Some(Rc::new(tx))),
             pending: Cell::new(0),
-            registry: RefCell::new(Registry {
-                per_edge: vec![0; count],
-                ..Registry::default()
-            }),
+            registry: RefCell::new(Registry { per_edge: vec![0; count], ..Registry::default() }),
         });
         spawn(host.clone(), rx);
         host
@@ -119,10 +109,7 @@ impl RoomHost {
 
     fn register(&self, conn: &Connection) {
         let mut r = self.registry.borrow_mut();
-        r.by_id
-            .entry(conn.id().to_owned())
-            .or_default()
-            .push(conn.cref());
+        r.by_id.entry(conn.id().to_owned()).or_default().push(conn.cref());
         r.per_edge[conn.cref().edge] += 1;
         r.by_ref.insert(conn.cref(), conn.clone());
     }
@@ -145,14 +132,8 @@ impl RoomHost {
     }
 
     fn reply_connect(&self, cref: ConnRef, outcome: ConnectOutcome) {
-        self.shard.to_edge(
-            cref.edge,
-            ToEdge::Connected {
-                conn: cref,
-                room_uid: self.uid,
-                outcome,
-            },
-        );
+        self.shard
+            .to_edge(cref.edge, ToEdge::Connected { conn: cref, room_uid: self.uid, outcome });
     }
 }
 
@@ -168,10 +149,7 @@ async fn run_room<P: Party>(host: Rc<RoomHost>, mailbox: LocalReceiver<RoomEvent
     let mut party: Option<P> = None;
     while let Some(event) = mailbox.recv().await {
         if party.is_none() {
-            match AssertUnwindSafe(P::on_start(Room(host.clone())))
-                .catch_unwind()
-                .await
-            {
+            match AssertUnwindSafe(P::on_start(Room(host.clone()))).catch_unwind().await {
                 Ok(Ok(p)) => party = Some(p),
                 Ok(Err(e)) => {
                     tracing::error!(party = %host.key.party, room = %host.key.room, error = %e, "on_start failed");
@@ -207,12 +185,9 @@ enum Health {
 /// Answers an event the room cannot handle (its `on_start` failed).
 fn fail_event(host: &RoomHost, event: RoomEvent, reason: &str) {
     match event {
-        RoomEvent::Connect(c) => host.reply_connect(
-            c.conn,
-            ConnectOutcome::Failed {
-                reason: reason.to_owned(),
-            },
-        ),
+        RoomEvent::Connect(c) => {
+            host.reply_connect(c.conn, ConnectOutcome::Failed { reason: reason.to_owned() })
+        }
         RoomEvent::Request(r) => host.shard.to_edge(
             r.reply.shard,
             ToEdge::Response {
@@ -222,11 +197,7 @@ fn fail_event(host: &RoomHost, event: RoomEvent, reason: &str) {
         ),
         RoomEvent::Message { conn, .. } => host.shard.to_edge(
             conn.edge,
-            ToEdge::Close {
-                conn,
-                code: CloseCode::INTERNAL_ERROR.0,
-                reason: reason.to_owned(),
-            },
+            ToEdge::Close { conn, code: CloseCode::INTERNAL_ERROR.0, reason: reason.to_owned() },
         ),
         RoomEvent::Close { conn, .. } => {
             host.unregister(conn);
@@ -238,12 +209,7 @@ async fn handle<P: Party>(host: &Rc<RoomHost>, party: &mut P, event: RoomEvent) 
     let room = &host.key;
     match event {
         RoomEvent::Connect(req) => {
-            let ConnectRequest {
-                conn: cref,
-                id,
-                request,
-                ..
-            } = *req;
+            let ConnectRequest { conn: cref, id, request, .. } = *req;
             if host.registry.borrow().by_ref.len() >= host.shard.limits().connections_per_room_max {
                 let response = Response::text(503, "room is full; try again later\n");
                 host.reply_connect(cref, ConnectOutcome::Refused(Box::new(response)));
@@ -257,20 +223,13 @@ async fn handle<P: Party>(host: &Rc<RoomHost>, party: &mut P, event: RoomEvent) 
             let tags = match tags {
                 Ok(Ok(tags)) => tags,
                 Ok(Err(e)) => {
-                    host.reply_connect(
-                        cref,
-                        ConnectOutcome::Failed {
-                            reason: e.to_string(),
-                        },
-                    );
+                    host.reply_connect(cref, ConnectOutcome::Failed { reason: e.to_string() });
                     return Health::Fine;
                 }
                 Err(_) => {
                     host.reply_connect(
                         cref,
-                        ConnectOutcome::Failed {
-                            reason: "internal error".into(),
-                        },
+                        ConnectOutcome::Failed { reason: "internal error".into() },
                     );
                     return Health::Poisoned;
                 }
@@ -280,10 +239,7 @@ async fn handle<P: Party>(host: &Rc<RoomHost>, party: &mut P, event: RoomEvent) 
                 return Health::Fine;
             }
             host.register(&conn);
-            match AssertUnwindSafe(party.on_connect(&conn, &ctx))
-                .catch_unwind()
-                .await
-            {
+            match AssertUnwindSafe(party.on_connect(&conn, &ctx)).catch_unwind().await {
                 Ok(Ok(())) => {
                     host.reply_connect(cref, ConnectOutcome::Accepted);
                     Health::Fine
@@ -291,12 +247,7 @@ async fn handle<P: Party>(host: &Rc<RoomHost>, party: &mut P, event: RoomEvent) 
                 Ok(Err(e)) => {
                     host.unregister(cref);
                     conn.mark_closed();
-                    host.reply_connect(
-                        cref,
-                        ConnectOutcome::Failed {
-                            reason: e.to_string(),
-                        },
-                    );
+                    host.reply_connect(cref, ConnectOutcome::Failed { reason: e.to_string() });
                     Health::Fine
                 }
                 Err(_) => {
@@ -305,33 +256,22 @@ async fn handle<P: Party>(host: &Rc<RoomHost>, party: &mut P, event: RoomEvent) 
                     conn.mark_closed();
                     host.reply_connect(
                         cref,
-                        ConnectOutcome::Failed {
-                            reason: "internal error".into(),
-                        },
+                        ConnectOutcome::Failed { reason: "internal error".into() },
                     );
                     Health::Poisoned
                 }
             }
         }
-        RoomEvent::Message {
-            conn: cref,
-            message,
-        } => {
+        RoomEvent::Message { conn: cref, message } => {
             let Some(conn) = host.get(cref) else {
                 return Health::Fine;
             };
-            match AssertUnwindSafe(party.on_message(message, &conn))
-                .catch_unwind()
-                .await
-            {
+            match AssertUnwindSafe(party.on_message(message, &conn)).catch_unwind().await {
                 Ok(Ok(())) => Health::Fine,
                 Ok(Err(e)) => {
                     tracing::warn!(party = %room.party, room = %room.room, conn = conn.id(), error = %e, "on_message failed");
                     let text = e.to_string();
-                    match AssertUnwindSafe(party.on_error(&conn, &text))
-                        .catch_unwind()
-                        .await
-                    {
+                    match AssertUnwindSafe(party.on_error(&conn, &text)).catch_unwind().await {
                         Err(_) => Health::Poisoned,
                         Ok(_) => Health::Fine,
                     }
@@ -343,19 +283,12 @@ async fn handle<P: Party>(host: &Rc<RoomHost>, party: &mut P, event: RoomEvent) 
                 }
             }
         }
-        RoomEvent::Close {
-            conn: cref,
-            code,
-            reason,
-        } => {
+        RoomEvent::Close { conn: cref, code, reason } => {
             let Some(conn) = host.unregister(cref) else {
                 return Health::Fine;
             };
             conn.mark_closed();
-            match AssertUnwindSafe(party.on_close(&conn, code, &reason))
-                .catch_unwind()
-                .await
-            {
+            match AssertUnwindSafe(party.on_close(&conn, code, &reason)).catch_unwind().await {
                 Ok(Ok(())) => Health::Fine,
                 Ok(Err(e)) => {
                     tracing::warn!(party = %room.party, room = %room.room, conn = conn.id(), error = %e, "on_close failed");
@@ -383,13 +316,7 @@ async fn handle<P: Party>(host: &Rc<RoomHost>, party: &mut P, event: RoomEvent) 
                     (Response::text(500, "internal error\n"), Health::Poisoned)
                 }
             };
-            host.shard.to_edge(
-                reply.shard,
-                ToEdge::Response {
-                    token: reply.token,
-                    response,
-                },
-            );
+            host.shard.to_edge(reply.shard, ToEdge::Response { token: reply.token, response });
             health
         }
     }
@@ -411,10 +338,7 @@ pub struct Room(Rc<RoomHost>);
 
 impl std::fmt::Debug for Room {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Room")
-            .field("party", &self.name())
-            .field("id", &self.id())
-            .finish()
+        f.debug_struct("Room").field("party", &self.name()).field("id", &self.id()).finish()
     }
 }
 
@@ -443,12 +367,8 @@ impl Room {
             Message::Binary(b) => encode::binary(&b),
         };
         let registry = self.0.registry.borrow();
-        let without: Arc<[ConnRef]> = without
-            .iter()
-            .filter_map(|id| registry.by_id.get(*id))
-            .flatten()
-            .copied()
-            .collect();
+        let without: Arc<[ConnRef]> =
+            without.iter().filter_map(|id| registry.by_id.get(*id)).flatten().copied().collect();
         for (edge, &count) in registry.per_edge.iter().enumerate() {
             if count > 0 {
                 self.0.shard.to_edge(
@@ -496,18 +416,9 @@ impl Room {
         if party == self.name() && room == self.id() {
             return Err("a room cannot fetch itself: it handles one event at a time".into());
         }
-        let key = RoomKey {
-            party: party.into(),
-            room: room.into(),
-        };
+        let key = RoomKey { party: party.into(), room: room.into() };
         let (reply, rx) = shard.await_reply();
-        shard
-            .to_home(ToHome::Request(Box::new(HttpRequest {
-                room: key,
-                request,
-                reply,
-            })))
-            .await;
+        shard.to_home(ToHome::Request(Box::new(HttpRequest { room: key, request, reply }))).await;
         let timeout = async {
             glommio::timer::sleep(ROOM_FETCH_TIMEOUT).await;
             None

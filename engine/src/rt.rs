@@ -175,11 +175,7 @@ fn send_vectored(fd: RawFd, slices: &[IoSlice<'_>]) -> io::Result<usize> {
     msg.msg_iovlen = slices.len() as _;
     // SAFETY: `msg` points at `slices`, which outlive the call; the kernel only reads them.
     let n = unsafe { libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
+    if n < 0 { Err(io::Error::last_os_error()) } else { Ok(n as usize) }
 }
 
 /// The raw descriptor of a stream, for [`OutQueue::flush`].
@@ -189,19 +185,13 @@ pub(crate) fn fd_of(stream: &TcpStream) -> RawFd {
 
 /// Raises the soft open-files limit to the hard limit; returns (soft, hard) afterwards.
 pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
         return Err(io::Error::last_os_error());
     }
     if lim.rlim_cur < lim.rlim_max {
-        let raised = libc::rlimit {
-            rlim_cur: lim.rlim_max,
-            rlim_max: lim.rlim_max,
-        };
+        let raised = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
         // SAFETY: setrlimit reads the struct we own.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
             lim = raised;
@@ -228,12 +218,10 @@ pub fn check_io_uring() -> Result<(), String> {
         Some(libc::ENOSYS) => {
             Err("io_uring is not available: the kernel lacks it (Linux 5.8+ needed)".into())
         }
-        Some(libc::EPERM) => Err(
-            "io_uring is blocked: a seccomp profile (Docker's default) or \
+        Some(libc::EPERM) => Err("io_uring is blocked: a seccomp profile (Docker's default) or \
                                   kernel.io_uring_disabled forbids it; run with \
                                   --security-opt seccomp=unconfined or allow io_uring_*"
-                .into(),
-        ),
+            .into()),
         _ => Ok(()),
     }
 }

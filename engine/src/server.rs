@@ -65,11 +65,7 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     pub fn new(config: Config) -> Self {
-        Server {
-            config,
-            parties: HashMap::new(),
-            on_fetch: None,
-        }
+        Server { config, parties: HashMap::new(), on_fetch: None }
     }
 
     /// Registers party type `P` under `name` (`/parties/<name>/<room>`).
@@ -139,11 +135,7 @@ impl Server {
         let mut handles = Vec::with_capacity(count);
         for (id, (listener, ends)) in listeners.into_iter().zip(mesh).enumerate() {
             let shared = shared.clone();
-            let placement = if pin {
-                Placement::Fixed(id)
-            } else {
-                Placement::Unbound
-            };
+            let placement = if pin { Placement::Fixed(id) } else { Placement::Unbound };
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{id}"))
                 // Network shards do no direct file I/O; keep locked memory small.
@@ -159,11 +151,7 @@ impl Server {
             connections_per_shard_max = shared.config.limits.connections_per_shard_max,
             "partyline listening"
         );
-        Ok(RunningServer {
-            addr,
-            shutdown,
-            handles,
-        })
+        Ok(RunningServer { addr, shutdown, handles })
     }
 
     /// Starts, then runs until SIGTERM or SIGINT, then closes every socket with 1001.
@@ -203,9 +191,7 @@ impl RunningServer {
     /// Waits until the shards finish (after a signal or [`RunningServer::begin_shutdown`]).
     pub fn wait(self) -> io::Result<()> {
         for handle in self.handles {
-            handle
-                .join()
-                .map_err(|e| io::Error::other(format!("shard failed: {e}")))?;
+            handle.join().map_err(|e| io::Error::other(format!("shard failed: {e}")))?;
         }
         tracing::info!("partyline stopped");
         Ok(())

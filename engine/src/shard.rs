@@ -74,13 +74,7 @@ impl Shard {
         let token = self.next_token();
         let (tx, rx) = local_channel::new_bounded(1);
         self.pending.borrow_mut().insert(token, tx);
-        (
-            ReplyTo {
-                shard: self.id,
-                token,
-            },
-            rx,
-        )
+        (ReplyTo { shard: self.id, token }, rx)
     }
 
     pub fn forget_reply(&self, token: u64) {
@@ -165,9 +159,7 @@ impl Shard {
         let event = match msg {
             ToHome::Connect(c) => RoomEvent::Connect(c),
             ToHome::Message { conn, message, .. } => RoomEvent::Message { conn, message },
-            ToHome::Close {
-                conn, code, reason, ..
-            } => RoomEvent::Close { conn, code, reason },
+            ToHome::Close { conn, code, reason, .. } => RoomEvent::Close { conn, code, reason },
             ToHome::Request(r) => RoomEvent::Request(r),
         };
         host.try_enqueue(event).map_err(|event| (host, event))
@@ -183,30 +175,20 @@ impl Shard {
                     outcome: ConnectOutcome::Refused(Box::new(response)),
                 },
             ),
-            ToHome::Request(r) => self.to_edge(
-                r.reply.shard,
-                ToEdge::Response {
-                    token: r.reply.token,
-                    response,
-                },
-            ),
+            ToHome::Request(r) => {
+                self.to_edge(r.reply.shard, ToEdge::Response { token: r.reply.token, response })
+            }
             _ => {}
         }
     }
 
     fn create_room(self: &Rc<Self>, key: &RoomKey) -> Result<Rc<RoomHost>, Response> {
         let Some(entry) = self.server.parties.get(&*key.party) else {
-            return Err(Response::text(
-                404,
-                format!("unknown party: {}\n", key.party),
-            ));
+            return Err(Response::text(404, format!("unknown party: {}\n", key.party)));
         };
         if self.rooms.borrow().len() >= self.limits().rooms_per_shard_max && !self.evict_one_room()
         {
-            return Err(Response::text(
-                503,
-                "too many rooms on this shard; try again later\n",
-            ));
+            return Err(Response::text(503, "too many rooms on this shard; try again later\n"));
         }
         let uid = (self.id as u64) << 48 | self.next_room_uid.get();
         self.next_room_uid.set(self.next_room_uid.get() + 1);
@@ -217,12 +199,7 @@ impl Shard {
 
     /// Drops one loaded room that has no connections and nothing queued.
     fn evict_one_room(&self) -> bool {
-        let victim = self
-            .rooms
-            .borrow()
-            .iter()
-            .find(|(_, h)| h.is_idle())
-            .map(|(k, _)| k.clone());
+        let victim = self.rooms.borrow().iter().find(|(_, h)| h.is_idle()).map(|(k, _)| k.clone());
         match victim {
             Some(key) => {
                 if let Some(host) = self.rooms.borrow_mut().remove(&key) {
@@ -258,11 +235,7 @@ impl Shard {
                 Err(_) => return, // closed: shutting down
             }
         } else if outbox.queue.len() >= limits::MESH_OUTBOX_MAX {
-            tracing::error!(
-                shard = self.id,
-                edge,
-                "mesh outbox full; dropping a delivery"
-            );
+            tracing::error!(shard = self.id, edge, "mesh outbox full; dropping a delivery");
             return;
         } else {
             outbox.queue.push_back(msg);
@@ -275,11 +248,7 @@ impl Shard {
     /// Handles a delivery on the edge shard. Never waits.
     pub fn deliver_to_edge(&self, msg: ToEdge) {
         match msg {
-            ToEdge::Connected {
-                conn,
-                room_uid,
-                outcome,
-            } => {
+            ToEdge::Connected { conn, room_uid, outcome } => {
                 let edge_conn = self.conns.borrow().get(&conn.seq).cloned();
                 match edge_conn {
                     Some(c) => {
@@ -298,11 +267,7 @@ impl Shard {
                     c.enqueue(frame, self.limits().outbound_bytes_max);
                 }
             }
-            ToEdge::Broadcast {
-                room_uid,
-                frame,
-                without,
-            } => {
+            ToEdge::Broadcast { room_uid, frame, without } => {
                 let members = self.members.borrow();
                 let limit = self.limits().outbound_bytes_max;
                 for c in members.get(&room_uid).into_iter().flatten() {
@@ -414,9 +379,7 @@ pub(crate) async fn run(
     tracing::debug!(shard = id, "shard running");
 
     // The sweeper: idle pings and timeouts, and the shutdown check.
-    let idle_s = u32::try_from(shard.limits().ws_idle_timeout_ms / 1000)
-        .unwrap_or(u32::MAX)
-        .max(1);
+    let idle_s = u32::try_from(shard.limits().ws_idle_timeout_ms / 1000).unwrap_or(u32::MAX).max(1);
     while !shard.server.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(Duration::from_millis(200)).await;
         sweep_idle(&shard, idle_s);
@@ -433,11 +396,7 @@ pub(crate) async fn run(
     while !shard.conns.borrow().is_empty() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
-    tracing::debug!(
-        shard = id,
-        left = shard.conns.borrow().len(),
-        "shard stopped"
-    );
+    tracing::debug!(shard = id, left = shard.conns.borrow().len(), "shard stopped");
 }
 
 /// Pings WebSockets that have been silent for `idle_s`, closes those silent for twice as

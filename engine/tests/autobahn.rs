@@ -82,9 +82,7 @@ fn autobahn_fuzzingclient_sections_1_to_10() {
     let index: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(reports.join("index.json")).unwrap())
             .unwrap();
-    let cases = index["partyline"]
-        .as_object()
-        .expect("results for agent partyline");
+    let cases = index["partyline"].as_object().expect("results for agent partyline");
     let mut bad = Vec::new();
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     for (case, result) in cases {
@@ -99,11 +97,7 @@ fn autobahn_fuzzingclient_sections_1_to_10() {
     }
     eprintln!("autobahn: {} cases, {counts:?}", cases.len());
     assert!(cases.len() >= 300, "only {} cases ran", cases.len());
-    assert!(
-        bad.is_empty(),
-        "failing Autobahn cases:\n{}",
-        bad.join("\n")
-    );
+    assert!(bad.is_empty(), "failing Autobahn cases:\n{}", bad.join("\n"));
     let _ = std::fs::remove_dir_all(&dir);
     srv.shutdown().unwrap();
 }

@@ -56,10 +56,7 @@ fn serve(shards: usize) -> Served {
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
     let addr = loop {
-        let line = lines
-            .next()
-            .expect("server printed its address")
-            .expect("utf-8 log");
+        let line = lines.next().expect("server printed its address").expect("utf-8 log");
         if let Some(rest) = line.split("addr=").nth(1) {
             break rest
                 .split_whitespace()
@@ -71,25 +68,15 @@ fn serve(shards: usize) -> Served {
     };
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Served {
-        child,
-        addr,
-        _data: TempDir(data),
-    }
+    Served { child, addr, _data: TempDir(data) }
 }
 
 #[test]
 fn main_chat_history_broadcast_and_http() {
     let served = serve(2);
     let addr = served.addr;
-    assert_eq!(
-        http(addr, "POST", "/parties/main/lobby", "first"),
-        (201, "{\"ok\":true}".into())
-    );
-    assert_eq!(
-        http(addr, "POST", "/party/lobby", "second"),
-        (201, "{\"ok\":true}".into())
-    );
+    assert_eq!(http(addr, "POST", "/parties/main/lobby", "first"), (201, "{\"ok\":true}".into()));
+    assert_eq!(http(addr, "POST", "/party/lobby", "second"), (201, "{\"ok\":true}".into()));
     let (mut alice, _) = ws(addr, "/parties/main/lobby?_pk=alice");
     assert_eq!(read_text(&mut alice), r#"["first","second"]"#);
     let (mut bob, _) = ws(addr, "/party/lobby?_pk=bob");
@@ -99,15 +86,9 @@ fn main_chat_history_broadcast_and_http() {
     send_text(&mut bob, "hi alice");
     assert_eq!(read_text(&mut alice), "hi alice");
     let (status, body) = http(addr, "GET", "/parties/main/lobby", "");
-    assert_eq!(
-        (status, body.as_str()),
-        (200, r#"["first","second","hi bob","hi alice"]"#)
-    );
+    assert_eq!((status, body.as_str()), (200, r#"["first","second","hi bob","hi alice"]"#));
     // Another room has its own history.
-    assert_eq!(
-        http(addr, "GET", "/party/elsewhere", ""),
-        (200, "[]".into())
-    );
+    assert_eq!(http(addr, "GET", "/party/elsewhere", ""), (200, "[]".into()));
 }
 
 #[test]
@@ -125,10 +106,7 @@ fn sigterm_closes_sockets_with_1001_and_exits_0() {
         if let Some(status) = served.child.try_wait().expect("wait") {
             break status;
         }
-        assert!(
-            waited < Duration::from_secs(10),
-            "server did not exit after SIGTERM"
-        );
+        assert!(waited < Duration::from_secs(10), "server did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
         waited += Duration::from_millis(50);
     };

@@ -33,26 +33,17 @@ fn official_partysocket_client() {
             .expect("npm must be installed to run the partysocket test (apt-get install npm)");
         assert!(status.success(), "npm ci failed in {}", js.display());
     }
-    let (srv, addr) = start(
-        Server::new(config(2))
-            .with_builtin_parties()
-            .party::<WhoAmI>("whoami"),
-    );
+    let (srv, addr) =
+        start(Server::new(config(2)).with_builtin_parties().party::<WhoAmI>("whoami"));
     let out = Command::new("node")
         .args(["--test", "--test-reporter=spec", "partysocket.test.mjs"])
         .current_dir(&js)
         .env("PARTYLINE_HOST", addr.to_string())
         .output()
         .expect("node must be installed to run the partysocket test");
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let report =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "partysocket tests failed:\n{report}");
-    assert!(
-        report.contains("pass 4"),
-        "expected 4 passing client tests:\n{report}"
-    );
+    assert!(report.contains("pass 4"), "expected 4 passing client tests:\n{report}");
     srv.shutdown().unwrap();
 }

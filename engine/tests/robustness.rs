@@ -24,19 +24,14 @@ struct Raw {
 impl Raw {
     fn connect(addr: SocketAddr, path: &str) -> Raw {
         let mut stream = TcpStream::connect(addr).unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         write!(
             stream,
             "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
              Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
         )
         .unwrap();
-        let mut raw = Raw {
-            stream,
-            buf: Vec::new(),
-        };
+        let mut raw = Raw { stream, buf: Vec::new() };
         let end = loop {
             if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
@@ -62,12 +57,7 @@ impl Raw {
 
     /// The next frame from the server: (opcode, payload); `None` at end of stream.
     fn frame(&mut self) -> Option<(Opcode, Vec<u8>)> {
-        let decoder = FrameDecoder::new(
-            Role::Client,
-            FrameLimits {
-                message_size_max: 64 << 20,
-            },
-        );
+        let decoder = FrameDecoder::new(Role::Client, FrameLimits { message_size_max: 64 << 20 });
         loop {
             match decoder.decode(&mut self.buf).unwrap() {
                 Decoded::Frame { frame, len } => {
@@ -115,11 +105,7 @@ fn protocol_violations_close_with_the_right_code() {
         ("unmasked", unmasked, 1002),
         ("rsv1", rsv, 1002),
         ("opcode 3", bad_opcode, 1002),
-        (
-            "bad utf-8",
-            encode::client_frame(true, Opcode::Text, b"\xff\xfe", MASK).to_vec(),
-            1007,
-        ),
+        ("bad utf-8", encode::client_frame(true, Opcode::Text, b"\xff\xfe", MASK).to_vec(), 1007),
         (
             "lone continuation",
             encode::client_frame(true, Opcode::Continuation, b"x", MASK).to_vec(),
@@ -150,12 +136,7 @@ fn oversized_message_closes_1009_before_the_payload_arrives() {
     let (srv, addr) = start(Server::new(cfg).with_builtin_parties());
     let mut raw = Raw::connect(addr, "/parties/echo/r");
     // Exactly at the limit is fine.
-    raw.send(&encode::client_frame(
-        true,
-        Opcode::Binary,
-        &[7; 1024],
-        MASK,
-    ));
+    raw.send(&encode::client_frame(true, Opcode::Binary, &[7; 1024], MASK));
     assert_eq!(raw.frame().unwrap(), (Opcode::Binary, vec![7; 1024]));
     // One byte over: refused from the header alone (no payload sent at all).
     let header = &encode::client_frame(true, Opcode::Binary, &[7; 1025], MASK)[..8];
@@ -174,33 +155,12 @@ fn fragmented_messages_and_pings() {
         "caf\u{e9}".as_bytes()[..4].as_ref(),
         MASK,
     ));
-    raw.send(&encode::client_frame(
-        true,
-        Opcode::Ping,
-        b"are you there",
-        MASK,
-    ));
-    raw.send(&encode::client_frame(
-        true,
-        Opcode::Continuation,
-        &"caf\u{e9}".as_bytes()[4..],
-        MASK,
-    ));
-    assert_eq!(
-        raw.frame().unwrap(),
-        (Opcode::Pong, b"are you there".to_vec())
-    );
-    assert_eq!(
-        raw.frame().unwrap(),
-        (Opcode::Text, "café".as_bytes().to_vec())
-    );
+    raw.send(&encode::client_frame(true, Opcode::Ping, b"are you there", MASK));
+    raw.send(&encode::client_frame(true, Opcode::Continuation, &"caf\u{e9}".as_bytes()[4..], MASK));
+    assert_eq!(raw.frame().unwrap(), (Opcode::Pong, b"are you there".to_vec()));
+    assert_eq!(raw.frame().unwrap(), (Opcode::Text, "café".as_bytes().to_vec()));
     // A clean close is answered with the same code.
-    raw.send(&encode::client_frame(
-        true,
-        Opcode::Close,
-        &[0x03, 0xe8, b'o', b'k'],
-        MASK,
-    ));
+    raw.send(&encode::client_frame(true, Opcode::Close, &[0x03, 0xe8, b'o', b'k'], MASK));
     assert_eq!(raw.close_code(), 1000);
     srv.shutdown().unwrap();
 }
@@ -225,11 +185,7 @@ fn malformed_http_gets_4xx_and_the_server_goes_on() {
     ];
     for (request, status) in cases {
         let answer = raw_http(addr, request);
-        assert!(
-            answer.starts_with(status),
-            "{:?} -> {answer:?}",
-            String::from_utf8_lossy(request)
-        );
+        assert!(answer.starts_with(status), "{:?} -> {answer:?}", String::from_utf8_lossy(request));
     }
     let mut huge = b"GET / HTTP/1.1\r\nHost: x\r\nX: ".to_vec();
     huge.resize(20_000, b'a');
@@ -249,10 +205,7 @@ fn keep_alive_and_pipelining() {
     // Chunked bodies and HEAD.
     let chunked = b"POST /parties/main/c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHEAD /parties/main/c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     let answer = raw_http(addr, chunked);
-    assert!(
-        answer.ends_with("content-length: 7\r\nconnection: close\r\n\r\n"),
-        "{answer}"
-    );
+    assert!(answer.ends_with("content-length: 7\r\nconnection: close\r\n\r\n"), "{answer}");
     srv.shutdown().unwrap();
 }
 
@@ -262,8 +215,7 @@ fn slowloris_is_cut_off_and_harms_nobody() {
     let mut slow = TcpStream::connect(addr).unwrap();
     slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let started = Instant::now();
-    slow.write_all(b"GET /parties/echo/r HTTP/1.1\r\nHost: x\r\n")
-        .unwrap();
+    slow.write_all(b"GET /parties/echo/r HTTP/1.1\r\nHost: x\r\n").unwrap();
     // Meanwhile others are served normally.
     let (mut ws, _) = ws(addr, "/parties/echo/r");
     send_text(&mut ws, "fine");
@@ -273,11 +225,7 @@ fn slowloris_is_cut_off_and_harms_nobody() {
     let _ = slow.read_to_string(&mut answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
     // handshake_timeout_ms is 800 in tests.
-    assert!(
-        started.elapsed() < Duration::from_secs(4),
-        "took {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
     srv.shutdown().unwrap();
 }
 
@@ -299,9 +247,7 @@ fn slow_consumer_is_closed_and_others_keep_receiving() {
     }
     // The slow client's socket was closed: reading it to the end finishes, having got
     // far less than was sent.
-    slow.stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    slow.stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut total = slow.buf.len();
     let mut chunk = vec![0u8; 1 << 20];
     loop {

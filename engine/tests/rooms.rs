@@ -28,10 +28,9 @@ impl Party for Probe {
         let query = ctx.request.target.split_once("tags=").map(|(_, t)| t);
         Ok(match query {
             Some("empty") => vec![String::new()],
-            Some(list) => list
-                .split(',')
-                .map(|t| t.split('&').next().unwrap_or("").to_owned())
-                .collect(),
+            Some(list) => {
+                list.split(',').map(|t| t.split('&').next().unwrap_or("").to_owned()).collect()
+            }
             None => Vec::new(),
         })
     }
@@ -41,13 +40,7 @@ impl Party for Probe {
             return Err("on_connect said no".into());
         }
         let user = ctx.request.header("x-user").unwrap_or("-");
-        conn.send(format!(
-            "hello {} {} {} {}",
-            conn.id(),
-            conn.uri(),
-            conn.tags().join(","),
-            user
-        ))
+        conn.send(format!("hello {} {} {} {}", conn.id(), conn.uri(), conn.tags().join(","), user))
     }
 
     async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
@@ -105,9 +98,7 @@ impl Party for Probe {
 }
 
 fn server(shards: usize) -> Server {
-    Server::new(config(shards))
-        .with_builtin_parties()
-        .party::<Probe>("probe")
+    Server::new(config(shards)).with_builtin_parties().party::<Probe>("probe")
 }
 
 #[test]
@@ -116,12 +107,8 @@ fn echo_text_and_binary() {
     let (mut ws, _) = ws(addr, "/parties/echo/r1");
     send_text(&mut ws, "héllo");
     assert_eq!(read_text(&mut ws), "héllo");
-    ws.send(tungstenite::Message::Binary(vec![0u8, 159, 255].into()))
-        .unwrap();
-    assert_eq!(
-        ws.read().unwrap(),
-        tungstenite::Message::Binary(vec![0u8, 159, 255].into())
-    );
+    ws.send(tungstenite::Message::Binary(vec![0u8, 159, 255].into())).unwrap();
+    assert_eq!(ws.read().unwrap(), tungstenite::Message::Binary(vec![0u8, 159, 255].into()));
     srv.shutdown().unwrap();
 }
 
@@ -176,10 +163,7 @@ fn duplicate_ids_are_an_error_on_lookup() {
     let (mut b, _) = ws(addr, "/parties/probe/dup?_pk=same");
     read_text(&mut b);
     send_text(&mut a, "lookup:same");
-    assert_eq!(
-        read_text(&mut a),
-        "error 2 open connections have the id \"same\""
-    );
+    assert_eq!(read_text(&mut a), "error 2 open connections have the id \"same\"");
     send_text(&mut a, "lookup:other");
     assert_eq!(read_text(&mut a), "none");
     send_text(&mut a, "count");
@@ -233,12 +217,7 @@ fn before_connect_gate() {
 #[test]
 fn unknown_party_and_bad_paths_are_404() {
     let (srv, addr) = start(server(1));
-    for path in [
-        "/parties/nope/r",
-        "/parties/probe",
-        "/parties",
-        "/elsewhere",
-    ] {
+    for path in ["/parties/nope/r", "/parties/probe", "/parties", "/elsewhere"] {
         match try_ws(addr, path) {
             Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 404, "{path}"),
             other => panic!("{path}: expected 404, got {:?}", other.map(|_| ())),
@@ -268,10 +247,7 @@ fn http_requests_reach_on_request_with_the_full_target() {
     );
     // Echo has no on_request: 500, as PartyKit answers.
     assert_eq!(http(addr, "GET", "/parties/echo/r", "").0, 500);
-    assert_eq!(
-        http(addr, "GET", "/parties/probe/r/fail", ""),
-        (500, "on_request failed\n".into())
-    );
+    assert_eq!(http(addr, "GET", "/parties/probe/r/fail", ""), (500, "on_request failed\n".into()));
     srv.shutdown().unwrap();
 }
 
@@ -349,18 +325,9 @@ fn relay_broadcasts_across_shards_without_echo() {
             }
         }
         let sender = &mut clients[i];
-        sender
-            .get_mut()
-            .set_read_timeout(Some(Duration::from_millis(100)))
-            .unwrap();
-        assert!(
-            sender.read().is_err(),
-            "sender {i} received its own broadcast"
-        );
-        sender
-            .get_mut()
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        sender.get_mut().set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        assert!(sender.read().is_err(), "sender {i} received its own broadcast");
+        sender.get_mut().set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     }
     srv.shutdown().unwrap();
 }

@@ -58,10 +58,7 @@ impl Client {
         let key = client::key_from(key_bytes);
         let request = client::request(&addr.to_string(), path, &key);
         // The first write also waits for the non-blocking connect: its failure is a TCP one.
-        stream
-            .write_all(&request)
-            .await
-            .map_err(|_| ConnectFailure::Tcp)?;
+        stream.write_all(&request).await.map_err(|_| ConnectFailure::Tcp)?;
         let mut this = Client {
             stream,
             buf: Vec::new(),
@@ -149,12 +146,8 @@ impl Client {
         &mut self,
         on_frame: &mut dyn FnMut(Opcode, &[u8]),
     ) -> io::Result<(usize, bool)> {
-        let decoder = FrameDecoder::new(
-            Role::Client,
-            FrameLimits {
-                message_size_max: MESSAGE_SIZE_MAX,
-            },
-        );
+        let decoder =
+            FrameDecoder::new(Role::Client, FrameLimits { message_size_max: MESSAGE_SIZE_MAX });
         let mut used = 0;
         let mut handed = 0;
         let mut open = true;

@@ -14,11 +14,7 @@ use std::path::PathBuf;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(
-    name = "partyline-loadtest",
-    version,
-    about = "Load tests for PartyKit-style servers"
-)]
+#[command(name = "partyline-loadtest", version, about = "Load tests for PartyKit-style servers")]
 struct Cli {
     /// Server address.
     #[arg(long, global = true, default_value = "127.0.0.1:1999")]
@@ -155,19 +151,12 @@ fn parse_source_addrs(spec: &str) -> Result<Vec<IpAddr>, String> {
         }
         return Ok((a..=b).map(|n| IpAddr::V4(Ipv4Addr::from(n))).collect());
     }
-    spec.split(',')
-        .map(|s| s.trim().parse().map_err(|e| format!("{s}: {e}")))
-        .collect()
+    spec.split(',').map(|s| s.trim().parse().map_err(|e| format!("{s}: {e}"))).collect()
 }
 
 fn main() {
     let cli = Cli::parse();
-    let source_addrs = match cli
-        .source_addrs
-        .as_deref()
-        .map(parse_source_addrs)
-        .transpose()
-    {
+    let source_addrs = match cli.source_addrs.as_deref().map(parse_source_addrs).transpose() {
         Ok(a) => a.unwrap_or_default(),
         Err(e) => {
             eprintln!("--source-addrs: {e}");
@@ -208,19 +197,9 @@ fn main() {
             first_message: !no_first_message,
             hold_s,
         }),
-        Command::Echo {
-            clients,
-            round_trips,
-            payload,
-            party,
-            room,
-        } => Scenario::Echo(echo::Params {
-            clients,
-            round_trips,
-            payload,
-            party,
-            room,
-        }),
+        Command::Echo { clients, round_trips, payload, party, room } => {
+            Scenario::Echo(echo::Params { clients, round_trips, payload, party, room })
+        }
         Command::Fanout {
             receivers,
             senders,
@@ -261,22 +240,17 @@ fn main() {
             room_prefix,
             ramp_per_s,
         }),
-        Command::Idle {
-            connections,
-            rooms,
-            party,
-            room_prefix,
-            hold_s,
-            ramp_per_s,
-        } => Scenario::Idle(idle::Params {
-            connections,
-            rooms,
-            party,
-            room_prefix,
-            hold_s,
-            ramp_per_s,
-            server_rss_before,
-        }),
+        Command::Idle { connections, rooms, party, room_prefix, hold_s, ramp_per_s } => {
+            Scenario::Idle(idle::Params {
+                connections,
+                rooms,
+                party,
+                room_prefix,
+                hold_s,
+                ramp_per_s,
+                server_rss_before,
+            })
+        }
     };
     if let Some(index) = cli.child {
         runner::run_child(&scenario, &target, index);

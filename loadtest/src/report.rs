@@ -12,8 +12,7 @@ pub fn histogram() -> Histogram<u64> {
 
 /// Adds `other` into `into` (workers' histograms share bounds, so this cannot fail).
 pub fn merge(into: &mut Histogram<u64>, other: &Histogram<u64>) {
-    into.add(other)
-        .expect("histograms with the same bounds merge");
+    into.add(other).expect("histograms with the same bounds merge");
 }
 
 /// Percentiles of a latency histogram, in microseconds.

@@ -117,12 +117,8 @@ pub fn run(
     let go = format!("GO {}\n", crate::now_ns() + 200_000_000);
     for c in &mut children {
         let stdin = c.stdin.as_mut().expect("piped stdin");
-        stdin
-            .write_all(go.as_bytes())
-            .map_err(|e| format!("cannot start worker: {e}"))?;
-        stdin
-            .flush()
-            .map_err(|e| format!("cannot start worker: {e}"))?;
+        stdin.write_all(go.as_bytes()).map_err(|e| format!("cannot start worker: {e}"))?;
+        stdin.flush().map_err(|e| format!("cannot start worker: {e}"))?;
     }
     let mut partials = Vec::new();
     for (i, lines) in readers.iter_mut().enumerate() {
@@ -142,10 +138,7 @@ pub fn run(
 
 /// The child side: run part `index` and print the partial results.
 pub fn run_child(scenario: &Scenario, target: &Target, index: usize) {
-    let part = Part {
-        index,
-        count: target.processes,
-    };
+    let part = Part { index, count: target.processes };
     let partial = scenario.run_part(target, part, Sync::Child);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "PARTIAL {partial}");

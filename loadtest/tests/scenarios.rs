@@ -14,10 +14,7 @@ fn server() -> partyline::RunningServer {
         pin_cores: false,
         ..Config::default()
     };
-    Server::new(config)
-        .with_builtin_parties()
-        .start()
-        .expect("server starts")
+    Server::new(config).with_builtin_parties().start().expect("server starts")
 }
 
 fn target(server: &partyline::RunningServer) -> Target {
@@ -166,20 +163,8 @@ fn idle_connections_are_held_and_memory_is_read() {
 fn binary_spreads_over_processes_and_source_addresses() {
     let srv = server();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_partyline-loadtest"))
-        .args([
-            "--target",
-            &srv.local_addr().to_string(),
-            "--processes",
-            "2",
-            "--workers",
-            "1",
-        ])
-        .args([
-            "--source-addrs",
-            "127.0.0.2-127.0.0.3",
-            "--connect-concurrency",
-            "8",
-        ])
+        .args(["--target", &srv.local_addr().to_string(), "--processes", "2", "--workers", "1"])
+        .args(["--source-addrs", "127.0.0.2-127.0.0.3", "--connect-concurrency", "8"])
         .args([
             "fanout",
             "--receivers",
@@ -195,11 +180,7 @@ fn binary_spreads_over_processes_and_source_addresses() {
         ])
         .output()
         .expect("loadtest binary runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON report");
     assert_eq!(report["scenario"], "fanout");
     assert_eq!(report["params"]["target"]["processes"], 2);

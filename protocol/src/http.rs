@@ -32,7 +32,5 @@ pub(crate) fn hex_digit(b: u8) -> Option<u8> {
 /// `token`, compared ASCII case-insensitively. Empty list elements and surrounding
 /// whitespace are ignored.
 pub fn list_contains_token(value: &[u8], token: &str) -> bool {
-    value
-        .split(|&b| b == b',')
-        .any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    value.split(|&b| b == b',').any(|item| item.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
 }

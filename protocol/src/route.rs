@@ -23,10 +23,7 @@ pub struct RouteConfig {
 
 impl Default for RouteConfig {
     fn default() -> Self {
-        RouteConfig {
-            prefix: "parties".to_owned(),
-            legacy: true,
-        }
+        RouteConfig { prefix: "parties".to_owned(), legacy: true }
     }
 }
 
@@ -35,10 +32,8 @@ impl RouteConfig {
     /// it may hold several segments (`api/parties`). An empty prefix is refused.
     pub fn with_prefix(prefix: &str) -> Option<RouteConfig> {
         let prefix = prefix.trim_matches('/');
-        (!prefix.is_empty() && !prefix.contains(['?', '#'])).then(|| RouteConfig {
-            prefix: prefix.to_owned(),
-            legacy: true,
-        })
+        (!prefix.is_empty() && !prefix.contains(['?', '#']))
+            .then(|| RouteConfig { prefix: prefix.to_owned(), legacy: true })
     }
 
     pub fn prefix(&self) -> &str {
@@ -75,14 +70,10 @@ impl<'a> Route<'a> {
 
     /// All query parameters in order, percent-decoded.
     pub fn query_pairs(&self) -> impl Iterator<Item = (Cow<'a, str>, Cow<'a, str>)> + 'a {
-        self.query
-            .unwrap_or("")
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (percent_decode(k), percent_decode(v))
-            })
+        self.query.unwrap_or("").split('&').filter(|p| !p.is_empty()).map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
     }
 }
 
@@ -132,15 +123,11 @@ pub fn parse<'a>(target: &'a str, config: &RouteConfig) -> Result<Option<Route<'
     };
     let (party, after_party, legacy) = if let Some(rest) = strip_segments(path, &config.prefix) {
         if rest.is_empty() {
-            return Err(RouteError::MissingParty {
-                prefix: config.prefix.clone(),
-            });
+            return Err(RouteError::MissingParty { prefix: config.prefix.clone() });
         }
         let (party, after) = split_segment(rest);
         if party.is_empty() {
-            return Err(RouteError::MissingParty {
-                prefix: config.prefix.clone(),
-            });
+            return Err(RouteError::MissingParty { prefix: config.prefix.clone() });
         }
         (party, after.strip_prefix('/').unwrap_or(after), false)
     } else if let Some(rest) = strip_segments(path, "party").filter(|_| config.legacy) {
@@ -153,29 +140,16 @@ pub fn parse<'a>(target: &'a str, config: &RouteConfig) -> Result<Option<Route<'
         return Err(if legacy {
             RouteError::MissingLegacyRoom
         } else {
-            RouteError::MissingRoom {
-                party: party.to_owned(),
-                prefix: config.prefix.clone(),
-            }
+            RouteError::MissingRoom { party: party.to_owned(), prefix: config.prefix.clone() }
         });
     }
-    Ok(Some(Route {
-        party,
-        room,
-        rest,
-        query,
-        legacy,
-    }))
+    Ok(Some(Route { party, room, rest, query, legacy }))
 }
 
 /// If `path` is `/<segments>` or `/<segments>/...`, what follows `/<segments>/` (or "").
 fn strip_segments<'a>(path: &'a str, segments: &str) -> Option<&'a str> {
     let rest = path.strip_prefix('/')?.strip_prefix(segments)?;
-    if rest.is_empty() {
-        Some("")
-    } else {
-        rest.strip_prefix('/')
-    }
+    if rest.is_empty() { Some("") } else { rest.strip_prefix('/') }
 }
 
 /// Splits `a/b/c` into `a` and `/b/c`.

@@ -4,15 +4,8 @@
 use partyline_protocol::http::{EncodeOptions, HttpError, Response, reason_phrase};
 
 fn encode(r: &Response, keep_alive: bool, head_request: bool) -> String {
-    String::from_utf8(
-        r.encode(EncodeOptions {
-            keep_alive,
-            head_request,
-        })
+    String::from_utf8(r.encode(EncodeOptions { keep_alive, head_request }).unwrap().to_vec())
         .unwrap()
-        .to_vec(),
-    )
-    .unwrap()
 }
 
 #[test]
@@ -40,10 +33,7 @@ fn framing_headers_from_parties_are_replaced() {
         .with_header("Transfer-Encoding", "chunked")
         .with_header("Connection", "keep-alive")
         .with_body("abc");
-    assert_eq!(
-        encode(&r, true, false),
-        "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc"
-    );
+    assert_eq!(encode(&r, true, false), "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc");
 }
 
 #[test]
@@ -70,12 +60,7 @@ fn invalid_headers_are_refused() {
             .with_header(name, value)
             .encode(EncodeOptions::default())
             .unwrap_err();
-        assert_eq!(
-            err,
-            HttpError::InvalidResponseHeader {
-                name: name.to_owned()
-            }
-        );
+        assert_eq!(err, HttpError::InvalidResponseHeader { name: name.to_owned() });
         assert_eq!(err.status(), 500);
         assert!(!err.is_client_error());
     }
@@ -85,10 +70,7 @@ fn invalid_headers_are_refused() {
 fn error_responses_name_the_problem() {
     let err = HttpError::BodyTooLarge { limit: 10 };
     let out = encode(&Response::from_error(&err), false, false);
-    assert!(
-        out.starts_with("HTTP/1.1 413 Content Too Large\r\n"),
-        "{out}"
-    );
+    assert!(out.starts_with("HTTP/1.1 413 Content Too Large\r\n"), "{out}");
     assert!(out.ends_with("request body exceeds 10 bytes\n"), "{out}");
 }
 
@@ -101,9 +83,8 @@ fn odd_statuses() {
 
 #[test]
 fn switching_protocols_keeps_connection_upgrade() {
-    let r = Response::new(101)
-        .with_header("upgrade", "websocket")
-        .with_header("connection", "Upgrade");
+    let r =
+        Response::new(101).with_header("upgrade", "websocket").with_header("connection", "Upgrade");
     assert_eq!(
         encode(&r, false, false),
         "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n\r\n"

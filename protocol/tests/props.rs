@@ -52,12 +52,7 @@ fn decode_stream(
     pieces: &[usize],
     role: Role,
 ) -> Result<Vec<(Opcode, Vec<u8>)>, String> {
-    let decoder = FrameDecoder::new(
-        role,
-        FrameLimits {
-            message_size_max: 1 << 20,
-        },
-    );
+    let decoder = FrameDecoder::new(role, FrameLimits { message_size_max: 1 << 20 });
     let mut assembler = MessageAssembler::new(1 << 20);
     let mut buf = Vec::new();
     let mut out = Vec::new();

@@ -14,57 +14,17 @@ type Case<'a> = (&'a str, &'a str, &'a str, &'a str, Option<&'a str>, bool);
 fn party_paths() {
     let cases: &[Case<'_>] = &[
         ("/parties/main/lobby", "main", "lobby", "", None, false),
-        (
-            "/parties/chat/r1?_pk=abc",
-            "chat",
-            "r1",
-            "",
-            Some("_pk=abc"),
-            false,
-        ),
+        ("/parties/chat/r1?_pk=abc", "chat", "r1", "", Some("_pk=abc"), false),
         ("/parties/chat/r1/", "chat", "r1", "/", None, false),
-        (
-            "/parties/chat/r1/sub/path?x=1",
-            "chat",
-            "r1",
-            "/sub/path",
-            Some("x=1"),
-            false,
-        ),
-        (
-            "/parties/main/a%20b%20%C3%BC",
-            "main",
-            "a%20b%20%C3%BC",
-            "",
-            None,
-            false,
-        ),
+        ("/parties/chat/r1/sub/path?x=1", "chat", "r1", "/sub/path", Some("x=1"), false),
+        ("/parties/main/a%20b%20%C3%BC", "main", "a%20b%20%C3%BC", "", None, false),
         ("/party/lobby", "main", "lobby", "", None, true),
-        (
-            "/party/lobby/x?_pk=1",
-            "main",
-            "lobby",
-            "/x",
-            Some("_pk=1"),
-            true,
-        ),
+        ("/party/lobby/x?_pk=1", "main", "lobby", "/x", Some("_pk=1"), true),
         ("/parties/main/r?", "main", "r", "", Some(""), false),
     ];
     for &(target, party, room, rest, query, legacy) in cases {
-        let r = parse(target)
-            .unwrap()
-            .unwrap_or_else(|| panic!("{target} is a party path"));
-        assert_eq!(
-            r,
-            Route {
-                party,
-                room,
-                rest,
-                query,
-                legacy
-            },
-            "{target}"
-        );
+        let r = parse(target).unwrap().unwrap_or_else(|| panic!("{target} is a party path"));
+        assert_eq!(r, Route { party, room, rest, query, legacy }, "{target}");
     }
 }
 
@@ -92,18 +52,9 @@ fn other_paths_are_not_party_paths() {
 #[test]
 fn incomplete_party_paths_are_404_with_help() {
     let cases = [
-        (
-            "/parties",
-            "missing party and room: use /parties/<party>/<room>",
-        ),
-        (
-            "/parties/",
-            "missing party and room: use /parties/<party>/<room>",
-        ),
-        (
-            "/parties//room",
-            "missing party and room: use /parties/<party>/<room>",
-        ),
+        ("/parties", "missing party and room: use /parties/<party>/<room>"),
+        ("/parties/", "missing party and room: use /parties/<party>/<room>"),
+        ("/parties//room", "missing party and room: use /parties/<party>/<room>"),
         ("/parties/chat", "missing room: use /parties/chat/<room>"),
         ("/parties/chat/", "missing room: use /parties/chat/<room>"),
         ("/parties/chat//x", "missing room: use /parties/chat/<room>"),
@@ -132,25 +83,14 @@ fn configurable_prefix() {
 
 #[test]
 fn connection_id_and_query() {
-    let r = parse("/parties/main/r?a=1&_pk=ab%2Fc+d&b&_pk=second")
-        .unwrap()
-        .unwrap();
+    let r = parse("/parties/main/r?a=1&_pk=ab%2Fc+d&b&_pk=second").unwrap().unwrap();
     assert_eq!(r.connection_id().as_deref(), Some("ab/c d"));
     assert_eq!(r.query_param("a").as_deref(), Some("1"));
     assert_eq!(r.query_param("b").as_deref(), Some(""));
     assert_eq!(r.query_param("c"), None);
     assert_eq!(r.query_pairs().count(), 4);
-    assert_eq!(
-        parse("/parties/main/r?_pk=")
-            .unwrap()
-            .unwrap()
-            .connection_id(),
-        None
-    );
-    assert_eq!(
-        parse("/parties/main/r").unwrap().unwrap().connection_id(),
-        None
-    );
+    assert_eq!(parse("/parties/main/r?_pk=").unwrap().unwrap().connection_id(), None);
+    assert_eq!(parse("/parties/main/r").unwrap().unwrap().connection_id(), None);
 }
 
 #[test]

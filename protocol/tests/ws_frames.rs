@@ -22,12 +22,7 @@ enum Seen {
 /// Feeds `input` in pieces of `step` bytes through decoder and assembler, as the engine
 /// does: keep the unparsed tail, decode whole frames from it.
 fn run(input: &[u8], step: usize, role: Role, limit: usize) -> (Vec<Seen>, Option<WsError>) {
-    let decoder = FrameDecoder::new(
-        role,
-        FrameLimits {
-            message_size_max: limit,
-        },
-    );
+    let decoder = FrameDecoder::new(role, FrameLimits { message_size_max: limit });
     let mut assembler = MessageAssembler::new(limit);
     let mut buf: Vec<u8> = Vec::new();
     let mut seen = Vec::new();
@@ -86,20 +81,11 @@ fn raw_masked(b0: u8, payload: &[u8]) -> Vec<u8> {
 #[test]
 fn rfc_examples_unmasked_for_a_client() {
     let hello = [0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
-    assert_eq!(
-        run(&hello, 7, Role::Client, 100),
-        (vec![Seen::Text("Hello".into())], None)
-    );
+    assert_eq!(run(&hello, 7, Role::Client, 100), (vec![Seen::Text("Hello".into())], None));
     let fragmented = [0x01, 0x03, 0x48, 0x65, 0x6c, 0x80, 0x02, 0x6c, 0x6f];
-    assert_eq!(
-        run(&fragmented, 1, Role::Client, 100),
-        (vec![Seen::Text("Hello".into())], None)
-    );
+    assert_eq!(run(&fragmented, 1, Role::Client, 100), (vec![Seen::Text("Hello".into())], None));
     let ping = [0x89, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f];
-    assert_eq!(
-        run(&ping, 7, Role::Client, 100),
-        (vec![Seen::Ping(b"Hello".to_vec())], None)
-    );
+    assert_eq!(run(&ping, 7, Role::Client, 100), (vec![Seen::Ping(b"Hello".to_vec())], None));
     // Server frames are what our encoder writes.
     assert_eq!(encode::text("Hello")[..], hello);
     assert_eq!(encode::ping(b"Hello")[..], ping);
@@ -107,14 +93,10 @@ fn rfc_examples_unmasked_for_a_client() {
 
 #[test]
 fn rfc_examples_masked() {
-    let hello = [
-        0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-    ];
+    let hello = [0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
     assert_eq!(server(&hello), (vec![Seen::Text("Hello".into())], None));
     assert_eq!(masked(true, Opcode::Text, b"Hello"), hello);
-    let pong = [
-        0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
-    ];
+    let pong = [0x8a, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58];
     assert_eq!(server(&pong), (vec![Seen::Pong(b"Hello".to_vec())], None));
 }
 
@@ -163,10 +145,7 @@ fn empty_messages_and_fragments() {
     input.extend(masked(false, Opcode::Binary, b""));
     input.extend(masked(false, Opcode::Continuation, b""));
     input.extend(masked(true, Opcode::Continuation, b""));
-    assert_eq!(
-        server(&input),
-        (vec![Seen::Text(String::new()), Seen::Binary(vec![])], None)
-    );
+    assert_eq!(server(&input), (vec![Seen::Text(String::new()), Seen::Binary(vec![])], None));
 }
 
 /// Every rule that closes the connection, with the close code it maps to.
@@ -179,59 +158,17 @@ fn protocol_errors_and_close_codes() {
         (
             "unmasked",
             encode::text("x").to_vec(),
-            WsError::BadMasking {
-                expected_masked: true,
-            },
+            WsError::BadMasking { expected_masked: true },
             1002,
         ),
-        (
-            "rsv1",
-            raw_masked(0x80 | 0x40 | 0x1, b"x"),
-            WsError::ReservedBits { rsv: 4 },
-            1002,
-        ),
-        (
-            "rsv2",
-            raw_masked(0x80 | 0x20 | 0x1, b"x"),
-            WsError::ReservedBits { rsv: 2 },
-            1002,
-        ),
-        (
-            "rsv3",
-            raw_masked(0x80 | 0x10 | 0x1, b"x"),
-            WsError::ReservedBits { rsv: 1 },
-            1002,
-        ),
-        (
-            "opcode 3",
-            raw_masked(0x83, b""),
-            WsError::ReservedOpcode { opcode: 3 },
-            1002,
-        ),
-        (
-            "opcode 7",
-            raw_masked(0x87, b""),
-            WsError::ReservedOpcode { opcode: 7 },
-            1002,
-        ),
-        (
-            "opcode 0xB",
-            raw_masked(0x8B, b""),
-            WsError::ReservedOpcode { opcode: 0xB },
-            1002,
-        ),
-        (
-            "opcode 0xF",
-            raw_masked(0x8F, b""),
-            WsError::ReservedOpcode { opcode: 0xF },
-            1002,
-        ),
-        (
-            "ping 126",
-            too_long_control,
-            WsError::ControlFrameTooLong { len: 126 },
-            1002,
-        ),
+        ("rsv1", raw_masked(0x80 | 0x40 | 0x1, b"x"), WsError::ReservedBits { rsv: 4 }, 1002),
+        ("rsv2", raw_masked(0x80 | 0x20 | 0x1, b"x"), WsError::ReservedBits { rsv: 2 }, 1002),
+        ("rsv3", raw_masked(0x80 | 0x10 | 0x1, b"x"), WsError::ReservedBits { rsv: 1 }, 1002),
+        ("opcode 3", raw_masked(0x83, b""), WsError::ReservedOpcode { opcode: 3 }, 1002),
+        ("opcode 7", raw_masked(0x87, b""), WsError::ReservedOpcode { opcode: 7 }, 1002),
+        ("opcode 0xB", raw_masked(0x8B, b""), WsError::ReservedOpcode { opcode: 0xB }, 1002),
+        ("opcode 0xF", raw_masked(0x8F, b""), WsError::ReservedOpcode { opcode: 0xF }, 1002),
+        ("ping 126", too_long_control, WsError::ControlFrameTooLong { len: 126 }, 1002),
         (
             "fragmented ping",
             masked(false, Opcode::Ping, b""),
@@ -252,32 +189,13 @@ fn protocol_errors_and_close_codes() {
         ),
         (
             "text inside fragments",
-            [
-                masked(false, Opcode::Text, b"a"),
-                masked(true, Opcode::Text, b"b"),
-            ]
-            .concat(),
+            [masked(false, Opcode::Text, b"a"), masked(true, Opcode::Text, b"b")].concat(),
             WsError::ExpectedContinuation,
             1002,
         ),
-        (
-            "bad utf-8",
-            masked(true, Opcode::Text, b"\xff"),
-            WsError::InvalidUtf8,
-            1007,
-        ),
-        (
-            "surrogate",
-            masked(true, Opcode::Text, b"\xed\xa0\x80"),
-            WsError::InvalidUtf8,
-            1007,
-        ),
-        (
-            "close of 1 byte",
-            masked(true, Opcode::Close, b"\x03"),
-            WsError::CloseTooShort,
-            1002,
-        ),
+        ("bad utf-8", masked(true, Opcode::Text, b"\xff"), WsError::InvalidUtf8, 1007),
+        ("surrogate", masked(true, Opcode::Text, b"\xed\xa0\x80"), WsError::InvalidUtf8, 1007),
+        ("close of 1 byte", masked(true, Opcode::Close, b"\x03"), WsError::CloseTooShort, 1002),
         (
             "close reason not utf-8",
             masked(true, Opcode::Close, b"\x03\xe8\xff"),
@@ -305,12 +223,7 @@ fn protocol_errors_and_close_codes() {
 #[test]
 fn client_role_refuses_masked_frames() {
     let (_, err) = run(&masked(true, Opcode::Text, b"x"), 100, Role::Client, 100);
-    assert_eq!(
-        err,
-        Some(WsError::BadMasking {
-            expected_masked: false
-        })
-    );
+    assert_eq!(err, Some(WsError::BadMasking { expected_masked: false }));
 }
 
 #[test]
@@ -319,30 +232,18 @@ fn close_codes_on_the_wire() {
         1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000,
         4999,
     ];
-    let invalid = [
-        0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535,
-    ];
+    let invalid = [0, 999, 1004, 1005, 1006, 1015, 1016, 1100, 2000, 2999, 5000, 65535];
     for code in valid {
-        let (seen, err) = server(&masked(
-            true,
-            Opcode::Close,
-            &[&u16::to_be_bytes(code)[..], b"bye"].concat(),
-        ));
-        assert_eq!(
-            (seen, err),
-            (vec![Seen::Close(Some((code, "bye".into())))], None),
-            "{code}"
-        );
+        let (seen, err) =
+            server(&masked(true, Opcode::Close, &[&u16::to_be_bytes(code)[..], b"bye"].concat()));
+        assert_eq!((seen, err), (vec![Seen::Close(Some((code, "bye".into())))], None), "{code}");
     }
     for code in invalid {
         let (_, err) = server(&masked(true, Opcode::Close, &u16::to_be_bytes(code)));
         assert_eq!(err, Some(WsError::InvalidCloseCode { code }), "{code}");
         assert_eq!(err.unwrap().close_code(), CloseCode::PROTOCOL_ERROR);
     }
-    assert_eq!(
-        server(&masked(true, Opcode::Close, b"")),
-        (vec![Seen::Close(None)], None)
-    );
+    assert_eq!(server(&masked(true, Opcode::Close, b"")), (vec![Seen::Close(None)], None));
     assert_eq!(CloseFrame::parse(b"\x03\xe8").unwrap().unwrap().reason, "");
 }
 
@@ -391,11 +292,7 @@ fn utf8_split_inside_a_code_point() {
                 masked(true, Opcode::Continuation, &text[j..]),
             ]
             .concat();
-            assert_eq!(
-                server(&input),
-                (vec![Seen::Text("a€b𝄞c".into())], None),
-                "split {i} {j}"
-            );
+            assert_eq!(server(&input), (vec![Seen::Text("a€b𝄞c".into())], None), "split {i} {j}");
         }
     }
 }
@@ -404,29 +301,16 @@ fn utf8_split_inside_a_code_point() {
 #[test]
 fn utf8_fails_fast() {
     // CE BA E1 BD B9 CF 83 CE BC CE B5 ("κόσμε"), then ED A0 80 (a surrogate), then more.
-    let first = masked(
-        false,
-        Opcode::Text,
-        b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed",
-    );
+    let first = masked(false, Opcode::Text, b"\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5\xed");
     let second = masked(false, Opcode::Continuation, b"\xa0\x80");
     let (_, err) = run(&[first.clone(), second].concat(), 1000, Role::Server, 1000);
     assert_eq!(err, Some(WsError::InvalidUtf8));
     // Out of range (F4 90 ...) is invalid at its second byte.
-    let (_, err) = run(
-        &masked(false, Opcode::Text, b"\xf4\x90"),
-        1000,
-        Role::Server,
-        1000,
-    );
+    let (_, err) = run(&masked(false, Opcode::Text, b"\xf4\x90"), 1000, Role::Server, 1000);
     assert_eq!(err, Some(WsError::InvalidUtf8));
     // A code point cut at the end of the message is invalid.
-    let (_, err) = run(
-        &[first, masked(true, Opcode::Continuation, b"")].concat(),
-        1000,
-        Role::Server,
-        1000,
-    );
+    let (_, err) =
+        run(&[first, masked(true, Opcode::Continuation, b"")].concat(), 1000, Role::Server, 1000);
     assert_eq!(err, Some(WsError::InvalidUtf8));
 }
 
@@ -436,18 +320,12 @@ fn assembler_holds_no_memory_between_messages() {
     let mut assembler = MessageAssembler::new(1 << 20);
     let mut first = masked(false, Opcode::Binary, &[1; 100]);
     let mut last = masked(true, Opcode::Continuation, &[2; 100]);
-    let Decoded::Frame { frame, .. } = decoder.decode(&mut first).unwrap() else {
-        panic!()
-    };
+    let Decoded::Frame { frame, .. } = decoder.decode(&mut first).unwrap() else { panic!() };
     assert_eq!(assembler.push(frame).unwrap(), None);
     assert!(assembler.in_message());
     assert_eq!(assembler.buffered(), 100);
-    let Decoded::Frame { frame, .. } = decoder.decode(&mut last).unwrap() else {
-        panic!()
-    };
-    let Some(Message::Binary(b)) = assembler.push(frame).unwrap() else {
-        panic!()
-    };
+    let Decoded::Frame { frame, .. } = decoder.decode(&mut last).unwrap() else { panic!() };
+    let Some(Message::Binary(b)) = assembler.push(frame).unwrap() else { panic!() };
     assert_eq!(b.len(), 200);
     assert!(!assembler.in_message());
     assert_eq!(assembler.buffered(), 0);
@@ -459,32 +337,18 @@ fn need_more_reports_the_frame_length() {
     let decoder = FrameDecoder::server();
     for cut in [0, 1, 2, 3] {
         let mut part = frame[..cut].to_vec();
-        assert_eq!(
-            decoder.decode(&mut part).unwrap(),
-            Decoded::NeedMore { frame_len: None }
-        );
+        assert_eq!(decoder.decode(&mut part).unwrap(), Decoded::NeedMore { frame_len: None });
     }
     for cut in [8, 9, 200, 307] {
         let mut part = frame[..cut].to_vec();
-        assert_eq!(
-            decoder.decode(&mut part).unwrap(),
-            Decoded::NeedMore {
-                frame_len: Some(308)
-            }
-        );
+        assert_eq!(decoder.decode(&mut part).unwrap(), Decoded::NeedMore { frame_len: Some(308) });
     }
 }
 
 #[test]
 fn close_encoding() {
-    assert_eq!(
-        encode::close(CloseCode::NORMAL, "")[..],
-        [0x88, 0x02, 0x03, 0xe8]
-    );
-    assert_eq!(
-        encode::close(CloseCode::NO_STATUS, "ignored")[..],
-        [0x88, 0x00]
-    );
+    assert_eq!(encode::close(CloseCode::NORMAL, "")[..], [0x88, 0x02, 0x03, 0xe8]);
+    assert_eq!(encode::close(CloseCode::NO_STATUS, "ignored")[..], [0x88, 0x00]);
     // A long reason is cut to 123 bytes at a character boundary.
     let long = "é".repeat(100);
     let frame = encode::close(CloseCode::INTERNAL_ERROR, &long);
@@ -504,9 +368,7 @@ fn encoded_frames_are_shared_bytes() {
 #[test]
 fn word_mask_equals_byte_mask() {
     for len in 0..100u8 {
-        let data: Vec<u8> = (0..len)
-            .map(|i: u8| i.wrapping_mul(7).wrapping_add(3))
-            .collect();
+        let data: Vec<u8> = (0..len).map(|i: u8| i.wrapping_mul(7).wrapping_add(3)).collect();
         let (mut a, mut b) = (data.clone(), data.clone());
         apply_mask(&mut a, MASK);
         apply_mask_bytewise(&mut b, MASK);

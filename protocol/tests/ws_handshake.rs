@@ -7,13 +7,8 @@ use partyline_protocol::ws::handshake::{HandshakeConfig, HandshakeError, accept,
 const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
 
 fn head(lines: &str) -> RequestHead {
-    let text = format!("{lines}\r\n\r\n")
-        .replace('\n', "\r\n")
-        .replace("\r\r\n", "\r\n");
-    HeadParser::new(HttpLimits::default())
-        .parse(text.as_bytes())
-        .unwrap()
-        .unwrap()
+    let text = format!("{lines}\r\n\r\n").replace('\n', "\r\n").replace("\r\r\n", "\r\n");
+    HeadParser::new(HttpLimits::default()).parse(text.as_bytes()).unwrap().unwrap()
 }
 
 fn upgrade(extra: &str) -> RequestHead {
@@ -29,11 +24,8 @@ fn rfc_6455_example_key() {
 
 #[test]
 fn accepted_upgrade_response() {
-    let ok = accept(
-        &upgrade(&format!("Sec-WebSocket-Key: {KEY}")),
-        &HandshakeConfig::default(),
-    )
-    .unwrap();
+    let ok = accept(&upgrade(&format!("Sec-WebSocket-Key: {KEY}")), &HandshakeConfig::default())
+        .unwrap();
     assert_eq!(ok.protocol, None);
     let bytes = ok.response().encode(EncodeOptions::default()).unwrap();
     assert_eq!(
@@ -97,26 +89,14 @@ fn refusals() {
             HandshakeError::UnsupportedVersion,
         ),
         (upgrade(""), HandshakeError::BadKey),
-        (
-            upgrade("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ"),
-            HandshakeError::BadKey,
-        ),
-        (
-            upgrade("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR=="),
-            HandshakeError::BadKey,
-        ),
-        (
-            upgrade("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j*Q=="),
-            HandshakeError::BadKey,
-        ),
+        (upgrade("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ"), HandshakeError::BadKey),
+        (upgrade("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR=="), HandshakeError::BadKey),
+        (upgrade("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25j*Q=="), HandshakeError::BadKey),
         (
             upgrade("Sec-WebSocket-Key: AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
             HandshakeError::BadKey,
         ),
-        (
-            upgrade(&format!("{good_key}\n{good_key}")),
-            HandshakeError::BadKey,
-        ),
+        (upgrade(&format!("{good_key}\n{good_key}")), HandshakeError::BadKey),
     ];
     for (h, expected) in cases {
         let err = accept(&h, &HandshakeConfig::default()).unwrap_err();
@@ -131,25 +111,16 @@ fn refusal_statuses_and_bodies() {
     assert_eq!(r.header("sec-websocket-version"), Some("13"));
     let r = HandshakeError::BadKey.response();
     assert_eq!(r.status(), 400);
-    assert!(
-        std::str::from_utf8(r.body())
-            .unwrap()
-            .contains("Sec-WebSocket-Key")
-    );
+    assert!(std::str::from_utf8(r.body()).unwrap().contains("Sec-WebSocket-Key"));
 }
 
 #[test]
 fn subprotocol_choice_follows_server_preference() {
-    let config = HandshakeConfig {
-        subprotocols: vec!["yjs".into(), "chat".into()],
-    };
+    let config = HandshakeConfig { subprotocols: vec!["yjs".into(), "chat".into()] };
     let key = format!("Sec-WebSocket-Key: {KEY}");
     let cases = [
         ("Sec-WebSocket-Protocol: chat, yjs", Some("yjs")),
-        (
-            "Sec-WebSocket-Protocol: other\nSec-WebSocket-Protocol: chat",
-            Some("chat"),
-        ),
+        ("Sec-WebSocket-Protocol: other\nSec-WebSocket-Protocol: chat", Some("chat")),
         ("Sec-WebSocket-Protocol: other", None),
         ("", None),
     ];
@@ -170,16 +141,9 @@ fn client_side_handshake_round_trip() {
     for bytes in [[0u8; 16], [255u8; 16], *b"0123456789abcdef"] {
         let k = client::key_from(bytes);
         let request = client::request("h", "/parties/main/r", &k);
-        let head = HeadParser::new(HttpLimits::default())
-            .parse(&request)
-            .unwrap()
-            .unwrap();
+        let head = HeadParser::new(HttpLimits::default()).parse(&request).unwrap().unwrap();
         let ok = accept(&head, &HandshakeConfig::default()).expect("our server accepts our client");
-        let mut answer = ok
-            .response()
-            .encode(EncodeOptions::default())
-            .unwrap()
-            .to_vec();
+        let mut answer = ok.response().encode(EncodeOptions::default()).unwrap().to_vec();
         let len = answer.len();
         answer.extend_from_slice(b"\x81\x02hi");
         assert_eq!(client::check_response(&answer, &k), Ok(Some(len)));
@@ -187,8 +151,5 @@ fn client_side_handshake_round_trip() {
         assert_eq!(client::check_response(&answer, KEY).is_err(), k != KEY);
     }
     let refused = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n";
-    assert_eq!(
-        client::check_response(refused, KEY),
-        Err(client::ClientError::Status(503))
-    );
+    assert_eq!(client::check_response(refused, KEY), Err(client::ClientError::Status(503)));
 }

@@ -38,11 +38,7 @@ impl Chat {
 
 impl Party for Chat {
     async fn on_start(room: Room) -> Result<Self> {
-        Ok(Chat {
-            room,
-            history: VecDeque::new(),
-            history_bytes: 0,
-        })
+        Ok(Chat { room, history: VecDeque::new(), history_bytes: 0 })
     }
 
     async fn on_connect(&mut self, conn: &Connection, _ctx: &crate::ConnectContext) -> Result<()> {
@@ -66,9 +62,9 @@ impl Party for Chat {
                 self.append(&text);
                 Ok(Response::json(201, "{\"ok\":true}"))
             }
-            _ => Ok(
-                Response::text(405, "use GET or POST\n").with_header("allow", "GET, HEAD, POST")
-            ),
+            _ => {
+                Ok(Response::text(405, "use GET or POST\n").with_header("allow", "GET, HEAD, POST"))
+            }
         }
     }
 }

@@ -12,11 +12,7 @@ use tungstenite::protocol::WebSocket;
 
 /// Limits for tests: short timeouts so slow-client tests finish quickly.
 pub fn test_limits() -> Limits {
-    Limits {
-        handshake_timeout_ms: 800,
-        http_idle_timeout_ms: 2_000,
-        ..Limits::default()
-    }
+    Limits { handshake_timeout_ms: 800, http_idle_timeout_ms: 2_000, ..Limits::default() }
 }
 
 pub fn config(shards: usize) -> Config {
@@ -45,9 +41,7 @@ pub fn ws(addr: SocketAddr, path: &str) -> (Ws, usize) {
 
 pub fn try_ws(addr: SocketAddr, path: &str) -> Result<(Ws, usize), tungstenite::Error> {
     let stream = TcpStream::connect(addr).expect("tcp connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     let (socket, response) = tungstenite::client::client(format!("ws://{addr}{path}"), stream)
         .map_err(|e| match e {
             tungstenite::HandshakeError::Failure(e) => e,
@@ -88,16 +82,13 @@ pub fn read_close(ws: &mut Ws) -> (u16, String) {
 }
 
 pub fn send_text(ws: &mut Ws, text: &str) {
-    ws.send(tungstenite::Message::Text(text.into()))
-        .expect("send");
+    ws.send(tungstenite::Message::Text(text.into())).expect("send");
 }
 
 /// Sends raw bytes and reads until the server closes; returns everything it sent.
 pub fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).expect("tcp connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
     stream.write_all(request).expect("write");
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
@@ -115,9 +106,6 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Str
         .get(9..12)
         .and_then(|s| s.parse().ok())
         .unwrap_or_else(|| panic!("no status in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
 }

@@ -4,7 +4,7 @@
 
 use super::{
     Coordinator, CpuSampler, Failures, Hist, Part, Target, add_failures, connect_all, indices,
-    merged, run_workers, sleep_until,
+    merged, run_workers, sleep_until, spread_path,
 };
 use crate::report::{self, Latency};
 use serde::{Deserialize, Serialize};
@@ -46,14 +46,7 @@ pub fn run(
         let (t, p, c) = (t.clone(), p.clone(), c.clone());
         async move {
             let mine = indices(p.connections, part, t.workers, w);
-            let path_of = |i: usize| {
-                format!(
-                    "/parties/{}/{}-{}",
-                    p.party,
-                    p.room_prefix,
-                    i % p.rooms.max(1)
-                )
-            };
+            let path_of = |i: usize| spread_path(&p.party, &p.room_prefix, p.rooms, i);
             let ramp = p.ramp_per_s / (t.workers * part.count) as f64;
             let sampler = (w == 0 && part.index == 0).then(|| CpuSampler::start(t.server_pid));
             let (conns, failures) = connect_all(&t, &mine, &path_of, ramp, p.first_message).await;

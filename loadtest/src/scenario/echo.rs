@@ -3,7 +3,7 @@
 
 use super::{
     Coordinator, Failures, Hist, Part, Target, add_failures, connect_all, indices, merged,
-    run_workers,
+    run_workers, spread_path,
 };
 use crate::now_ns;
 use crate::report::{self, Latency};
@@ -40,7 +40,7 @@ pub fn run(
         let (t, p, c) = (t.clone(), p.clone(), c.clone());
         async move {
             let mine = indices(p.clients, part, t.workers, w);
-            let path_of = |i: usize| format!("/parties/{}/{}-{}", p.party, p.room, i);
+            let path_of = |i: usize| spread_path(&p.party, &p.room, p.clients, i);
             let (conns, failures) = connect_all(&t, &mine, &path_of, 0.0, false).await;
             let start = c.ready();
             super::sleep_until(start).await;
@@ -81,12 +81,7 @@ pub fn run(
             let elapsed_s = now_ns().saturating_sub(start) as f64 / 1e9;
             let rtt = Hist::of(&rtt.borrow());
             let errors = *errors.borrow();
-            Partial {
-                rtt,
-                failures,
-                errors,
-                elapsed_s,
-            }
+            Partial { rtt, failures, errors, elapsed_s }
         }
     })
 }

@@ -67,17 +67,9 @@ pub struct Plan {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum RoomOf {
     /// One room; the first `senders` send at `rate / senders` each, the rest count.
-    Fanout {
-        room: String,
-        senders: usize,
-        rate: f64,
-    },
+    Fanout { room: String, senders: usize, rate: f64 },
     /// `rooms` rooms, connection i in room `i % rooms`; everyone sends and counts.
-    Rooms {
-        prefix: String,
-        rooms: usize,
-        rate_per_client: f64,
-    },
+    Rooms { prefix: String, rooms: usize, rate_per_client: f64 },
 }
 
 impl RoomOf {
@@ -86,10 +78,7 @@ impl RoomOf {
             RoomOf::Fanout { room, .. } => (0, room.clone()),
             RoomOf::Rooms { prefix, rooms, .. } => {
                 let r = i % rooms;
-                (
-                    u32::try_from(r).unwrap_or(u32::MAX),
-                    format!("{prefix}-{r}"),
-                )
+                (u32::try_from(r).unwrap_or(u32::MAX), format!("{prefix}-{r}"))
             }
         }
     }
@@ -98,9 +87,7 @@ impl RoomOf {
         match self {
             RoomOf::Fanout { senders, rate, .. } if i < *senders => rate / *senders as f64,
             RoomOf::Fanout { .. } => 0.0,
-            RoomOf::Rooms {
-                rate_per_client, ..
-            } => *rate_per_client,
+            RoomOf::Rooms { rate_per_client, .. } => *rate_per_client,
         }
     }
 
@@ -121,11 +108,7 @@ impl Plan {
             payload: p.payload,
             party: p.party.clone(),
             ramp_per_s: 0.0,
-            room_of: RoomOf::Fanout {
-                room: p.room.clone(),
-                senders: p.senders,
-                rate: p.rate,
-            },
+            room_of: RoomOf::Fanout { room: p.room.clone(), senders: p.senders, rate: p.rate },
         }
     }
 
@@ -192,10 +175,7 @@ pub fn run(target: &Target, plan: &Plan, part: Part, coordinator: &Coordinator) 
 
             let latency = Rc::new(RefCell::new(report::histogram()));
             let stats = Rc::new(RefCell::new(Stats::default()));
-            let mut partial = Partial {
-                failures,
-                ..Partial::default()
-            };
+            let mut partial = Partial { failures, ..Partial::default() };
             for conn in conns {
                 let Some(client) = conn.client else { continue };
                 let i = conn.index;
@@ -298,9 +278,7 @@ async fn connection(
             *last = s;
             if (measure_from..measure_to).contains(&sent) {
                 st.measured += 1;
-                let _ = latency
-                    .borrow_mut()
-                    .record((now.saturating_sub(sent) / 1000).max(1));
+                let _ = latency.borrow_mut().record((now.saturating_sub(sent) / 1000).max(1));
             }
         };
         // Read until the next send tick (1 ms) when sending, else until data comes. A read
@@ -343,11 +321,7 @@ pub fn finish(parts: &[Partial], duration_s: f64) -> serde_json::Value {
         .iter()
         .map(|(sender, n)| {
             let (room, sender_counts) = sender_room.get(sender).copied().unwrap_or((0, false));
-            n * counting
-                .get(&room)
-                .copied()
-                .unwrap_or(0)
-                .saturating_sub(u64::from(sender_counts))
+            n * counting.get(&room).copied().unwrap_or(0).saturating_sub(u64::from(sender_counts))
         })
         .sum();
     let deliveries: u64 = parts.iter().map(|p| p.deliveries).sum();

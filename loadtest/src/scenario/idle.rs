@@ -4,7 +4,7 @@
 
 use super::{
     Coordinator, Failures, Part, Target, add_failures, connect_all, floor_u64, indices,
-    run_workers, sleep_until,
+    run_workers, sleep_until, spread_path,
 };
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -41,14 +41,7 @@ pub fn run(
         let (t, p, c) = (t.clone(), p.clone(), c.clone());
         async move {
             let mine = indices(p.connections, part, t.workers, w);
-            let path_of = |i: usize| {
-                format!(
-                    "/parties/{}/{}-{}",
-                    p.party,
-                    p.room_prefix,
-                    i % p.rooms.max(1)
-                )
-            };
+            let path_of = |i: usize| spread_path(&p.party, &p.room_prefix, p.rooms, i);
             let ramp = p.ramp_per_s / (t.workers * part.count) as f64;
             let (conns, failures) = connect_all(&t, &mine, &path_of, ramp, false).await;
             let start = c.ready();
@@ -76,12 +69,7 @@ pub fn run(
                 None
             };
             sleep_until(end).await;
-            Partial {
-                connected,
-                closed_during_hold: closed.get(),
-                failures,
-                server_rss_held,
-            }
+            Partial { connected, closed_during_hold: closed.get(), failures, server_rss_held }
         }
     })
 }

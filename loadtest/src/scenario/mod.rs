@@ -54,10 +54,7 @@ impl Part {
 
 /// The connection indices (of `total`) that worker `w` of `workers` in `part` owns.
 pub fn indices(total: usize, part: Part, workers: usize, w: usize) -> Vec<usize> {
-    (part.index..total)
-        .step_by(part.count)
-        .filter(|i| (i / part.count) % workers == w)
-        .collect()
+    (part.index..total).step_by(part.count).filter(|i| (i / part.count) % workers == w).collect()
 }
 
 /// How the workers of a run agree on when to start.
@@ -128,10 +125,7 @@ where
                 .expect("worker executor starts")
         })
         .collect();
-    handles
-        .into_iter()
-        .map(|h| h.join().expect("worker finishes"))
-        .collect()
+    handles.into_iter().map(|h| h.join().expect("worker finishes")).collect()
 }
 
 /// A histogram as (value, count) pairs: what crosses processes.
@@ -140,11 +134,7 @@ pub struct Hist(pub Vec<(u64, u64)>);
 
 impl Hist {
     pub fn of(h: &Histogram<u64>) -> Hist {
-        Hist(
-            h.iter_recorded()
-                .map(|v| (v.value_iterated_to(), v.count_at_value()))
-                .collect(),
-        )
+        Hist(h.iter_recorded().map(|v| (v.value_iterated_to(), v.count_at_value())).collect())
     }
 
     /// Adds these values into `h`.
@@ -162,6 +152,12 @@ pub fn merged<'a>(parts: impl IntoIterator<Item = &'a Hist>) -> Histogram<u64> {
         p.add_to(&mut h);
     }
     h
+}
+
+/// The path of connection `i` when connections are spread over `rooms` rooms named
+/// `<prefix>-<n>` of `party`.
+pub fn spread_path(party: &str, prefix: &str, rooms: usize, i: usize) -> String {
+    format!("/parties/{party}/{prefix}-{}", i % rooms.max(1))
 }
 
 /// Connection failures by kind.
@@ -198,9 +194,7 @@ pub async fn connect_all(
     rate_per_s: f64,
     await_first_message: bool,
 ) -> (Vec<Connected>, Failures) {
-    let gate = Rc::new(glommio::sync::Semaphore::new(
-        target.connect_concurrency.max(1) as u64,
-    ));
+    let gate = Rc::new(glommio::sync::Semaphore::new(target.connect_concurrency.max(1) as u64));
     let started = crate::now_ns();
     let mut tasks = Vec::with_capacity(indices.len());
     for (n, &i) in indices.iter().enumerate() {
@@ -274,9 +268,7 @@ pub async fn connect_all(
                 });
             }
             None => {
-                *failures
-                    .entry(format!("{:?}", ConnectFailure::Handshake))
-                    .or_insert(0) += 1;
+                *failures.entry(format!("{:?}", ConnectFailure::Handshake)).or_insert(0) += 1;
                 out.push(Connected {
                     index,
                     client: None,

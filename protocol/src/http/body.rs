@@ -64,11 +64,7 @@ impl BodyDecoder {
             BodyKind::Length(n) => State::Length { remaining: n },
             BodyKind::Chunked => State::chunk_size(),
         };
-        BodyDecoder {
-            state,
-            decoded: 0,
-            body_size_max,
-        }
+        BodyDecoder { state, decoded: 0, body_size_max }
     }
 
     /// Whether the whole body has been decoded.
@@ -82,10 +78,7 @@ impl BodyDecoder {
         while pos < input.len() && self.state != State::Done {
             pos += self.step(&input[pos..], body)?;
         }
-        Ok(BodyProgress {
-            consumed: pos,
-            done: self.state == State::Done,
-        })
+        Ok(BodyProgress { consumed: pos, done: self.state == State::Done })
     }
 
     /// Makes progress on a non-empty `input`; returns the bytes used (at least one, or the
@@ -93,14 +86,10 @@ impl BodyDecoder {
     fn step(&mut self, input: &[u8], body: &mut Vec<u8>) -> Result<usize, HttpError> {
         match &mut self.state {
             State::Length { remaining } | State::ChunkData { remaining } => {
-                let take = input
-                    .len()
-                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let take = input.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
                 self.decoded += take;
                 if self.decoded > self.body_size_max {
-                    return Err(HttpError::BodyTooLarge {
-                        limit: self.body_size_max,
-                    });
+                    return Err(HttpError::BodyTooLarge { limit: self.body_size_max });
                 }
                 body.extend_from_slice(&input[..take]);
                 *remaining -= take as u64;
@@ -112,43 +101,25 @@ impl BodyDecoder {
                 }
                 Ok(take)
             }
-            State::ChunkSize {
-                seen,
-                size,
-                digits,
-                in_ext,
-                cr,
-            } => {
+            State::ChunkSize { seen, size, digits, in_ext, cr } => {
                 let b = input[0];
                 *seen += 1;
                 if *seen > limits::HTTP_CHUNK_LINE_SIZE_MAX {
-                    return Err(HttpError::BadChunk {
-                        what: "chunk-size line too long",
-                    });
+                    return Err(HttpError::BadChunk { what: "chunk-size line too long" });
                 }
                 if *cr {
                     if b != b'\n' {
-                        return Err(HttpError::BadChunk {
-                            what: "CR not followed by LF",
-                        });
+                        return Err(HttpError::BadChunk { what: "CR not followed by LF" });
                     }
                     if *digits == 0 {
-                        return Err(HttpError::BadChunk {
-                            what: "missing chunk size",
-                        });
+                        return Err(HttpError::BadChunk { what: "missing chunk size" });
                     }
                     let size = *size;
                     if size > (self.body_size_max - self.decoded) as u64 {
-                        return Err(HttpError::BodyTooLarge {
-                            limit: self.body_size_max,
-                        });
+                        return Err(HttpError::BodyTooLarge { limit: self.body_size_max });
                     }
                     self.state = if size == 0 {
-                        State::Trailer {
-                            line: 0,
-                            total: 0,
-                            cr: false,
-                        }
+                        State::Trailer { line: 0, total: 0, cr: false }
                     } else {
                         State::ChunkData { remaining: size }
                     };
@@ -158,26 +129,20 @@ impl BodyDecoder {
                     b'\r' => *cr = true,
                     _ if *in_ext => {
                         if b == b'\n' || b == 0 {
-                            return Err(HttpError::BadChunk {
-                                what: "bare LF in chunk extension",
-                            });
+                            return Err(HttpError::BadChunk { what: "bare LF in chunk extension" });
                         }
                     }
                     _ if hex_digit(b).is_some() => {
                         // 15 hex digits is already 2^60 bytes: far beyond any limit.
                         if *digits >= 15 {
-                            return Err(HttpError::BadChunk {
-                                what: "chunk size too long",
-                            });
+                            return Err(HttpError::BadChunk { what: "chunk size too long" });
                         }
                         *digits += 1;
                         *size = *size * 16 + u64::from(hex_digit(b).unwrap_or(0));
                     }
                     b';' | b' ' | b'\t' if *digits > 0 => *in_ext = true,
                     _ => {
-                        return Err(HttpError::BadChunk {
-                            what: "invalid chunk size",
-                        });
+                        return Err(HttpError::BadChunk { what: "invalid chunk size" });
                     }
                 }
                 Ok(1)
@@ -198,15 +163,11 @@ impl BodyDecoder {
                 let b = input[0];
                 *total += 1;
                 if *total > limits::HTTP_TRAILER_SIZE_MAX {
-                    return Err(HttpError::BadChunk {
-                        what: "trailer section too large",
-                    });
+                    return Err(HttpError::BadChunk { what: "trailer section too large" });
                 }
                 if *cr {
                     if b != b'\n' {
-                        return Err(HttpError::BadChunk {
-                            what: "CR not followed by LF",
-                        });
+                        return Err(HttpError::BadChunk { what: "CR not followed by LF" });
                     }
                     if *line == 0 {
                         self.state = State::Done;
@@ -217,9 +178,7 @@ impl BodyDecoder {
                 } else if b == b'\r' {
                     *cr = true;
                 } else if b == b'\n' {
-                    return Err(HttpError::BadChunk {
-                        what: "bare LF in trailer",
-                    });
+                    return Err(HttpError::BadChunk { what: "bare LF in trailer" });
                 } else {
                     *line += 1;
                 }
@@ -232,12 +191,6 @@ impl BodyDecoder {
 
 impl State {
     fn chunk_size() -> State {
-        State::ChunkSize {
-            seen: 0,
-            size: 0,
-            digits: 0,
-            in_ext: false,
-            cr: false,
-        }
+        State::ChunkSize { seen: 0, size: 0, digits: 0, in_ext: false, cr: false }
     }
 }

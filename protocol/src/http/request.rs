@@ -58,10 +58,7 @@ impl Span {
         debug_assert!(start + inner.len() <= outer.len());
         // HeadParser::new caps heads at HTTP_HEAD_SIZE_MAX_CEILING, which fits in u32.
         let offset = |n: usize| u32::try_from(n).expect("head offsets fit in u32");
-        Span {
-            start: offset(start),
-            end: offset(start + inner.len()),
-        }
+        Span { start: offset(start), end: offset(start + inner.len()) }
     }
 
     fn get(self, bytes: &[u8]) -> &[u8] {
@@ -136,9 +133,7 @@ impl RequestHead {
 
     /// All header lines in order, names as sent.
     pub fn headers(&self) -> impl Iterator<Item = (&str, &[u8])> + '_ {
-        self.headers
-            .iter()
-            .map(|&(name, value)| (self.str_at(name), value.get(&self.bytes)))
+        self.headers.iter().map(|&(name, value)| (self.str_at(name), value.get(&self.bytes)))
     }
 
     /// The first value of header `name` (compared case-insensitively).
@@ -185,9 +180,7 @@ impl RequestHead {
     /// Whether the client waits for `100 Continue` before sending its body.
     pub fn expects_continue(&self) -> bool {
         self.version == Version::Http11
-            && self
-                .header("expect")
-                .is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"))
+            && self.header("expect").is_some_and(|v| v.eq_ignore_ascii_case(b"100-continue"))
     }
 
     fn str_at(&self, span: Span) -> &str {
@@ -205,10 +198,7 @@ impl fmt::Debug for RequestHead {
             .field("version", &self.version)
             .field(
                 "headers",
-                &self
-                    .headers()
-                    .map(|(n, v)| (n, String::from_utf8_lossy(v)))
-                    .collect::<Vec<_>>(),
+                &self.headers().map(|(n, v)| (n, String::from_utf8_lossy(v))).collect::<Vec<_>>(),
             )
             .field("body", &self.body)
             .finish()
@@ -234,8 +224,7 @@ fn origin_form(target: &str) -> &str {
 
 fn strip_prefix_ignore_case<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
     let head = s.get(..prefix.len())?;
-    head.eq_ignore_ascii_case(prefix)
-        .then(|| &s[prefix.len()..])
+    head.eq_ignore_ascii_case(prefix).then(|| &s[prefix.len()..])
 }
 
 /// Incremental request-head parser.
@@ -269,18 +258,14 @@ impl HeadParser {
         loop {
             let Some(end) = find_head_end(buf, self.scanned) else {
                 if buf.len() > self.limits.head_size_max {
-                    return Err(HttpError::HeadTooLarge {
-                        limit: self.limits.head_size_max,
-                    });
+                    return Err(HttpError::HeadTooLarge { limit: self.limits.head_size_max });
                 }
                 // The last 3 bytes may begin a terminator completed by the next read.
                 self.scanned = buf.len().saturating_sub(3);
                 return Ok(None);
             };
             if end > self.limits.head_size_max {
-                return Err(HttpError::HeadTooLarge {
-                    limit: self.limits.head_size_max,
-                });
+                return Err(HttpError::HeadTooLarge { limit: self.limits.head_size_max });
             }
             match parse_head(&buf[..end], &self.limits)? {
                 Some(head) => {
@@ -316,15 +301,11 @@ fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<RequestHead>, Ht
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(httparse::Error::TooManyHeaders) => {
-            return Err(HttpError::TooManyHeaders {
-                limit: limits.header_count_max,
-            });
+            return Err(HttpError::TooManyHeaders { limit: limits.header_count_max });
         }
         Err(httparse::Error::Version) => return Err(HttpError::UnsupportedVersion),
         Err(e) => {
-            return Err(HttpError::Malformed {
-                what: malformed_what(e),
-            });
+            return Err(HttpError::Malformed { what: malformed_what(e) });
         }
     };
     let version = match req.version {
@@ -424,9 +405,9 @@ fn body_kind(head: &RequestHead, limits: &HttpLimits) -> Result<BodyKind, HttpEr
         (true, Some(_)) => Err(HttpError::LengthAndTransferEncoding),
         (true, None) if chunked_last => Ok(BodyKind::Chunked),
         (true, None) => Err(HttpError::UnsupportedTransferEncoding),
-        (false, Some(n)) if n > limits.body_size_max as u64 => Err(HttpError::BodyTooLarge {
-            limit: limits.body_size_max,
-        }),
+        (false, Some(n)) if n > limits.body_size_max as u64 => {
+            Err(HttpError::BodyTooLarge { limit: limits.body_size_max })
+        }
         (false, Some(0)) | (false, None) => Ok(BodyKind::Empty),
         (false, Some(n)) => Ok(BodyKind::Length(n)),
     }
@@ -437,7 +418,5 @@ fn parse_decimal(digits: &[u8]) -> Option<u64> {
     if digits.is_empty() || digits.len() > 19 {
         return None;
     }
-    digits.iter().try_fold(0u64, |n, &d| {
-        d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0'))
-    })
+    digits.iter().try_fold(0u64, |n, &d| d.is_ascii_digit().then(|| n * 10 + u64::from(d - b'0')))
 }

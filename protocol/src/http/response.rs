@@ -25,21 +25,14 @@ pub struct EncodeOptions {
 
 impl Default for EncodeOptions {
     fn default() -> Self {
-        EncodeOptions {
-            keep_alive: true,
-            head_request: false,
-        }
+        EncodeOptions { keep_alive: true, head_request: false }
     }
 }
 
 impl Response {
     /// An empty response with `status`.
     pub fn new(status: u16) -> Self {
-        Response {
-            status,
-            headers: Vec::new(),
-            body: Bytes::new(),
-        }
+        Response { status, headers: Vec::new(), body: Bytes::new() }
     }
 
     /// A `text/plain; charset=utf-8` response.
@@ -51,9 +44,7 @@ impl Response {
 
     /// An `application/json` response; `json` must already be serialized.
     pub fn json(status: u16, json: impl Into<String>) -> Self {
-        Response::new(status)
-            .with_header("content-type", "application/json")
-            .with_body(json.into())
+        Response::new(status).with_header("content-type", "application/json").with_body(json.into())
     }
 
     /// The answer to a request error: its status and a one-line explanation.
@@ -83,10 +74,7 @@ impl Response {
 
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn body(&self) -> &Bytes {
@@ -98,11 +86,7 @@ impl Response {
     /// with a 500 instead.
     pub fn encode(&self, options: EncodeOptions) -> Result<Bytes, HttpError> {
         let mut out = BytesMut::with_capacity(
-            64 + self
-                .headers
-                .iter()
-                .map(|(n, v)| n.len() + v.len() + 4)
-                .sum::<usize>()
+            64 + self.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum::<usize>()
                 + self.body.len(),
         );
         self.encode_into(options, &mut out)?;
@@ -116,11 +100,7 @@ impl Response {
                 return Err(HttpError::InvalidResponseHeader { name: name.clone() });
             }
         }
-        let status = if (100..=999).contains(&self.status) {
-            self.status
-        } else {
-            500
-        };
+        let status = if (100..=999).contains(&self.status) { self.status } else { 500 };
         out.put_slice(b"HTTP/1.1 ");
         put_decimal(out, u64::from(status));
         out.put_u8(b' ');
@@ -163,9 +143,7 @@ fn is_framing_header(name: &str) -> bool {
 
 /// RFC 9110 token characters, as allowed in header names.
 fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 fn put_decimal(out: &mut BytesMut, mut n: u64) {

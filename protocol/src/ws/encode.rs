@@ -65,18 +65,12 @@ pub fn binary(data: &[u8]) -> Bytes {
 
 /// A ping frame; the payload is cut to 125 bytes.
 pub fn ping(payload: &[u8]) -> Bytes {
-    frame(
-        Opcode::Ping,
-        &payload[..payload.len().min(limits::WS_CONTROL_PAYLOAD_MAX)],
-    )
+    frame(Opcode::Ping, &payload[..payload.len().min(limits::WS_CONTROL_PAYLOAD_MAX)])
 }
 
 /// A pong frame; the payload is cut to 125 bytes.
 pub fn pong(payload: &[u8]) -> Bytes {
-    frame(
-        Opcode::Pong,
-        &payload[..payload.len().min(limits::WS_CONTROL_PAYLOAD_MAX)],
-    )
+    frame(Opcode::Pong, &payload[..payload.len().min(limits::WS_CONTROL_PAYLOAD_MAX)])
 }
 
 /// A close frame with `code` and `reason` (cut at a character boundary to 123 bytes).

@@ -48,12 +48,8 @@ impl WsError {
 impl fmt::Display for WsError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            WsError::BadMasking {
-                expected_masked: true,
-            } => f.write_str("client frame not masked"),
-            WsError::BadMasking {
-                expected_masked: false,
-            } => f.write_str("server frame masked"),
+            WsError::BadMasking { expected_masked: true } => f.write_str("client frame not masked"),
+            WsError::BadMasking { expected_masked: false } => f.write_str("server frame masked"),
             WsError::ReservedBits { rsv } => write!(f, "reserved bits set ({rsv:#05b})"),
             WsError::ReservedOpcode { opcode } => write!(f, "reserved opcode {opcode:#x}"),
             WsError::ControlFrameTooLong { len } => {

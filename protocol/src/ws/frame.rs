@@ -20,9 +20,7 @@ pub struct FrameLimits {
 
 impl Default for FrameLimits {
     fn default() -> Self {
-        FrameLimits {
-            message_size_max: limits::WS_MESSAGE_SIZE_MAX,
-        }
+        FrameLimits { message_size_max: limits::WS_MESSAGE_SIZE_MAX }
     }
 }
 
@@ -97,9 +95,7 @@ impl FrameHeader {
         let opcode = Opcode::from_u8(b0 & 0x0F)?;
         let masked = b1 & 0x80 != 0;
         if masked != (role == Role::Server) {
-            return Err(WsError::BadMasking {
-                expected_masked: role == Role::Server,
-            });
+            return Err(WsError::BadMasking { expected_masked: role == Role::Server });
         }
         let (payload_len, len_bytes) = match b1 & 0x7F {
             126 => match buf.get(2..4) {
@@ -127,9 +123,7 @@ impl FrameHeader {
                 return Err(WsError::FragmentedControlFrame);
             }
         } else if payload_len > limits.message_size_max as u64 {
-            return Err(WsError::MessageTooLarge {
-                limit: limits.message_size_max,
-            });
+            return Err(WsError::MessageTooLarge { limit: limits.message_size_max });
         }
         // Checked against a usize limit above, so it fits.
         let payload_len = usize::try_from(payload_len).map_err(|_| WsError::LengthOverflow)?;
@@ -143,13 +137,7 @@ impl FrameHeader {
         } else {
             None
         };
-        Ok(Some(FrameHeader {
-            fin,
-            opcode,
-            mask,
-            payload_len,
-            header_len,
-        }))
+        Ok(Some(FrameHeader { fin, opcode, mask, payload_len, header_len }))
     }
 
     /// Header plus payload.
@@ -207,21 +195,12 @@ impl FrameDecoder {
         };
         let len = header.frame_len();
         if buf.len() < len {
-            return Ok(Decoded::NeedMore {
-                frame_len: Some(len),
-            });
+            return Ok(Decoded::NeedMore { frame_len: Some(len) });
         }
         let payload = &mut buf[header.header_len..len];
         if let Some(mask) = header.mask {
             apply_mask(payload, mask);
         }
-        Ok(Decoded::Frame {
-            frame: Frame {
-                fin: header.fin,
-                opcode: header.opcode,
-                payload,
-            },
-            len,
-        })
+        Ok(Decoded::Frame { frame: Frame { fin: header.fin, opcode: header.opcode, payload }, len })
     }
 }

@@ -68,9 +68,9 @@ impl HandshakeError {
     pub fn response(&self) -> Response {
         let r = Response::text(self.status(), format!("{self}\n"));
         match self {
-            HandshakeError::UnsupportedVersion => r
-                .with_header("sec-websocket-version", "13")
-                .with_header("upgrade", "websocket"),
+            HandshakeError::UnsupportedVersion => {
+                r.with_header("sec-websocket-version", "13").with_header("upgrade", "websocket")
+            }
             _ => r,
         }
     }
@@ -119,14 +119,10 @@ pub fn accept(head: &RequestHead, config: &HandshakeConfig) -> Result<Accept, Ha
         .subprotocols
         .iter()
         .find(|ours| {
-            head.header_all("sec-websocket-protocol")
-                .any(|v| list_contains_token(v, ours))
+            head.header_all("sec-websocket-protocol").any(|v| list_contains_token(v, ours))
         })
         .cloned();
-    Ok(Accept {
-        accept_key: accept_key(key),
-        protocol,
-    })
+    Ok(Accept { accept_key: accept_key(key), protocol })
 }
 
 /// `Sec-WebSocket-Accept` for a key: base64(SHA-1(key + GUID)), RFC 6455 §1.3.
@@ -222,10 +218,6 @@ pub mod client {
         let accepted = response.headers.iter().any(|h| {
             h.name.eq_ignore_ascii_case("sec-websocket-accept") && h.value == expected.as_bytes()
         });
-        if accepted {
-            Ok(Some(len))
-        } else {
-            Err(ClientError::BadAccept)
-        }
+        if accepted { Ok(Some(len)) } else { Err(ClientError::BadAccept) }
     }
 }

@@ -35,11 +35,7 @@ struct Partial {
 
 impl MessageAssembler {
     pub fn new(message_size_max: usize) -> Self {
-        MessageAssembler {
-            message_size_max,
-            partial: None,
-            handed_out: false,
-        }
+        MessageAssembler { message_size_max, partial: None, handed_out: false }
     }
 
     /// Whether a fragmented message is in progress.
@@ -49,11 +45,7 @@ impl MessageAssembler {
 
     /// Bytes held for a fragmented message in progress.
     pub fn buffered(&self) -> usize {
-        if self.handed_out {
-            0
-        } else {
-            self.partial.as_ref().map_or(0, |p| p.data.len())
-        }
+        if self.handed_out { 0 } else { self.partial.as_ref().map_or(0, |p| p.data.len()) }
     }
 
     /// Takes the next frame: a message when one is complete, `None` while fragments are
@@ -81,11 +73,8 @@ impl MessageAssembler {
                         Ok(Some(Message::Binary(payload)))
                     };
                 }
-                let mut partial = Partial {
-                    text,
-                    data: Vec::new(),
-                    utf8: Utf8Validator::default(),
-                };
+                let mut partial =
+                    Partial { text, data: Vec::new(), utf8: Utf8Validator::default() };
                 partial.append(payload, self.message_size_max)?;
                 self.partial = Some(partial);
                 Ok(None)
@@ -116,9 +105,7 @@ impl MessageAssembler {
 impl Partial {
     fn append(&mut self, payload: &[u8], message_size_max: usize) -> Result<(), WsError> {
         if self.data.len() + payload.len() > message_size_max {
-            return Err(WsError::MessageTooLarge {
-                limit: message_size_max,
-            });
+            return Err(WsError::MessageTooLarge { limit: message_size_max });
         }
         if self.text {
             self.utf8.feed(payload)?;

@@ -54,11 +54,7 @@ impl Utf8Validator {
     pub fn finish(&mut self) -> Result<(), WsError> {
         let complete = self.pending_len == 0;
         *self = Utf8Validator::default();
-        if complete {
-            Ok(())
-        } else {
-            Err(WsError::InvalidUtf8)
-        }
+        if complete { Ok(()) } else { Err(WsError::InvalidUtf8) }
     }
 }
 

@@ -137,6 +137,9 @@ pub struct Partial {
     latency: Hist,
     deliveries: u64,
     measured: u64,
+    /// Deliveries received during the measured window, whenever sent: the server's
+    /// throughput even when it is overloaded and latencies exceed the window.
+    in_window: u64,
     reordered: u64,
     closed_by_server: u64,
     /// Messages sent, per sender.
@@ -154,6 +157,7 @@ pub struct Partial {
 struct Stats {
     deliveries: u64,
     measured: u64,
+    in_window: u64,
     reordered: u64,
     closed_by_server: u64,
     sent: BTreeMap<u32, u64>,
@@ -217,6 +221,7 @@ pub fn run(target: &Target, plan: &Plan, part: Part, coordinator: &Coordinator) 
             partial.latency = Hist::of(&latency.borrow());
             partial.deliveries = s.deliveries;
             partial.measured = s.measured;
+            partial.in_window = s.in_window;
             partial.reordered = s.reordered;
             partial.closed_by_server = s.closed_by_server;
             partial.sent = s.sent;
@@ -271,6 +276,9 @@ async fn connection(
             let sent = u64::from_le_bytes(m[12..20].try_into().unwrap_or_default());
             let mut st = stats.borrow_mut();
             st.deliveries += 1;
+            if (measure_from..measure_to).contains(&now) {
+                st.in_window += 1;
+            }
             let last = last_seq.entry(sender).or_insert(u64::MAX);
             if *last != u64::MAX && s <= *last {
                 st.reordered += 1;
@@ -326,6 +334,7 @@ pub fn finish(parts: &[Partial], duration_s: f64) -> serde_json::Value {
         .sum();
     let deliveries: u64 = parts.iter().map(|p| p.deliveries).sum();
     let measured: u64 = parts.iter().map(|p| p.measured).sum();
+    let in_window: u64 = parts.iter().map(|p| p.in_window).sum();
     let loadtest_cpu_s: f64 = parts.iter().map(|p| p.loadtest_cpu_s).sum();
     let server_cpu_s = parts.iter().find_map(|p| p.server_cpu_s);
     serde_json::json!({
@@ -338,7 +347,11 @@ pub fn finish(parts: &[Partial], duration_s: f64) -> serde_json::Value {
         "reordered": parts.iter().map(|p| p.reordered).sum::<u64>(),
         "closed_by_server": parts.iter().map(|p| p.closed_by_server).sum::<u64>(),
         "measured_deliveries": measured,
+        // Deliveries of messages sent in the window (their latencies are the histogram).
         "deliveries_per_s": measured as f64 / duration_s,
+        // Deliveries received in the window, whenever sent: throughput under overload.
+        "received_in_window_per_s": in_window as f64 / duration_s,
+        "received_in_window_per_server_cpu_s": report::per_cpu_second(in_window, server_cpu_s),
         "latency": Latency::of(&latency),
         "cpu": { "loadtest_cpu_s": loadtest_cpu_s, "server_cpu_s": server_cpu_s },
         "deliveries_per_server_cpu_s": report::per_cpu_second(measured, server_cpu_s),

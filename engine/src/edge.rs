@@ -587,6 +587,12 @@ async fn ws_loop(
     // Frames that arrived together with the upgrade request.
     let used = decode(shard, conn, &decoder, &mut assembler, &mut leftover, &mut inbound);
     leftover.drain(..used);
+    // The HTTP phase's read buffer must not live on in a connection that stays silent.
+    if leftover.is_empty() {
+        leftover = Vec::new();
+    } else {
+        leftover.shrink_to_fit();
+    }
     loop {
         if inbound.is_empty() {
             let step = poll_fn(|cx| {

@@ -5,7 +5,8 @@
 # with lo up; partykit dev binds 0.0.0.0), with the load tester in the same namespace.
 #
 # Usage: cargo build --release && bench/scripts/peers.sh
-#   RUNS=3 (runs per server), SERVERS="partyline-1 partyline-all uws ws partykit",
+#   RUNS=3 (runs per server), SERVERS="partyline-1 partyline-all uws ws partykit" (also:
+#   uws-batched, uWS.js publishing once per event-loop turn),
 #   OUT=target/bench-peers, SCENARIOS="idle echo fanout-fixed fanout-max connect" (a subset
 #   re-runs only those), REPORT_ONLY=1 (just print the table from $OUT). Prints a markdown
 #   table of medians and ratios; raw JSON in $OUT.
@@ -29,6 +30,7 @@ if [ "${1:-}" = "--inside" ]; then
     partyline-1) "$ROOT/target/release/partyline" serve --listen "127.0.0.1:$PORT" --shards 1 --data "$dir/data" > "$dir/server.log" 2>&1 & ;;
     partyline-all) "$ROOT/target/release/partyline" serve --listen "127.0.0.1:$PORT" --data "$dir/data" > "$dir/server.log" 2>&1 & ;;
     uws) PORT=$PORT node "$ROOT/bench/peers/uws-server.mjs" > "$dir/server.log" 2>&1 & ;;
+    uws-batched) PORT=$PORT node "$ROOT/bench/peers/uws-batched-server.mjs" > "$dir/server.log" 2>&1 & ;;
     ws) PORT=$PORT node "$ROOT/bench/peers/ws-server.mjs" > "$dir/server.log" 2>&1 & ;;
     partykit) (cd "$ROOT/bench/peers/partykit" && exec ../node_modules/.bin/partykit dev --port "$PORT") > "$dir/server.log" 2>&1 & ;;
     *) echo "unknown server $server" >&2; exit 2 ;;

@@ -16,7 +16,8 @@ ROOT=$PWD
 RUNS=${RUNS:-3}
 OUT=${OUT:-$ROOT/target/bench-peers}
 SERVERS=${SERVERS:-"partyline-1 partyline-all uws ws partykit"}
-SCENARIOS=${SCENARIOS:-"idle echo fanout-fixed fanout-max connect"}
+# Overload (fanout-max) last: a server still draining its backlog would distort what follows.
+SCENARIOS=${SCENARIOS:-"idle connect echo fanout-fixed fanout-max"}
 REPORT_ONLY=${REPORT_ONLY:-0}
 PORT=19300
 LT="$ROOT/target/release/partyline-loadtest --target 127.0.0.1:$PORT --workers 1"

@@ -132,6 +132,7 @@ impl Client {
                 return Ok(false);
             }
             if handed > 0 {
+                crate::progress::messages(handed as u64);
                 return Ok(true);
             }
             if self.fill().await? == 0 {

@@ -7,6 +7,7 @@
 //! end. Reports are printed for people and written as JSON for machines.
 
 pub mod client;
+pub mod progress;
 pub mod report;
 pub mod runner;
 pub mod scenario;

@@ -88,6 +88,7 @@ pub fn run(
     child_args: &[String],
 ) -> Result<serde_json::Value, String> {
     if target.processes <= 1 {
+        let _progress = crate::progress::report(scenario.name().to_owned());
         let partial = scenario.run_part(target, Part::WHOLE, Sync::Local);
         return scenario.finish(&[partial]);
     }
@@ -139,7 +140,10 @@ pub fn run(
 /// The child side: run part `index` and print the partial results.
 pub fn run_child(scenario: &Scenario, target: &Target, index: usize) {
     let part = Part { index, count: target.processes };
+    let progress =
+        crate::progress::report(format!("{} {}/{}", scenario.name(), index + 1, target.processes));
     let partial = scenario.run_part(target, part, Sync::Child);
+    drop(progress);
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "PARTIAL {partial}");
     let _ = out.flush();

@@ -210,6 +210,7 @@ pub async fn connect_all(
                 let _permit = gate.acquire_permit(1).await.expect("semaphore open");
                 let t0 = crate::now_ns();
                 let result = Client::connect(from, addr, &path, i as u64).await;
+                crate::progress::connection(result.is_ok());
                 let upgrade_us = ((crate::now_ns() - t0) / 1000).max(1);
                 let mut first = None;
                 let result = match result {
@@ -250,13 +251,15 @@ pub async fn connect_all(
     let mut failures = Failures::new();
     for (task, &index) in tasks.into_iter().zip(indices) {
         match task.await {
-            Some((Ok(client), started_ns, upgrade_us, first_message_us)) => out.push(Connected {
-                index,
-                client: Some(client),
-                started_ns,
-                upgrade_us,
-                first_message_us,
-            }),
+            Some((Ok(client), started_ns, upgrade_us, first_message_us)) => {
+                out.push(Connected {
+                    index,
+                    client: Some(client),
+                    started_ns,
+                    upgrade_us,
+                    first_message_us,
+                });
+            }
             Some((Err(kind), started_ns, _, _)) => {
                 *failures.entry(format!("{kind:?}")).or_insert(0) += 1;
                 out.push(Connected {

@@ -24,6 +24,7 @@ use partyline_protocol::ws::{
     WsError, encode, handshake,
 };
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
 use std::panic::AssertUnwindSafe;
@@ -169,7 +170,7 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     shard.conns.borrow_mut().insert(conn.cref.seq, conn.clone());
     // Each phase is its own boxed future, freed when the phase ends: an open WebSocket
     // carries only the state of its read loop, not that of HTTP parsing.
-    let http: PhaseFuture<'_, Option<Upgrade>> = Box::pin(serve_http(&shard, &mut stream));
+    let http: PhaseFuture<'_, Option<Box<Upgrade>>> = Box::pin(serve_http(&shard, &mut stream));
     if let Some(upgrade) = http.await {
         websocket(&shard, &conn, &mut stream, upgrade).await;
     }
@@ -281,7 +282,7 @@ async fn write_response(
 }
 
 /// The HTTP phase: requests in a keep-alive loop, until one upgrades or the socket ends.
-async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> Option<Upgrade> {
+async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> Option<Box<Upgrade>> {
     let limits = *shard.limits();
     let http_limits = HttpLimits {
         head_size_max: limits.http_head_size_max,
@@ -334,7 +335,13 @@ async fn serve_http(shard: &Rc<Shard>, stream: &mut TcpStream) -> Option<Upgrade
                     let room = RoomKey { party: route.party.into(), room: route.room.into() };
                     let connection_id = route.connection_id().map(|id| id.into_owned());
                     let entry = *entry;
-                    return Some(Upgrade { head, entry, room, connection_id, leftover: buf });
+                    return Some(Box::new(Upgrade {
+                        head,
+                        entry,
+                        room,
+                        connection_id,
+                        leftover: buf,
+                    }));
                 }
                 _ => {
                     let response = refusal(&routed, &head);
@@ -468,7 +475,8 @@ async fn websocket(
     shard: &Rc<Shard>,
     conn: &Rc<EdgeConn>,
     stream: &mut TcpStream,
-    upgrade: Upgrade,
+    // Boxed: an async fn keeps its arguments for its whole life, moved or not.
+    upgrade: Box<Upgrade>,
 ) {
     let negotiate: PhaseFuture<'_, Option<(RoomKey, Vec<u8>)>> =
         Box::pin(negotiate(shard, conn, stream, upgrade));
@@ -490,9 +498,9 @@ async fn negotiate(
     shard: &Rc<Shard>,
     conn: &Rc<EdgeConn>,
     stream: &mut TcpStream,
-    upgrade: Upgrade,
+    upgrade: Box<Upgrade>,
 ) -> Option<(RoomKey, Vec<u8>)> {
-    let Upgrade { head, entry, room, connection_id, leftover } = upgrade;
+    let Upgrade { head, entry, room, connection_id, leftover } = *upgrade;
     let accept = match handshake::accept(&head, &handshake::HandshakeConfig::default()) {
         Ok(a) => a,
         Err(e) => {
@@ -582,7 +590,7 @@ async fn ws_loop(
     let limit = shard.limits().message_size_max;
     let decoder = FrameDecoder::new(Role::Server, FrameLimits { message_size_max: limit });
     let mut assembler = MessageAssembler::new(limit);
-    let mut inbound: Vec<Inbound> = Vec::new();
+    let mut inbound: VecDeque<Inbound> = VecDeque::new();
     let fd = rt::fd_of(stream);
     // Frames that arrived together with the upgrade request.
     let used = decode(shard, conn, &decoder, &mut assembler, &mut leftover, &mut inbound);
@@ -651,12 +659,16 @@ async fn ws_loop(
                 }
             }
         }
-        for event in inbound.drain(..) {
+        while let Some(event) = inbound.pop_front() {
             match event {
                 Inbound::Message(message) => {
-                    shard
-                        .to_home(ToHome::Message { room: room.clone(), conn: conn.cref, message })
-                        .await;
+                    if let Some(wait) = shard.send_home(ToHome::Message {
+                        room: room.clone(),
+                        conn: conn.cref,
+                        message,
+                    }) {
+                        wait.await;
+                    }
                 }
                 Inbound::PeerClose(code, reason) => {
                     // Answer with the same code (none if the peer sent none).
@@ -682,13 +694,13 @@ fn decode(
     decoder: &FrameDecoder,
     assembler: &mut MessageAssembler,
     buf: &mut [u8],
-    inbound: &mut Vec<Inbound>,
+    inbound: &mut VecDeque<Inbound>,
 ) -> usize {
     let mut used = 0;
     while used < buf.len() {
         match decoder.decode(&mut buf[used..]) {
             Err(e) => {
-                inbound.push(Inbound::Error(e));
+                inbound.push_back(Inbound::Error(e));
                 return buf.len();
             }
             Ok(Decoded::NeedMore { .. }) => return used,
@@ -696,7 +708,7 @@ fn decode(
                 used += len;
                 match assembler.push(frame) {
                     Err(e) => {
-                        inbound.push(Inbound::Error(e));
+                        inbound.push_back(Inbound::Error(e));
                         return buf.len();
                     }
                     Ok(None) | Ok(Some(WsMessage::Pong(_))) => {}
@@ -704,17 +716,16 @@ fn decode(
                         conn.enqueue(encode::pong(payload), shard.limits().outbound_bytes_max);
                     }
                     Ok(Some(WsMessage::Text(s))) => {
-                        inbound.push(Inbound::Message(Message::Text(s.into())))
+                        inbound.push_back(Inbound::Message(Message::Text(s.into())))
                     }
-                    Ok(Some(WsMessage::Binary(b))) => {
-                        inbound.push(Inbound::Message(Message::Binary(Bytes::copy_from_slice(b))))
-                    }
+                    Ok(Some(WsMessage::Binary(b))) => inbound
+                        .push_back(Inbound::Message(Message::Binary(Bytes::copy_from_slice(b)))),
                     Ok(Some(WsMessage::Close(close))) => {
                         let (code, reason) = close
                             .map_or((CloseCode::NO_STATUS.0, String::new()), |c| {
                                 (c.code.0, c.reason.to_owned())
                             });
-                        inbound.push(Inbound::PeerClose(code, reason));
+                        inbound.push_back(Inbound::PeerClose(code, reason));
                         return buf.len();
                     }
                 }

@@ -97,6 +97,19 @@ impl Shard {
         }
     }
 
+    /// [`Shard::to_home`] without a future to hold the message: hands `msg` over now, or
+    /// returns a boxed future that waits for room. Callers whose own future must stay small
+    /// (a socket's read loop) use this.
+    pub fn send_home(
+        self: &Rc<Self>,
+        msg: ToHome,
+    ) -> Option<std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>> {
+        self.try_to_home(msg).err().map(|pending| {
+            Box::pin(self.clone().to_home_waiting(pending))
+                as std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+        })
+    }
+
     /// Hands `msg` over if that needs no waiting; gives it back otherwise.
     fn try_to_home(self: &Rc<Self>, msg: ToHome) -> Result<(), Pending> {
         let home = msg.room().home(self.count);

@@ -106,15 +106,21 @@ impl Client {
         self.stream.write_all(&frame).await
     }
 
-    /// Sends several frames in one write (a sender catching up with its rate).
+    /// Sends `count` frames in one write (a sender catching up with its rate): the same
+    /// `payload` buffer, passed to `stamp` with the frame's index before each is encoded.
     pub async fn send_batch(
         &mut self,
         opcode: Opcode,
-        payloads: &mut dyn Iterator<Item = Vec<u8>>,
+        payload: &mut [u8],
+        count: u64,
+        mut stamp: impl FnMut(&mut [u8], u64),
     ) -> io::Result<()> {
-        let mut out = bytes::BytesMut::new();
-        for p in payloads {
-            encode::client_frame_into(true, opcode, &p, self.mask, &mut out);
+        let frame_len = payload.len() + partyline_protocol::limits::WS_FRAME_HEADER_MAX;
+        let mut out =
+            bytes::BytesMut::with_capacity(frame_len * usize::try_from(count).unwrap_or(1));
+        for i in 0..count {
+            stamp(payload, i);
+            encode::client_frame_into(true, opcode, payload, self.mask, &mut out);
         }
         self.stream.write_all(&out).await
     }

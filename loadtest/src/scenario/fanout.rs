@@ -245,20 +245,22 @@ async fn connection(
 ) {
     let mut last_seq: HashMap<u32, u64> = HashMap::new();
     let mut seq: u64 = 0;
+    // One payload buffer, re-stamped for each message; allocated only by senders.
+    let mut message: Vec<u8> = Vec::new();
     sleep_until(start).await;
     loop {
         let now = now_ns();
         if rate > 0.0 && now < measure_to {
             let due = floor_u64(now.saturating_sub(start) as f64 / 1e9 * rate);
             if due > seq {
-                let mut batch = (seq..due).map(|s| {
-                    let mut m = vec![0u8; payload];
-                    m[..4].copy_from_slice(&id.to_le_bytes());
-                    m[4..12].copy_from_slice(&s.to_le_bytes());
+                message.resize(payload, 0);
+                message[..4].copy_from_slice(&id.to_le_bytes());
+                let stamp = |m: &mut [u8], i: u64| {
+                    m[4..12].copy_from_slice(&(seq + i).to_le_bytes());
                     m[12..20].copy_from_slice(&now_ns().to_le_bytes());
-                    m
-                });
-                if client.send_batch(Opcode::Binary, &mut batch).await.is_err() {
+                };
+                if client.send_batch(Opcode::Binary, &mut message, due - seq, stamp).await.is_err()
+                {
                     stats.borrow_mut().closed_by_server += 1;
                     return;
                 }

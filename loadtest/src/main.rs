@@ -2,10 +2,10 @@
 //! a target (loopback by default) in one or several processes, prints the report (JSON) on
 //! stdout and optionally writes it to a file.
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use partyline_loadtest::report::{Machine, Report};
 use partyline_loadtest::runner::{self, Scenario};
-use partyline_loadtest::scenario::{Target, connect, echo, fanout, idle};
+use partyline_loadtest::scenario::Target;
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -42,101 +42,7 @@ struct Cli {
     #[arg(long, global = true, hide = true)]
     child: Option<usize>,
     #[command(subcommand)]
-    scenario: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Open connections (paced or as fast as allowed): connections/s, time to 101 and to
-    /// the first message, failures by kind.
-    Connect {
-        #[arg(long, default_value_t = 1000)]
-        connections: usize,
-        #[arg(long, default_value_t = 1)]
-        rooms: usize,
-        #[arg(long, default_value = "main")]
-        party: String,
-        #[arg(long, default_value = "loadtest-connect")]
-        room_prefix: String,
-        /// Connections started per second in all (0: as fast as allowed).
-        #[arg(long, default_value_t = 0.0)]
-        ramp_per_s: f64,
-        /// Do not wait for a first message (for parties that send nothing on connect).
-        #[arg(long)]
-        no_first_message: bool,
-        #[arg(long, default_value_t = 0.0)]
-        hold_s: f64,
-    },
-    /// Round trips through the `echo` party, one at a time per client.
-    Echo {
-        #[arg(long, default_value_t = 1)]
-        clients: usize,
-        #[arg(long, default_value_t = 10_000)]
-        round_trips: usize,
-        #[arg(long, default_value_t = 32)]
-        payload: usize,
-        #[arg(long, default_value = "echo")]
-        party: String,
-        #[arg(long, default_value = "loadtest-echo")]
-        room: String,
-    },
-    /// Receivers and senders in one `relay` room; senders at a fixed total rate.
-    Fanout {
-        #[arg(long, default_value_t = 1000)]
-        receivers: usize,
-        #[arg(long, default_value_t = 1)]
-        senders: usize,
-        /// Messages per second, all senders together.
-        #[arg(long, default_value_t = 100.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 1.0)]
-        warmup_s: f64,
-        #[arg(long, default_value_t = 5.0)]
-        duration_s: f64,
-        #[arg(long, default_value_t = 64)]
-        payload: usize,
-        #[arg(long, default_value = "relay")]
-        party: String,
-        #[arg(long, default_value = "loadtest-fanout")]
-        room: String,
-    },
-    /// Many small rooms chatting: every client sends and receives.
-    Rooms {
-        #[arg(long, default_value_t = 1000)]
-        rooms: usize,
-        #[arg(long, default_value_t = 3)]
-        clients_per_room: usize,
-        /// Messages per second per client.
-        #[arg(long, default_value_t = 1.0)]
-        rate_per_client: f64,
-        #[arg(long, default_value_t = 1.0)]
-        warmup_s: f64,
-        #[arg(long, default_value_t = 5.0)]
-        duration_s: f64,
-        #[arg(long, default_value_t = 64)]
-        payload: usize,
-        #[arg(long, default_value = "relay")]
-        party: String,
-        #[arg(long, default_value = "loadtest-room")]
-        room_prefix: String,
-        #[arg(long, default_value_t = 0.0)]
-        ramp_per_s: f64,
-    },
-    /// Hold idle connections; with --server-pid, the server's bytes per connection.
-    Idle {
-        #[arg(long, default_value_t = 10_000)]
-        connections: usize,
-        #[arg(long, default_value_t = 1)]
-        rooms: usize,
-        #[arg(long, default_value = "relay")]
-        party: String,
-        #[arg(long, default_value = "loadtest-idle")]
-        room_prefix: String,
-        #[arg(long, default_value_t = 10.0)]
-        hold_s: f64,
-        #[arg(long, default_value_t = 0.0)]
-        ramp_per_s: f64,
-    },
+    scenario: Scenario,
 }
 
 fn parse_source_addrs(spec: &str) -> Result<Vec<IpAddr>, String> {
@@ -179,79 +85,10 @@ fn main() {
     } else {
         None
     };
-    let scenario = match cli.scenario {
-        Command::Connect {
-            connections,
-            rooms,
-            party,
-            room_prefix,
-            ramp_per_s,
-            no_first_message,
-            hold_s,
-        } => Scenario::Connect(connect::Params {
-            connections,
-            rooms,
-            party,
-            room_prefix,
-            ramp_per_s,
-            first_message: !no_first_message,
-            hold_s,
-        }),
-        Command::Echo { clients, round_trips, payload, party, room } => {
-            Scenario::Echo(echo::Params { clients, round_trips, payload, party, room })
-        }
-        Command::Fanout {
-            receivers,
-            senders,
-            rate,
-            warmup_s,
-            duration_s,
-            payload,
-            party,
-            room,
-        } => Scenario::Fanout(fanout::FanoutParams {
-            receivers,
-            senders,
-            rate,
-            warmup_s,
-            duration_s,
-            payload,
-            party,
-            room,
-        }),
-        Command::Rooms {
-            rooms,
-            clients_per_room,
-            rate_per_client,
-            warmup_s,
-            duration_s,
-            payload,
-            party,
-            room_prefix,
-            ramp_per_s,
-        } => Scenario::Rooms(fanout::RoomsParams {
-            rooms,
-            clients_per_room,
-            rate_per_client,
-            warmup_s,
-            duration_s,
-            payload,
-            party,
-            room_prefix,
-            ramp_per_s,
-        }),
-        Command::Idle { connections, rooms, party, room_prefix, hold_s, ramp_per_s } => {
-            Scenario::Idle(idle::Params {
-                connections,
-                rooms,
-                party,
-                room_prefix,
-                hold_s,
-                ramp_per_s,
-                server_rss_before,
-            })
-        }
-    };
+    let mut scenario = cli.scenario;
+    if let Scenario::Idle(p) = &mut scenario {
+        p.server_rss_before = server_rss_before;
+    }
     if let Some(index) = cli.child {
         runner::run_child(&scenario, &target, index);
         return;

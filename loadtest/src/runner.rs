@@ -10,13 +10,19 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
 /// A scenario with its parameters.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Subcommand)]
 #[serde(tag = "scenario", rename_all = "lowercase")]
 pub enum Scenario {
+    /// Open connections (paced or as fast as allowed): connections/s, time to 101 and to
+    /// the first message, failures by kind.
     Connect(scenario::connect::Params),
+    /// Round trips through the `echo` party, one at a time per client.
     Echo(scenario::echo::Params),
+    /// Receivers and senders in one `relay` room; senders at a fixed total rate.
     Fanout(scenario::fanout::FanoutParams),
+    /// Many small rooms chatting: every client sends and receives.
     Rooms(scenario::fanout::RoomsParams),
+    /// Hold idle connections; with --server-pid, the server's bytes per connection.
     Idle(scenario::idle::Params),
 }
 

@@ -9,17 +9,25 @@ use super::{
 use crate::report::{self, Latency};
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 pub struct Params {
+    #[arg(long, default_value_t = 1000)]
     pub connections: usize,
+    #[arg(long, default_value_t = 1)]
     pub rooms: usize,
+    #[arg(long, default_value = "main")]
     pub party: String,
+    #[arg(long, default_value = "loadtest-connect")]
     pub room_prefix: String,
     /// Connections started per second, all workers together (0: as fast as allowed).
+    #[arg(long, default_value_t = 0.0)]
     pub ramp_per_s: f64,
-    /// Wait for each connection's first message (needs a party that sends on connect).
+    /// Wait for each connection's first message (needs a party that sends on connect);
+    /// `--no-first-message` turns it off.
+    #[arg(long = "no-first-message", action = clap::ArgAction::SetFalse)]
     pub first_message: bool,
     /// Seconds to keep the connections open after all are in.
+    #[arg(long, default_value_t = 0.0)]
     pub hold_s: f64,
 }
 

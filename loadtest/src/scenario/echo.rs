@@ -12,12 +12,17 @@ use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 pub struct Params {
+    #[arg(long, default_value_t = 1)]
     pub clients: usize,
+    #[arg(long, default_value_t = 10_000)]
     pub round_trips: usize,
+    #[arg(long, default_value_t = 32)]
     pub payload: usize,
+    #[arg(long, default_value = "echo")]
     pub party: String,
+    #[arg(long, default_value = "loadtest-echo")]
     pub room: String,
 }
 

@@ -21,31 +21,48 @@ use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::time::Duration;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 pub struct FanoutParams {
+    #[arg(long, default_value_t = 1000)]
     pub receivers: usize,
+    #[arg(long, default_value_t = 1)]
     pub senders: usize,
     /// Messages per second, all senders together.
+    #[arg(long, default_value_t = 100.0)]
     pub rate: f64,
+    #[arg(long, default_value_t = 1.0)]
     pub warmup_s: f64,
+    #[arg(long, default_value_t = 5.0)]
     pub duration_s: f64,
+    #[arg(long, default_value_t = 64)]
     pub payload: usize,
+    #[arg(long, default_value = "relay")]
     pub party: String,
+    #[arg(long, default_value = "loadtest-fanout")]
     pub room: String,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 pub struct RoomsParams {
+    #[arg(long, default_value_t = 1000)]
     pub rooms: usize,
+    #[arg(long, default_value_t = 3)]
     pub clients_per_room: usize,
     /// Messages per second per client.
+    #[arg(long, default_value_t = 1.0)]
     pub rate_per_client: f64,
+    #[arg(long, default_value_t = 1.0)]
     pub warmup_s: f64,
+    #[arg(long, default_value_t = 5.0)]
     pub duration_s: f64,
+    #[arg(long, default_value_t = 64)]
     pub payload: usize,
+    #[arg(long, default_value = "relay")]
     pub party: String,
+    #[arg(long, default_value = "loadtest-room")]
     pub room_prefix: String,
     /// Connections started per second (0: as fast as the concurrency allows).
+    #[arg(long, default_value_t = 0.0)]
     pub ramp_per_s: f64,
 }
 

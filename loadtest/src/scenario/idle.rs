@@ -10,15 +10,22 @@ use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::rc::Rc;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 pub struct Params {
+    #[arg(long, default_value_t = 10_000)]
     pub connections: usize,
+    #[arg(long, default_value_t = 1)]
     pub rooms: usize,
+    #[arg(long, default_value = "relay")]
     pub party: String,
+    #[arg(long, default_value = "loadtest-idle")]
     pub room_prefix: String,
+    #[arg(long, default_value_t = 10.0)]
     pub hold_s: f64,
+    #[arg(long, default_value_t = 0.0)]
     pub ramp_per_s: f64,
     /// The server's RSS before the run (set by the runner, from /proc).
+    #[arg(skip)]
     pub server_rss_before: Option<u64>,
 }
 

@@ -23,7 +23,7 @@ for run in $(seq 1 "$RUNS"); do
   kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
   run_server
   target/release/partyline-loadtest --target "127.0.0.1:$PORT" --workers 1 --server-pid "$SERVER" \
-    --json "$OUT/idle-$run.json" idle --connections "$N" --hold-s 6 --room-prefix "i$run" > /dev/null
+    --json "$OUT/idle-$run.json" idle --connections "$N" --hold-s "${HOLD_S:-16}" --room-prefix "i$run" > /dev/null
   kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
 done
 python3 - "$OUT" "$RUNS" <<'PY'

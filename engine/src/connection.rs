@@ -17,11 +17,13 @@ pub struct Connection(Rc<Inner>);
 struct Inner {
     shard: Rc<Shard>,
     cref: ConnRef,
-    id: String,
-    uri: String,
+    /// Shared with the room's id index.
+    id: Rc<str>,
+    uri: Box<str>,
     /// Tags beyond the id (most connections have none: no allocation).
     extra_tags: RefCell<Box<[String]>>,
-    state: RefCell<Option<Bytes>>,
+    /// Boxed: most connections never set one, and every connection would carry its size.
+    state: RefCell<Option<Box<Bytes>>>,
     open: Cell<bool>,
 }
 
@@ -40,8 +42,8 @@ impl Connection {
             shard,
             cref,
             extra_tags: RefCell::new(Box::default()),
-            id,
-            uri,
+            id: id.into(),
+            uri: uri.into_boxed_str(),
             state: RefCell::new(None),
             open: Cell::new(true),
         }))
@@ -65,7 +67,7 @@ impl Connection {
                 limits::CONNECTION_TAG_COUNT_MAX
             ));
         }
-        for tag in std::iter::once(&self.0.id).chain(&extra) {
+        for tag in std::iter::once(&*self.0.id).chain(extra.iter().map(String::as_str)) {
             let chars = tag.chars().count();
             if chars == 0 || chars > limits::CONNECTION_TAG_CHARS_MAX {
                 return Err(format!(
@@ -83,6 +85,11 @@ impl Connection {
         &self.0.id
     }
 
+    /// The id as the room's index holds it.
+    pub(crate) fn shared_id(&self) -> Rc<str> {
+        self.0.id.clone()
+    }
+
     /// The full URL the client connected with.
     pub fn uri(&self) -> &str {
         &self.0.uri
@@ -90,14 +97,14 @@ impl Connection {
 
     /// Tags fixed at accept time; the id is the first.
     pub fn tags(&self) -> Vec<String> {
-        std::iter::once(self.0.id.clone())
+        std::iter::once(self.0.id.to_string())
             .chain(self.0.extra_tags.borrow().iter().cloned())
             .collect()
     }
 
     /// Whether `tag` is one of the connection's tags (its id included).
     pub fn has_tag(&self, tag: &str) -> bool {
-        self.0.id == tag || self.0.extra_tags.borrow().iter().any(|t| t == tag)
+        &*self.0.id == tag || self.0.extra_tags.borrow().iter().any(|t| t == tag)
     }
 
     /// Whether the connection is still open.
@@ -135,7 +142,7 @@ impl Connection {
 
     /// The connection's state, as last set.
     pub fn state(&self) -> Option<Bytes> {
-        self.0.state.borrow().clone()
+        self.0.state.borrow().as_deref().cloned()
     }
 
     /// Sets the connection's state: at most the configured size (16 KiB by default).
@@ -145,7 +152,7 @@ impl Connection {
         if state.len() > max {
             return Err(format!("connection state of {} bytes exceeds {max}", state.len()).into());
         }
-        *self.0.state.borrow_mut() = Some(state);
+        *self.0.state.borrow_mut() = Some(Box::new(state));
         Ok(())
     }
 

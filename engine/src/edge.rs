@@ -4,11 +4,14 @@
 //! answers pings, and writes everything queued for the socket in coalesced `sendmsg` calls.
 //! Room events go to the room's home shard; the socket never moves.
 //!
-//! Memory held by an idle WebSocket: the task, an [`EdgeConn`], glommio's stream; no read
+//! Memory held by an open WebSocket: the task, an [`EdgeConn`], glommio's stream; no read
 //! buffer (reads go into the shard's scratch buffer and only a partial frame is kept) and
-//! no write buffer (the queue is freed whenever it drains).
+//! no write buffer (the queue is freed whenever it drains). A socket idle for
+//! `ws_park_after_ms` is *parked* ([`crate::park`]): its task and stream end and only the
+//! [`EdgeConn`] and the descriptor remain until something concerns it again.
 
 use crate::mesh::{ConnRef, ConnectOutcome, ConnectRequest, HttpRequest, RoomKey, ToHome};
+use crate::park::{self, Parking};
 use crate::party::{Gate, Message, Request};
 use crate::rt::{self, Flush, OutQueue, TcpListener, TcpStream};
 use crate::server::PartyEntry;
@@ -23,10 +26,11 @@ use partyline_protocol::ws::{
     CloseCode, Decoded, FrameDecoder, FrameLimits, Message as WsMessage, MessageAssembler, Role,
     WsError, encode, handshake,
 };
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::io;
+use std::os::fd::{FromRawFd, RawFd};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -51,9 +55,20 @@ pub(crate) struct EdgeConn {
     out: RefCell<OutQueue>,
     waker: RefCell<Option<Waker>>,
     phase: Cell<Phase>,
-    close_request: RefCell<Option<(CloseCode, String)>>,
-    outcome: RefCell<Option<ConnectOutcome>>,
+    /// Boxed, as is `outcome`: both are rare, and every idle socket would carry their size.
+    close_request: RefCell<Option<Box<(CloseCode, String)>>>,
+    outcome: RefCell<Option<Box<ConnectOutcome>>>,
     pub room_uid: Cell<u64>,
+    /// The room, set once the socket is open (shared with the other members on this shard).
+    pub room: OnceCell<RoomKey>,
+    /// The descriptor of a parked socket (no task holds it), or -1.
+    parked_fd: Cell<RawFd>,
+    /// The sweeper asks the task to park at its next idle moment.
+    park_wanted: Cell<bool>,
+    /// A frame was queued since the sweeper last looked (it then stamps `last_tx_s`).
+    pub sent: Cell<bool>,
+    pub last_tx_s: Cell<u32>,
+    parking: Rc<Parking>,
     /// Index in the shard's member list of its room (for O(1) removal).
     pub member_pos: Cell<usize>,
     /// When a byte last arrived, in shard seconds; the sweeper pings and times out.
@@ -62,7 +77,7 @@ pub(crate) struct EdgeConn {
 }
 
 impl EdgeConn {
-    fn new(cref: ConnRef, now_s: u32) -> Self {
+    fn new(cref: ConnRef, now_s: u32, parking: Rc<Parking>) -> Self {
         EdgeConn {
             cref,
             out: RefCell::new(OutQueue::default()),
@@ -71,6 +86,12 @@ impl EdgeConn {
             close_request: RefCell::new(None),
             outcome: RefCell::new(None),
             room_uid: Cell::new(0),
+            room: OnceCell::new(),
+            parked_fd: Cell::new(-1),
+            park_wanted: Cell::new(false),
+            sent: Cell::new(false),
+            last_tx_s: Cell::new(now_s),
+            parking,
             member_pos: Cell::new(usize::MAX),
             last_rx_s: Cell::new(now_s),
             pinged: Cell::new(false),
@@ -98,6 +119,7 @@ impl EdgeConn {
         let was_empty = out.is_empty();
         out.push(frame);
         drop(out);
+        self.sent.set(true);
         if was_empty {
             self.wake();
         }
@@ -110,21 +132,41 @@ impl EdgeConn {
         }
         let mut req = self.close_request.borrow_mut();
         if req.is_none() {
-            *req = Some((code, reason.to_owned()));
+            *req = Some(Box::new((code, reason.to_owned())));
             drop(req);
             self.wake();
         }
     }
 
     pub fn set_connected(&self, outcome: ConnectOutcome) {
-        *self.outcome.borrow_mut() = Some(outcome);
+        *self.outcome.borrow_mut() = Some(Box::new(outcome));
         self.wake();
     }
 
     fn wake(&self) {
-        if let Some(w) = self.waker.borrow().as_ref() {
+        if self.parked_fd.get() >= 0 {
+            self.parking.request_resume(self.cref.seq);
+        } else if let Some(w) = self.waker.borrow().as_ref() {
             w.wake_by_ref();
         }
+    }
+
+    pub fn is_parked(&self) -> bool {
+        self.parked_fd.get() >= 0
+    }
+
+    /// Asks the socket's task to park when it is next idle (the sweeper's call).
+    pub fn want_park(&self) {
+        if !self.is_parked() && !self.park_wanted.replace(true) {
+            self.wake();
+        }
+    }
+
+    /// Takes the descriptor of a parked socket, leaving it unparked; `None` if it is not
+    /// parked (already resumed).
+    pub fn take_parked(&self) -> Option<RawFd> {
+        let fd = self.parked_fd.replace(-1);
+        (fd >= 0).then_some(fd)
     }
 
     fn register(&self, waker: &Waker) {
@@ -166,16 +208,52 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     let conn = Rc::new(EdgeConn::new(
         ConnRef { edge: shard.id, seq: shard.next_conn_seq() },
         shard.now_s(),
+        shard.parking.clone(),
     ));
     shard.conns.borrow_mut().insert(conn.cref.seq, conn.clone());
     // Each phase is its own boxed future, freed when the phase ends: an open WebSocket
     // carries only the state of its read loop, not that of HTTP parsing.
     let http: PhaseFuture<'_, Option<Box<Upgrade>>> = Box::pin(serve_http(&shard, &mut stream));
-    if let Some(upgrade) = http.await {
-        websocket(&shard, &conn, &mut stream, upgrade).await;
+    if let Some(upgrade) = http.await
+        && let Some(parked) = websocket(&shard, &conn, &mut stream, upgrade).await
+    {
+        drop(stream);
+        park(&shard, &conn, parked);
+        return;
     }
     shard.leave_members(&conn);
     shard.conns.borrow_mut().remove(&conn.cref.seq);
+}
+
+/// The task of a socket resumed from parking: the read loop again, from a clean frame
+/// boundary (a socket only parks between messages).
+pub(crate) async fn resume(shard: Rc<Shard>, conn: Rc<EdgeConn>, fd: RawFd) {
+    // SAFETY: `fd` was the parked socket's descriptor, taken out of its record by the
+    // caller, so this stream is its only owner.
+    let mut stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let room = conn.room.get().cloned();
+    if let Some(room) = room
+        && let Some(parked) = open(&shard, &conn, &mut stream, room, Vec::new()).await
+    {
+        drop(stream);
+        park(&shard, &conn, parked);
+        return;
+    }
+    shard.leave_members(&conn);
+    shard.conns.borrow_mut().remove(&conn.cref.seq);
+}
+
+/// Leaves the socket (now only `fd`, a duplicate of the dropped stream's descriptor) in the
+/// shard's epoll set until it is readable or something is queued for it.
+fn park(shard: &Shard, conn: &EdgeConn, fd: RawFd) {
+    // The finished task's waker would keep its memory alive.
+    *conn.waker.borrow_mut() = None;
+    conn.parked_fd.set(fd);
+    if let Err(e) = shard.parking.watch(fd, conn.cref.seq) {
+        // Out of epoll watches (fs.epoll.max_user_watches): resume at once instead.
+        tracing::warn!(error = %e, "cannot park a socket; keeping it active");
+        shard.parking.request_resume(conn.cref.seq);
+    }
 }
 
 /// A phase of a socket's life, boxed so its state is freed when it ends.
@@ -469,21 +547,35 @@ async fn fetch(shard: &Shard, request: Request) -> Response {
 }
 
 /// The WebSocket phase: negotiate (gate, connect to the room, whose `on_connect` runs
-/// before the 101 is written), then the read loop, then the close. Negotiation and close
-/// run as boxed futures of their own, so the long-lived state is the read loop's alone.
+/// before the 101 is written), then [`open`]. Negotiation runs as a boxed future of its
+/// own, so the long-lived state is the read loop's alone. `Some(fd)` when the socket
+/// parks.
 async fn websocket(
     shard: &Rc<Shard>,
     conn: &Rc<EdgeConn>,
     stream: &mut TcpStream,
     // Boxed: an async fn keeps its arguments for its whole life, moved or not.
     upgrade: Box<Upgrade>,
-) {
+) -> Option<RawFd> {
     let negotiate: PhaseFuture<'_, Option<(RoomKey, Vec<u8>)>> =
         Box::pin(negotiate(shard, conn, stream, upgrade));
-    let Some((room, leftover)) = negotiate.await else {
-        return;
+    let (room, leftover) = negotiate.await?;
+    open(shard, conn, stream, room, leftover).await
+}
+
+/// An open WebSocket: the read loop, then the close (a boxed future of its own). `Some(fd)`
+/// when the loop parked instead: `fd` duplicates the stream's descriptor.
+async fn open(
+    shard: &Rc<Shard>,
+    conn: &Rc<EdgeConn>,
+    stream: &mut TcpStream,
+    room: RoomKey,
+    leftover: Vec<u8>,
+) -> Option<RawFd> {
+    let (code, reason) = match ws_loop(shard, conn, stream, &room, leftover).await {
+        End::Park(fd) => return Some(fd),
+        End::Close(code, reason) => (code, reason),
     };
-    let (code, reason) = ws_loop(shard, conn, stream, &room, leftover).await;
     let close: PhaseFuture<'_, ()> = Box::pin(async move {
         conn.phase.set(Phase::Closing);
         shard.leave_members(conn);
@@ -491,6 +583,7 @@ async fn websocket(
         linger(shard, conn, stream).await;
     });
     close.await;
+    None
 }
 
 /// Handshake, gate and connect. `Some` when the socket is open in its room.
@@ -527,7 +620,7 @@ async fn negotiate(
         })))
         .await;
     let outcome = poll_fn(|cx| match conn.outcome.borrow_mut().take() {
-        Some(o) => Poll::Ready(o),
+        Some(o) => Poll::Ready(*o),
         None => {
             conn.register(cx.waker());
             Poll::Pending
@@ -557,6 +650,8 @@ async fn negotiate(
         }
         ConnectOutcome::Accepted => {
             conn.out.borrow_mut().push_front(upgrade);
+            // Unless joining the members already gave it the room's shared key.
+            let _ = conn.room.set(room.clone());
             conn.phase.set(Phase::Open);
             conn.last_rx_s.set(shard.now_s());
             Some((room, leftover))
@@ -576,17 +671,25 @@ enum Step {
     Read,
     Eof,
     ServerClose(CloseCode, String),
+    Park,
 }
 
-/// The open WebSocket: read, decode, forward; write what is queued. Returns the close code
-/// and reason the room's `on_close` gets.
+/// How a read loop ended.
+enum End {
+    /// Closed, with the code and reason the room's `on_close` gets.
+    Close(u16, String),
+    /// Idle and asked to park: the duplicate descriptor that keeps the socket.
+    Park(RawFd),
+}
+
+/// The open WebSocket: read, decode, forward; write what is queued.
 async fn ws_loop(
     shard: &Rc<Shard>,
     conn: &Rc<EdgeConn>,
     stream: &mut TcpStream,
     room: &RoomKey,
     mut leftover: Vec<u8>,
-) -> (u16, String) {
+) -> End {
     let limit = shard.limits().message_size_max;
     let decoder = FrameDecoder::new(Role::Server, FrameLimits { message_size_max: limit });
     let mut assembler = MessageAssembler::new(limit);
@@ -605,7 +708,8 @@ async fn ws_loop(
         if inbound.is_empty() {
             let step = poll_fn(|cx| {
                 conn.register(cx.waker());
-                if let Some((code, reason)) = conn.close_request.borrow_mut().take() {
+                if let Some(request) = conn.close_request.borrow_mut().take() {
+                    let (code, reason) = *request;
                     return Poll::Ready(Ok(Step::ServerClose(code, reason)));
                 }
                 if let Err(e) = poll_flush(conn, stream, fd, cx) {
@@ -613,7 +717,18 @@ async fn ws_loop(
                 }
                 let mut scratch = shard.scratch.borrow_mut();
                 match rt::poll_read(stream, cx, &mut scratch[..]) {
-                    Poll::Pending => Poll::Pending,
+                    Poll::Pending => {
+                        // Park only between messages with nothing to write: the resumed
+                        // loop starts from a clean frame boundary and an empty queue.
+                        if conn.park_wanted.replace(false)
+                            && leftover.is_empty()
+                            && !assembler.in_message()
+                            && conn.out.borrow().is_empty()
+                        {
+                            return Poll::Ready(Ok(Step::Park));
+                        }
+                        Poll::Pending
+                    }
                     Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                     Poll::Ready(Ok(0)) => Poll::Ready(Ok(Step::Eof)),
                     Poll::Ready(Ok(n)) => {
@@ -652,10 +767,15 @@ async fn ws_loop(
             .await;
             match step {
                 Ok(Step::Read) => {}
-                Ok(Step::Eof) | Err(_) => return (CloseCode::ABNORMAL.0, String::new()),
+                Ok(Step::Park) => match park::dup(fd) {
+                    Ok(parked) => return End::Park(parked),
+                    // Out of descriptors: stay active, try again at a later sweep.
+                    Err(e) => tracing::debug!(error = %e, "cannot park a socket"),
+                },
+                Ok(Step::Eof) | Err(_) => return End::Close(CloseCode::ABNORMAL.0, String::new()),
                 Ok(Step::ServerClose(code, reason)) => {
                     conn.out.borrow_mut().push(encode::close(code, &reason));
-                    return (code.0, reason);
+                    return End::Close(code.0, reason);
                 }
             }
         }
@@ -673,13 +793,13 @@ async fn ws_loop(
                 Inbound::PeerClose(code, reason) => {
                     // Answer with the same code (none if the peer sent none).
                     conn.out.borrow_mut().push(encode::close(CloseCode(code), ""));
-                    return (code, reason);
+                    return End::Close(code, reason);
                 }
                 Inbound::Error(e) => {
                     tracing::debug!(seq = conn.cref.seq, error = %e, "protocol error");
                     let code = e.close_code();
                     conn.out.borrow_mut().push(encode::close(code, &e.to_string()));
-                    return (code.0, e.to_string());
+                    return End::Close(code.0, e.to_string());
                 }
             }
         }

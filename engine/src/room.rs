@@ -13,6 +13,7 @@ use partyline_protocol::http::Response;
 use partyline_protocol::ws::{CloseCode, encode};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -35,7 +36,11 @@ pub(crate) enum RoomEvent {
 #[derive(Default)]
 struct Registry {
     by_ref: HashMap<ConnRef, Connection>,
-    by_id: HashMap<String, Vec<ConnRef>>,
+    /// Id to connection. The id string is the connection's own (`Rc<str>`), not a copy.
+    by_id: HashMap<Rc<str>, ConnRef>,
+    /// The other connections with an id already in `by_id` (clients choose ids, so this
+    /// happens; rare, hence kept apart to keep `by_id` small).
+    id_dups: HashMap<Rc<str>, Vec<ConnRef>>,
     /// Connections per edge shard: broadcasts go only to edges that have some.
     per_edge: Vec<u32>,
 }
@@ -109,7 +114,16 @@ impl RoomHost {
 
     fn register(&self, conn: &Connection) {
         let mut r = self.registry.borrow_mut();
-        r.by_id.entry(conn.id().to_owned()).or_default().push(conn.cref());
+        let id = conn.shared_id();
+        match r.by_id.entry(id) {
+            Entry::Occupied(taken) => {
+                let id = taken.key().clone();
+                r.id_dups.entry(id).or_default().push(conn.cref());
+            }
+            Entry::Vacant(free) => {
+                free.insert(conn.cref());
+            }
+        }
         r.per_edge[conn.cref().edge] += 1;
         r.by_ref.insert(conn.cref(), conn.clone());
     }
@@ -118,11 +132,23 @@ impl RoomHost {
         let mut r = self.registry.borrow_mut();
         let conn = r.by_ref.remove(&cref)?;
         r.per_edge[cref.edge] -= 1;
-        if let Some(list) = r.by_id.get_mut(conn.id()) {
-            list.retain(|c| *c != cref);
-            if list.is_empty() {
-                r.by_id.remove(conn.id());
+        let id = conn.id();
+        let Registry { by_id, id_dups, .. } = &mut *r;
+        if by_id.get(id) == Some(&cref) {
+            // Hand the id to a duplicate, if there is one.
+            match id_dups.get_mut(id).and_then(Vec::pop) {
+                Some(next) => {
+                    by_id.insert(conn.shared_id(), next);
+                }
+                None => {
+                    by_id.remove(id);
+                }
             }
+        } else if let Some(list) = id_dups.get_mut(id) {
+            list.retain(|c| *c != cref);
+        }
+        if id_dups.get(id).is_some_and(Vec::is_empty) {
+            id_dups.remove(id);
         }
         Some(conn)
     }
@@ -367,8 +393,14 @@ impl Room {
             Message::Binary(b) => encode::binary(&b),
         };
         let registry = self.0.registry.borrow();
-        let without: Arc<[ConnRef]> =
-            without.iter().filter_map(|id| registry.by_id.get(*id)).flatten().copied().collect();
+        let without: Arc<[ConnRef]> = without
+            .iter()
+            .flat_map(|id| {
+                let first = registry.by_id.get(*id).into_iter();
+                first.chain(registry.id_dups.get(*id).into_iter().flatten())
+            })
+            .copied()
+            .collect();
         for (edge, &count) in registry.per_edge.iter().enumerate() {
             if count > 0 {
                 self.0.shard.to_edge(
@@ -387,11 +419,10 @@ impl Room {
     /// their ids, so duplicates happen and a random pick would be wrong).
     pub fn connection(&self, id: &str) -> Result<Option<Connection>> {
         let registry = self.0.registry.borrow();
-        match registry.by_id.get(id).map(Vec::as_slice) {
-            None | Some([]) => Ok(None),
-            Some([one]) => Ok(registry.by_ref.get(one).cloned()),
-            Some(many) => Err(format!("{} open connections have the id {id:?}", many.len()).into()),
+        if let Some(dups) = registry.id_dups.get(id) {
+            return Err(format!("{} open connections have the id {id:?}", dups.len() + 1).into());
         }
+        Ok(registry.by_id.get(id).and_then(|one| registry.by_ref.get(one)).cloned())
     }
 
     /// Open connections, all or those with `tag`.

@@ -200,6 +200,16 @@ pub fn raise_open_files_limit() -> io::Result<(u64, u64)> {
     Ok((lim.rlim_cur, lim.rlim_max))
 }
 
+/// Turns transparent huge pages off for this process (`PR_SET_THP_DISABLE`), whatever the
+/// system setting and whatever the allocator asks with `madvise`.
+pub fn disable_transparent_huge_pages() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Whether io_uring works here (Docker's default seccomp profile blocks it, and glommio
 /// then fails with a misleading "kernel too old").
 pub fn check_io_uring() -> Result<(), String> {

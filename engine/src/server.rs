@@ -13,7 +13,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// The future an edge gate returns.
 pub(crate) type GateFuture = Pin<Box<dyn Future<Output = Result<Gate>>>>;
@@ -44,6 +44,42 @@ pub(crate) struct ServerShared {
     pub on_fetch: Option<FetchHandler>,
     pub shard_count: usize,
     pub shutdown: Arc<AtomicBool>,
+    /// One gauge set per shard, published by its sweeper.
+    pub gauges: Arc<[Gauges]>,
+}
+
+/// A shard's counts, refreshed by its sweeper a few times a second (relaxed atomics: a
+/// snapshot for operators and tests, not a synchronization point).
+#[derive(Debug, Default)]
+pub(crate) struct Gauges {
+    pub sockets: AtomicUsize,
+    pub websockets: AtomicUsize,
+    pub parked: AtomicUsize,
+    pub rooms: AtomicUsize,
+}
+
+impl Gauges {
+    fn read(&self) -> ShardStats {
+        ShardStats {
+            sockets: self.sockets.load(Ordering::Relaxed),
+            websockets: self.websockets.load(Ordering::Relaxed),
+            parked: self.parked.load(Ordering::Relaxed),
+            rooms: self.rooms.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// What one shard holds, as of its last sweep (at most about 200 ms old).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ShardStats {
+    /// Sockets accepted on this shard (as their edge) and not yet closed.
+    pub sockets: usize,
+    /// Of those, open WebSockets.
+    pub websockets: usize,
+    /// Of those, parked: idle, with no task ([`crate::limits::Limits::ws_park_after_ms`]).
+    pub parked: usize,
+    /// Rooms loaded on this shard (as their home).
+    pub rooms: usize,
 }
 
 /// A server being configured: register parties, then [`Server::start`] or
@@ -101,6 +137,11 @@ impl Server {
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         crate::rt::check_io_uring().map_err(io::Error::other)?;
+        if !self.config.huge_pages
+            && let Err(e) = crate::rt::disable_transparent_huge_pages()
+        {
+            tracing::warn!(error = %e, "cannot turn transparent huge pages off");
+        }
         let count = self.config.shard_count();
         let (open_files, _) = crate::rt::raise_open_files_limit()?;
         let fit =
@@ -122,6 +163,7 @@ impl Server {
         let (listeners, addr) =
             crate::rt::bind_listeners(self.config.listen, count, self.config.backlog)?;
         let shutdown = Arc::new(AtomicBool::new(false));
+        let gauges: Arc<[Gauges]> = (0..count).map(|_| Gauges::default()).collect();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pin = self.config.pin_cores && count <= cores;
         let shared = Arc::new(ServerShared {
@@ -130,6 +172,7 @@ impl Server {
             on_fetch: self.on_fetch,
             shard_count: count,
             shutdown: shutdown.clone(),
+            gauges: gauges.clone(),
         });
         let mesh = crate::mesh::build(count, limits::MESH_CHANNEL_MAX);
         let mut handles = Vec::with_capacity(count);
@@ -151,7 +194,7 @@ impl Server {
             connections_per_shard_max = shared.config.limits.connections_per_shard_max,
             "partyline listening"
         );
-        Ok(RunningServer { addr, shutdown, handles })
+        Ok(RunningServer { addr, shutdown, handles, gauges })
     }
 
     /// Starts, then runs until SIGTERM or SIGINT, then closes every socket with 1001.
@@ -169,12 +212,18 @@ pub struct RunningServer {
     addr: SocketAddr,
     shutdown: Arc<AtomicBool>,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
+    gauges: Arc<[Gauges]>,
 }
 
 impl RunningServer {
     /// The address the server listens on (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Each shard's counts, as of its last sweep.
+    pub fn stats(&self) -> Vec<ShardStats> {
+        self.gauges.iter().map(Gauges::read).collect()
     }
 
     /// Asks every shard to stop: no new sockets, open ones closed with 1001.

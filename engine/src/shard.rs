@@ -5,6 +5,7 @@
 use crate::edge::EdgeConn;
 use crate::limits::{self, Limits};
 use crate::mesh::{self, ConnectOutcome, ReplyTo, RoomKey, ToEdge, ToHome};
+use crate::park::Parking;
 use crate::room::{RoomEvent, RoomHost};
 use crate::server::ServerShared;
 use glommio::channels::local_channel::{self, LocalSender};
@@ -30,6 +31,8 @@ pub(crate) struct Shard {
     pub scratch: RefCell<Box<[u8]>>,
     // Edge side.
     pub conns: RefCell<HashMap<u64, Rc<EdgeConn>>>,
+    /// Idle sockets without a task, and the queue of those to resume.
+    pub parking: Rc<Parking>,
     next_seq: Cell<u64>,
     /// Open connections on this edge, per room (by the room's uid), for broadcasts.
     members: RefCell<HashMap<u64, Vec<Rc<EdgeConn>>>>,
@@ -305,6 +308,10 @@ impl Shard {
     fn join_members(&self, conn: &Rc<EdgeConn>) {
         let mut members = self.members.borrow_mut();
         let list = members.entry(conn.room_uid.get()).or_default();
+        // Share the room's key with the members already here instead of holding a copy.
+        if let Some(shared) = list.first().and_then(|first| first.room.get()) {
+            let _ = conn.room.set(shared.clone());
+        }
         conn.member_pos.set(list.len());
         list.push(conn.clone());
     }
@@ -357,6 +364,13 @@ pub(crate) async fn run(
     let count = server.shard_count;
     let connected = mesh_ends.connect().await;
     let route = RouteConfig::with_prefix(&server.config.prefix).unwrap_or_default();
+    let parking = match Parking::new() {
+        Ok(p) => Rc::new(p),
+        Err(e) => {
+            tracing::error!(shard = id, error = %e, "cannot create the shard's epoll set");
+            return;
+        }
+    };
     let shard = Rc::new(Shard {
         id,
         count,
@@ -364,6 +378,7 @@ pub(crate) async fn run(
         started: Instant::now(),
         scratch: RefCell::new(vec![0u8; limits::SCRATCH_BYTES].into_boxed_slice()),
         conns: RefCell::new(HashMap::new()),
+        parking,
         next_seq: Cell::new(1),
         members: RefCell::new(HashMap::new()),
         pending: RefCell::new(HashMap::new()),
@@ -387,15 +402,24 @@ pub(crate) async fn run(
         shard.outbox.borrow_mut()[peer].wake = Some(tx);
         glommio::spawn_local(outbox_drainer(shard.clone(), peer, rx)).detach();
     }
+    let waiter = {
+        let parking = shard.parking.clone();
+        glommio::spawn_local(async move { parking.run_waiter().await })
+    };
+    glommio::spawn_local(unparker(shard.clone())).detach();
     let listener = crate::rt::adopt_listener(listener);
     let acceptor = glommio::spawn_local(crate::edge::accept_loop(shard.clone(), listener));
     tracing::debug!(shard = id, "shard running");
 
     // The sweeper: idle pings and timeouts, and the shutdown check.
     let idle_s = u32::try_from(shard.limits().ws_idle_timeout_ms / 1000).unwrap_or(u32::MAX).max(1);
+    let park_after_s = match shard.limits().ws_park_after_ms {
+        0 => None,
+        ms => Some(u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)),
+    };
     while !shard.server.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(Duration::from_millis(200)).await;
-        sweep_idle(&shard, idle_s);
+        sweep_idle(&shard, idle_s, park_after_s);
     }
 
     // Shutdown: stop accepting, close every socket with 1001, wait for them to drain.
@@ -409,20 +433,50 @@ pub(crate) async fn run(
     while !shard.conns.borrow().is_empty() && Instant::now() < deadline {
         glommio::timer::sleep(Duration::from_millis(20)).await;
     }
+    shard.parking.stop();
+    waiter.await;
     tracing::debug!(shard = id, left = shard.conns.borrow().len(), "shard stopped");
 }
 
+/// Resumes parked sockets that became readable or have something to do.
+async fn unparker(shard: Rc<Shard>) {
+    loop {
+        for seq in shard.parking.next_batch().await {
+            let conn = shard.conns.borrow().get(&seq).cloned();
+            if let Some(conn) = conn
+                && let Some(fd) = conn.take_parked()
+            {
+                shard.parking.unwatch(fd);
+                glommio::spawn_local(crate::edge::resume(shard.clone(), conn, fd)).detach();
+            }
+        }
+    }
+}
+
 /// Pings WebSockets that have been silent for `idle_s`, closes those silent for twice as
-/// long. Runs a few times a second over all connections: 4 bytes per connection instead
-/// of a timer each.
-fn sweep_idle(shard: &Shard, idle_s: u32) {
+/// long, and parks those with no traffic either way for `park_after_s`. Runs a few times a
+/// second over all connections: a few bytes per connection instead of a timer each.
+fn sweep_idle(shard: &Shard, idle_s: u32, park_after_s: Option<u32>) {
     let now = shard.now_s();
     let conns = shard.conns.borrow();
+    let (mut websockets, mut parked) = (0, 0);
     for c in conns.values() {
         if !c.is_open() {
             continue;
         }
+        websockets += 1;
+        parked += usize::from(c.is_parked());
+        if c.sent.replace(false) {
+            c.last_tx_s.set(now);
+        }
         let silent = now.saturating_sub(c.last_rx_s.get());
+        if let Some(after) = park_after_s
+            && !c.is_parked()
+            && silent >= after
+            && now.saturating_sub(c.last_tx_s.get()) >= after
+        {
+            c.want_park();
+        }
         if silent >= 2 * idle_s {
             c.request_close(CloseCode::GOING_AWAY, "idle timeout");
         } else if silent >= idle_s && !c.pinged.get() {
@@ -433,6 +487,11 @@ fn sweep_idle(shard: &Shard, idle_s: u32) {
             );
         }
     }
+    let gauges = &shard.server.gauges[shard.id];
+    gauges.sockets.store(conns.len(), Ordering::Relaxed);
+    gauges.websockets.store(websockets, Ordering::Relaxed);
+    gauges.parked.store(parked, Ordering::Relaxed);
+    gauges.rooms.store(shard.rooms.borrow().len(), Ordering::Relaxed);
 }
 
 async fn home_loop(shard: Rc<Shard>, peer: usize, rx: ConnectedReceiver<ToHome>) {

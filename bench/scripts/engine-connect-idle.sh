@@ -12,7 +12,9 @@ PORT=${PORT:-19120}
 N=${N:-15000}
 mkdir -p "$OUT"
 run_server() {
-  target/release/partyline serve --listen "127.0.0.1:$PORT" --shards 1 --data "$OUT/data" > "$OUT/server.log" 2>&1 &
+  # SERVER_ARGS: extra flags, e.g. "--config variant.toml" for side-by-side variants.
+  # shellcheck disable=SC2086
+  target/release/partyline serve --listen "127.0.0.1:$PORT" --shards 1 --data "$OUT/data" ${SERVER_ARGS:-} > "$OUT/server.log" 2>&1 &
   SERVER=$!
   sleep 1
 }

@@ -9,7 +9,9 @@ RUNS=${RUNS:-3}
 OUT=${OUT:-target/bench-quick}
 PORT=${PORT:-19100}
 mkdir -p "$OUT"
-target/release/partyline serve --listen "127.0.0.1:$PORT" --shards 1 --data "$OUT/data" > "$OUT/server.log" 2>&1 &
+# SERVER_ARGS: extra flags, e.g. "--config variant.toml" for side-by-side variants.
+# shellcheck disable=SC2086
+target/release/partyline serve --listen "127.0.0.1:$PORT" --shards 1 --data "$OUT/data" ${SERVER_ARGS:-} > "$OUT/server.log" 2>&1 &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
 sleep 1

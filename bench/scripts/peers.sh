@@ -46,7 +46,7 @@ if [ "${1:-}" = "--inside" ]; then
   if [ "$server" = partykit ]; then pid=$(pgrep -n workerd); fi
   for scenario in $SCENARIOS; do
     case $scenario in
-      idle) $LT --server-pid "$pid" --json "$dir/idle.json" idle --connections 5000 --hold-s 4 > /dev/null ;;
+      idle) $LT --server-pid "$pid" --json "$dir/idle.json" idle --connections 5000 --hold-s 16 > /dev/null ;;
       echo) $LT --server-pid "$pid" --json "$dir/echo.json" echo --clients 1 --round-trips 5000 > /dev/null ;;
       fanout-fixed) $LT --server-pid "$pid" --json "$dir/fanout-fixed.json" fanout --receivers 500 --rate 200 \
                       --warmup-s 1 --duration-s 5 --room fixed > /dev/null ;;

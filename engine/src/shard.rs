@@ -417,9 +417,18 @@ pub(crate) async fn run(
         0 => None,
         ms => Some(u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)),
     };
+    // Parked sockets free their tasks and streams; hand that memory back to the OS, at
+    // most once a second (a forced collection takes ~0.3-3 ms at 15,000 sockets).
+    let (mut parked_before, mut collect_due, mut collected_at) = (0, false, Instant::now());
     while !shard.server.shutdown.load(Ordering::Relaxed) {
         glommio::timer::sleep(Duration::from_millis(200)).await;
-        sweep_idle(&shard, idle_s, park_after_s);
+        let parked = sweep_idle(&shard, idle_s, park_after_s);
+        collect_due |= parked > parked_before;
+        parked_before = parked;
+        if collect_due && collected_at.elapsed() >= Duration::from_secs(1) {
+            crate::rt::release_freed_memory();
+            (collect_due, collected_at) = (false, Instant::now());
+        }
     }
 
     // Shutdown: stop accepting, close every socket with 1001, wait for them to drain.
@@ -456,7 +465,7 @@ async fn unparker(shard: Rc<Shard>) {
 /// Pings WebSockets that have been silent for `idle_s`, closes those silent for twice as
 /// long, and parks those with no traffic either way for `park_after_s`. Runs a few times a
 /// second over all connections: a few bytes per connection instead of a timer each.
-fn sweep_idle(shard: &Shard, idle_s: u32, park_after_s: Option<u32>) {
+fn sweep_idle(shard: &Shard, idle_s: u32, park_after_s: Option<u32>) -> usize {
     let now = shard.now_s();
     let conns = shard.conns.borrow();
     let (mut websockets, mut parked) = (0, 0);
@@ -492,6 +501,7 @@ fn sweep_idle(shard: &Shard, idle_s: u32, park_after_s: Option<u32>) {
     gauges.websockets.store(websockets, Ordering::Relaxed);
     gauges.parked.store(parked, Ordering::Relaxed);
     gauges.rooms.store(shard.rooms.borrow().len(), Ordering::Relaxed);
+    parked
 }
 
 async fn home_loop(shard: Rc<Shard>, peer: usize, rx: ConnectedReceiver<ToHome>) {

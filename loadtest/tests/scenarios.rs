@@ -8,10 +8,15 @@ use partyline_loadtest::runner::{self, Scenario};
 use partyline_loadtest::scenario::{Target, connect, echo, fanout, idle};
 
 fn server() -> partyline::RunningServer {
+    server_with(partyline::Limits::default())
+}
+
+fn server_with(limits: partyline::Limits) -> partyline::RunningServer {
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         shards: 2,
         pin_cores: false,
+        limits,
         ..Config::default()
     };
     Server::new(config).with_builtin_parties().start().expect("server starts")
@@ -66,11 +71,39 @@ fn echo_times_every_round_trip() {
             payload: 100,
             party: "echo".into(),
             room: "t".into(),
+            pause_ms: 0,
         }),
     );
     assert_eq!(r["round_trips"], 200, "{r}");
     assert_eq!(r["errors"], 0, "{r}");
     assert!(r["rtt"]["p50_us"].as_u64().unwrap() > 0, "{r}");
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn echo_with_pauses_times_round_trips_through_parked_sockets() {
+    // Sockets park after 1 s of silence; the pauses are longer, so every round trip
+    // starts on a parked socket.
+    let srv = server_with(partyline::Limits { ws_park_after_ms: 1_000, ..Default::default() });
+    let scenario = Scenario::Echo(echo::Params {
+        clients: 4,
+        round_trips: 2,
+        payload: 100,
+        party: "echo".into(),
+        room: "p".into(),
+        pause_ms: 2_600,
+    });
+    let t = target(&srv);
+    let running = std::thread::spawn(move || runner::run(&scenario, &t, &[]).expect("runs"));
+    let mut most_parked = 0;
+    while !running.is_finished() {
+        most_parked = most_parked.max(srv.stats().iter().map(|s| s.parked).sum::<usize>());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let r = running.join().expect("scenario thread");
+    assert_eq!(most_parked, 4, "every client's socket parked during its pauses");
+    assert_eq!(r["round_trips"], 8, "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
     srv.shutdown().unwrap();
 }
 

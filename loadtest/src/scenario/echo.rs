@@ -1,5 +1,7 @@
 //! `echo`: clients each do sequential round trips through the `echo` party; every round
-//! trip's time goes into the histogram.
+//! trip's time goes into the histogram. `--pause-ms` waits before each round trip: with a
+//! pause longer than the server's idle-parking delay, it measures the first message of a
+//! socket that went quiet (partyline: resuming a parked socket).
 
 use super::{
     Coordinator, Failures, Hist, Part, Target, add_failures, connect_all, indices, merged,
@@ -11,6 +13,7 @@ use partyline_protocol::ws::Opcode;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
 pub struct Params {
@@ -24,6 +27,9 @@ pub struct Params {
     pub party: String,
     #[arg(long, default_value = "loadtest-echo")]
     pub room: String,
+    /// Silence before each round trip, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub pause_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,6 +65,9 @@ pub fn run(
                     glommio::spawn_local(async move {
                         let mut payload = vec![0u8; p.payload.max(8)];
                         for _ in 0..p.round_trips {
+                            if p.pause_ms > 0 {
+                                glommio::timer::sleep(Duration::from_millis(p.pause_ms)).await;
+                            }
                             let sent = now_ns();
                             payload[..8].copy_from_slice(&sent.to_le_bytes());
                             if client.send(Opcode::Binary, &payload).await.is_err() {

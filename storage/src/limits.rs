@@ -1,0 +1,82 @@
+//! The storage limits, PartyKit's by default: what each bounds and the error beyond it.
+//! A [`Profile`] picks the set; every check happens before a request reaches the storage
+//! thread, so a refused call costs nothing there and changes nothing on disk.
+
+/// Longest key, in bytes, in the PartyKit profile (Durable Objects: 2 KiB).
+pub const KEY_SIZE_MAX: usize = 2_048;
+
+/// Largest value, in bytes, in the PartyKit profile (Durable Objects: 128 KiB).
+pub const VALUE_SIZE_MAX: usize = 131_072;
+
+/// Most keys or entries in one `get_many`, `put_many` or `delete_many` call.
+pub const BATCH_KEYS_MAX: usize = 128;
+
+/// Largest key plus value in the large profile (2 MB, Durable Objects' SQLite-backed limit).
+pub const LARGE_ENTRY_SIZE_MAX: usize = 2 * 1024 * 1024;
+
+/// Most writes one transaction may buffer before its commit (it is one atomic batch).
+pub const TRANSACTION_WRITES_MAX: usize = 4_096;
+
+/// Most entries one `list` call returns when it names no limit; a caller wanting more pages
+/// with `start_after`.
+pub const LIST_LIMIT_DEFAULT: usize = 1_000;
+
+/// Longest party name or room id a namespace may hold (they are length-prefixed with a u16).
+pub const NAME_SIZE_MAX: usize = u16::MAX as usize;
+
+/// Requests waiting for the storage thread. Beyond it a call fails at once with
+/// `Error::Busy` (callers may be reactor threads, which must not block).
+pub const QUEUE_MAX: usize = 65_536;
+
+/// Requests one group commit takes at most, so one fsync covers many writes without
+/// making the first writer of a burst wait for the whole burst.
+pub const GROUP_MAX: usize = 1_024;
+
+/// Which size limits apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Profile {
+    /// PartyKit / Durable Objects KV: keys <= 2,048 bytes, values <= 131,072 bytes.
+    #[default]
+    Partykit,
+    /// Keys <= 2,048 bytes and key plus value <= 2 MB.
+    Large,
+}
+
+impl Profile {
+    /// Checks one key.
+    pub fn check_key(self, key: &[u8]) -> Result<(), crate::Error> {
+        if key.len() > KEY_SIZE_MAX {
+            return Err(crate::Error::KeyTooLarge { size: key.len(), max: KEY_SIZE_MAX });
+        }
+        Ok(())
+    }
+
+    /// Checks one key and its value.
+    pub fn check_entry(self, key: &[u8], value: &[u8]) -> Result<(), crate::Error> {
+        self.check_key(key)?;
+        match self {
+            Profile::Partykit if value.len() > VALUE_SIZE_MAX => {
+                Err(crate::Error::ValueTooLarge { size: value.len(), max: VALUE_SIZE_MAX })
+            }
+            Profile::Large if key.len() + value.len() > LARGE_ENTRY_SIZE_MAX => {
+                Err(crate::Error::ValueTooLarge {
+                    size: value.len(),
+                    max: LARGE_ENTRY_SIZE_MAX - key.len(),
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the number of keys in one call.
+    pub fn check_batch(self, count: usize) -> Result<(), crate::Error> {
+        if count > BATCH_KEYS_MAX {
+            return Err(crate::Error::BatchTooLarge { count, max: BATCH_KEYS_MAX });
+        }
+        Ok(())
+    }
+}
+
+const _: () = assert!(KEY_SIZE_MAX < LARGE_ENTRY_SIZE_MAX);
+const _: () = assert!(GROUP_MAX <= QUEUE_MAX);

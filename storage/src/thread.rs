@@ -1,0 +1,251 @@
+//! The storage thread: the only code that touches fjall. It takes requests from a bounded
+//! crossbeam channel in groups (whatever arrived together, up to [`GROUP_MAX`]), runs them
+//! in arrival order, commits each write request as one atomic batch (visible to the reads
+//! after it at once), then makes the whole group durable with one fsync and only then
+//! acknowledges its writes: group commit. A failed commit or fsync poisons the store: no
+//! later write is acknowledged.
+
+use crate::error::{Error, Result};
+use crate::key::{Namespace, successor_of_prefix};
+use crate::limits::GROUP_MAX;
+use bytes::Bytes;
+use fjall::{Database, Keyspace, PersistMode};
+use futures_channel::oneshot;
+use std::ops::Bound;
+
+/// One request and where its answer goes.
+pub(crate) struct Request {
+    pub op: Op,
+    pub reply: oneshot::Sender<Result<Reply>>,
+}
+
+/// A scan of one room's keys, in stored-key bounds (the namespace included).
+#[derive(Debug)]
+pub(crate) struct Scan {
+    pub start: Bound<Vec<u8>>,
+    pub end: Bound<Vec<u8>>,
+    pub reverse: bool,
+    pub limit: usize,
+    /// Bytes to strip from each key returned (the namespace).
+    pub strip: usize,
+}
+
+pub(crate) enum Op {
+    Get(Vec<Vec<u8>>),
+    Scan(Scan),
+    /// Puts and deletes of stored keys, one atomic batch; answers how many of `deletes`
+    /// existed when `count_deleted`.
+    Write {
+        puts: Vec<(Vec<u8>, Bytes)>,
+        deletes: Vec<Vec<u8>>,
+        count_deleted: bool,
+    },
+    DeleteAll(Namespace),
+    SetAlarm(Namespace, Option<u64>),
+    GetAlarm(Namespace),
+    /// Alarms due at or before this time: (party, room, time).
+    DueAlarms(u64),
+    /// Answered once everything before it is durable.
+    Sync,
+}
+
+pub(crate) enum Reply {
+    Values(Vec<Option<Bytes>>),
+    Entries(Vec<(Bytes, Bytes)>),
+    Count(usize),
+    Alarm(Option<u64>),
+    Alarms(Vec<(String, String, u64)>),
+    Done,
+}
+
+pub(crate) struct Keyspaces {
+    pub db: Database,
+    /// Room key-values, keys namespaced per room.
+    pub kv: Keyspace,
+    /// Alarm time per room: namespace -> u64 BE milliseconds since the Unix epoch.
+    pub alarms: Keyspace,
+    /// Alarms by time: u64 BE time ++ namespace -> empty; scanned for due alarms.
+    pub alarm_queue: Keyspace,
+}
+
+impl Keyspaces {
+    pub fn open(path: &std::path::Path, cache_bytes: u64) -> Result<Keyspaces> {
+        let db = Database::builder(path).cache_size(cache_bytes).open()?;
+        let kv = db.keyspace("kv", fjall::KeyspaceCreateOptions::default)?;
+        let alarms = db.keyspace("alarms", fjall::KeyspaceCreateOptions::default)?;
+        let alarm_queue = db.keyspace("alarm_queue", fjall::KeyspaceCreateOptions::default)?;
+        Ok(Keyspaces { db, kv, alarms, alarm_queue })
+    }
+}
+
+/// Runs until every sender is gone; then makes everything durable and returns.
+pub(crate) fn run(ks: Keyspaces, rx: crossbeam_channel::Receiver<Request>) {
+    let mut poisoned = false;
+    let mut group: Vec<Request> = Vec::with_capacity(GROUP_MAX);
+    // Writes committed in this group, acknowledged after its fsync.
+    let mut pending: Vec<(oneshot::Sender<Result<Reply>>, Reply)> = Vec::new();
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        while group.len() < GROUP_MAX {
+            match rx.try_recv() {
+                Ok(r) => group.push(r),
+                Err(_) => break,
+            }
+        }
+        for Request { op, reply } in group.drain(..) {
+            let is_write =
+                matches!(op, Op::Write { .. } | Op::DeleteAll(_) | Op::SetAlarm(..) | Op::Sync);
+            if is_write && poisoned {
+                let _ = reply.send(Err(Error::Poisoned));
+                continue;
+            }
+            match execute(&ks, op) {
+                Ok(answer) if is_write => pending.push((reply, answer)),
+                Ok(answer) => {
+                    let _ = reply.send(Ok(answer));
+                }
+                Err(e) => {
+                    if is_write {
+                        // A commit that failed half-way leaves fjall poisoned; so are we.
+                        tracing::error!(error = %e, "storage write failed; store poisoned");
+                        poisoned = true;
+                    }
+                    let _ = reply.send(Err(e));
+                }
+            }
+        }
+        if pending.is_empty() {
+            continue;
+        }
+        match ks.db.persist(PersistMode::SyncAll) {
+            Ok(()) => {
+                for (reply, answer) in pending.drain(..) {
+                    let _ = reply.send(Ok(answer));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "storage fsync failed; store poisoned");
+                poisoned = true;
+                for (reply, _) in pending.drain(..) {
+                    let _ = reply.send(Err(Error::Poisoned));
+                }
+            }
+        }
+    }
+    if !poisoned && let Err(e) = ks.db.persist(PersistMode::SyncAll) {
+        tracing::error!(error = %e, "final storage fsync failed");
+    }
+}
+
+fn bytes_of(slice: fjall::Slice) -> Bytes {
+    Bytes::copy_from_slice(&slice)
+}
+
+fn execute(ks: &Keyspaces, op: Op) -> Result<Reply> {
+    match op {
+        Op::Get(keys) => {
+            let mut values = Vec::with_capacity(keys.len());
+            for k in keys {
+                values.push(ks.kv.get(&k)?.map(bytes_of));
+            }
+            Ok(Reply::Values(values))
+        }
+        Op::Scan(scan) => Ok(Reply::Entries(scan_kv(&ks.kv, &scan)?)),
+        Op::Write { puts, deletes, count_deleted } => {
+            let mut count = 0;
+            if count_deleted {
+                for k in &deletes {
+                    count += usize::from(ks.kv.contains_key(k)?);
+                }
+            }
+            let mut batch = ks.db.batch();
+            for (k, v) in puts {
+                batch.insert(&ks.kv, &*k, &*v);
+            }
+            for k in deletes {
+                batch.remove(&ks.kv, &*k);
+            }
+            batch.commit()?;
+            Ok(Reply::Count(count))
+        }
+        Op::DeleteAll(ns) => {
+            let mut batch = ks.db.batch();
+            let mut count = 0;
+            for guard in ks.kv.range(ns.as_bytes().to_vec()..ns.end()) {
+                batch.remove(&ks.kv, guard.key()?);
+                count += 1;
+            }
+            batch.commit()?;
+            Ok(Reply::Count(count))
+        }
+        Op::SetAlarm(ns, time) => {
+            let mut batch = ks.db.batch();
+            if let Some(old) = ks.alarms.get(ns.as_bytes())? {
+                batch.remove(&ks.alarm_queue, queue_key(decode_time(&old), &ns));
+            }
+            match time {
+                Some(t) => {
+                    batch.insert(&ks.alarms, ns.as_bytes(), &t.to_be_bytes()[..]);
+                    batch.insert(&ks.alarm_queue, queue_key(t, &ns), &[][..]);
+                }
+                None => batch.remove(&ks.alarms, ns.as_bytes()),
+            }
+            batch.commit()?;
+            Ok(Reply::Done)
+        }
+        Op::GetAlarm(ns) => {
+            Ok(Reply::Alarm(ks.alarms.get(ns.as_bytes())?.map(|v| decode_time(&v))))
+        }
+        Op::DueAlarms(until) => {
+            let end = successor_of_prefix(&until.to_be_bytes()).unwrap_or_else(|| vec![0xFF; 9]);
+            let mut due = Vec::new();
+            for guard in ks.alarm_queue.range(Vec::new()..end) {
+                let key = guard.key()?;
+                let time = decode_time(&key);
+                if let Some((party, room, _)) = key.get(8..).and_then(Namespace::decode) {
+                    due.push((party, room, time));
+                }
+            }
+            Ok(Reply::Alarms(due))
+        }
+        Op::Sync => Ok(Reply::Done),
+    }
+}
+
+fn scan_kv(kv: &Keyspace, scan: &Scan) -> Result<Vec<(Bytes, Bytes)>> {
+    let range = kv.range::<Vec<u8>, _>((scan.start.clone(), scan.end.clone()));
+    let mut out = Vec::new();
+    let mut take = |guard: fjall::Guard| -> Result<bool> {
+        if out.len() >= scan.limit {
+            return Ok(false);
+        }
+        let (k, v) = guard.into_inner()?;
+        out.push((Bytes::copy_from_slice(&k[scan.strip..]), bytes_of(v)));
+        Ok(true)
+    };
+    if scan.reverse {
+        for guard in range.rev() {
+            if !take(guard)? {
+                break;
+            }
+        }
+    } else {
+        for guard in range {
+            if !take(guard)? {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn queue_key(time: u64, ns: &Namespace) -> Vec<u8> {
+    let mut k = Vec::with_capacity(8 + ns.as_bytes().len());
+    k.extend_from_slice(&time.to_be_bytes());
+    k.extend_from_slice(ns.as_bytes());
+    k
+}
+
+fn decode_time(bytes: &[u8]) -> u64 {
+    bytes.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_be_bytes)
+}

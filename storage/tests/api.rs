@@ -1,0 +1,263 @@
+//! Every storage call and limit, against a real store in a temporary folder: exactly at
+//! and one past each limit, namespacing between rooms, list bounds, transactions (own
+//! writes, rollback, atomic commit, isolation), alarms, and reopening.
+
+use futures_lite::future::block_on;
+use partyline_storage::limits::{
+    BATCH_KEYS_MAX, KEY_SIZE_MAX, LARGE_ENTRY_SIZE_MAX, VALUE_SIZE_MAX,
+};
+use partyline_storage::{Error, ListOptions, Profile, Store, StoreConfig};
+
+fn store(dir: &tempfile::TempDir, profile: Profile) -> Store {
+    Store::open(dir.path(), StoreConfig { profile, ..StoreConfig::default() }).expect("opens")
+}
+
+fn keys(entries: &[(bytes::Bytes, bytes::Bytes)]) -> Vec<String> {
+    entries.iter().map(|(k, _)| String::from_utf8_lossy(k).into_owned()).collect()
+}
+
+#[test]
+fn get_put_delete_and_their_many_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, Profile::Partykit);
+    let r = s.room("main", "a").unwrap();
+    block_on(async {
+        assert_eq!(r.get("k").await.unwrap(), None);
+        r.put("k", "v").await.unwrap();
+        assert_eq!(r.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
+        r.put("k", "w").await.unwrap();
+        assert_eq!(r.get("k").await.unwrap().as_deref(), Some(&b"w"[..]));
+        assert!(r.delete("k").await.unwrap());
+        assert!(!r.delete("k").await.unwrap());
+        assert_eq!(r.get("k").await.unwrap(), None);
+
+        r.put_many([("a", "1"), ("b", "2"), ("c", "3")]).await.unwrap();
+        let got = r.get_many(&["c", "x", "a"]).await.unwrap();
+        assert_eq!(got, vec![Some("3".into()), None, Some("1".into())]);
+        assert_eq!(r.delete_many(&["a", "x", "c"]).await.unwrap(), 2);
+        assert_eq!(r.get_many(&["a", "b", "c"]).await.unwrap(), vec![None, Some("2".into()), None]);
+        // Empty values are values.
+        r.put("empty", "").await.unwrap();
+        assert_eq!(r.get("empty").await.unwrap().as_deref(), Some(&b""[..]));
+    });
+}
+
+#[test]
+fn rooms_never_see_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, Profile::Partykit);
+    // Names chosen so a naive "party/room/key" layout would collide.
+    let r1 = s.room("p", "r").unwrap();
+    let r2 = s.room("p", "r/x").unwrap();
+    let r3 = s.room("p/r", "x").unwrap();
+    block_on(async {
+        r1.put("x/k", "1").await.unwrap();
+        r2.put("k", "2").await.unwrap();
+        r3.put("k", "3").await.unwrap();
+        assert_eq!(keys(&r1.list(ListOptions::default()).await.unwrap()), ["x/k"]);
+        assert_eq!(keys(&r2.list(ListOptions::default()).await.unwrap()), ["k"]);
+        assert_eq!(r1.delete_all().await.unwrap(), 1);
+        assert_eq!(r2.get("k").await.unwrap().as_deref(), Some(&b"2"[..]));
+        assert_eq!(r3.get("k").await.unwrap().as_deref(), Some(&b"3"[..]));
+    });
+}
+
+#[test]
+fn limits_hold_exactly_at_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, Profile::Partykit);
+    let r = s.room("main", "limits").unwrap();
+    let key_ok = vec![b'k'; KEY_SIZE_MAX];
+    let key_big = vec![b'k'; KEY_SIZE_MAX + 1];
+    block_on(async {
+        r.put(&key_ok, "v").await.unwrap();
+        assert_eq!(
+            r.put(&key_big, "v").await,
+            Err(Error::KeyTooLarge { size: KEY_SIZE_MAX + 1, max: KEY_SIZE_MAX })
+        );
+        assert!(matches!(r.get(&key_big).await, Err(Error::KeyTooLarge { .. })));
+        assert!(matches!(r.delete(&key_big).await, Err(Error::KeyTooLarge { .. })));
+        r.put("v", vec![0u8; VALUE_SIZE_MAX]).await.unwrap();
+        assert_eq!(
+            r.put("v", vec![0u8; VALUE_SIZE_MAX + 1]).await,
+            Err(Error::ValueTooLarge { size: VALUE_SIZE_MAX + 1, max: VALUE_SIZE_MAX })
+        );
+        // The refused write changed nothing.
+        assert_eq!(r.get("v").await.unwrap().map(|v| v.len()), Some(VALUE_SIZE_MAX));
+
+        let names: Vec<String> = (0..=BATCH_KEYS_MAX).map(|i| format!("b{i:03}")).collect();
+        r.put_many(names[..BATCH_KEYS_MAX].iter().map(|n| (n, "x"))).await.unwrap();
+        assert_eq!(
+            r.put_many(names.iter().map(|n| (n, "y"))).await,
+            Err(Error::BatchTooLarge { count: BATCH_KEYS_MAX + 1, max: BATCH_KEYS_MAX })
+        );
+        assert_eq!(r.get(&names[0]).await.unwrap().as_deref(), Some(&b"x"[..]), "nothing written");
+        assert_eq!(r.get_many(&names[..BATCH_KEYS_MAX]).await.unwrap().len(), BATCH_KEYS_MAX);
+        assert!(matches!(r.get_many(&names).await, Err(Error::BatchTooLarge { .. })));
+        assert!(matches!(r.delete_many(&names).await, Err(Error::BatchTooLarge { .. })));
+        assert_eq!(r.delete_many(&names[..BATCH_KEYS_MAX]).await.unwrap(), BATCH_KEYS_MAX);
+    });
+}
+
+#[test]
+fn the_large_profile_allows_two_megabytes_per_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, Profile::Large);
+    let r = s.room("main", "large").unwrap();
+    block_on(async {
+        let at_limit = vec![7u8; LARGE_ENTRY_SIZE_MAX - 3];
+        r.put("big", at_limit.clone()).await.unwrap();
+        assert_eq!(r.get("big").await.unwrap().as_deref(), Some(&at_limit[..]));
+        assert!(matches!(
+            r.put("big", vec![7u8; LARGE_ENTRY_SIZE_MAX - 2]).await,
+            Err(Error::ValueTooLarge { .. })
+        ));
+        assert!(matches!(
+            r.put(vec![b'k'; KEY_SIZE_MAX + 1], "v").await,
+            Err(Error::KeyTooLarge { .. })
+        ));
+    });
+}
+
+#[test]
+fn list_honours_prefix_bounds_limit_and_reverse() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, Profile::Partykit);
+    let r = s.room("main", "list").unwrap();
+    block_on(async {
+        r.put_many(["a", "b1", "b2", "b3", "c", "d"].map(|k| (k, "v"))).await.unwrap();
+        let list = |o: ListOptions| {
+            let r = r.clone();
+            async move { keys(&r.list(o).await.unwrap()) }
+        };
+        assert_eq!(list(ListOptions::default()).await, ["a", "b1", "b2", "b3", "c", "d"]);
+        let p = |s: &str| Some(s.as_bytes().to_vec());
+        assert_eq!(
+            list(ListOptions { prefix: p("b"), ..Default::default() }).await,
+            ["b1", "b2", "b3"]
+        );
+        assert_eq!(
+            list(ListOptions { start: p("b2"), ..Default::default() }).await,
+            ["b2", "b3", "c", "d"]
+        );
+        assert_eq!(
+            list(ListOptions { start_after: p("b2"), ..Default::default() }).await,
+            ["b3", "c", "d"]
+        );
+        assert_eq!(list(ListOptions { end: p("b2"), ..Default::default() }).await, ["a", "b1"]);
+        assert_eq!(list(ListOptions { limit: Some(2), ..Default::default() }).await, ["a", "b1"]);
+        assert_eq!(
+            list(ListOptions { reverse: true, limit: Some(2), ..Default::default() }).await,
+            ["d", "c"]
+        );
+        assert_eq!(
+            list(ListOptions {
+                prefix: p("b"),
+                start: p("b2"),
+                reverse: true,
+                ..Default::default()
+            })
+            .await,
+            ["b3", "b2"]
+        );
+        // Inverted or empty ranges are empty, not errors.
+        assert!(
+            list(ListOptions { start: p("d"), end: p("a"), ..Default::default() }).await.is_empty()
+        );
+        assert!(list(ListOptions { limit: Some(0), ..Default::default() }).await.is_empty());
+    });
+}
+
+#[test]
+fn transactions_read_their_writes_roll_back_and_commit_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, Profile::Partykit);
+    let r = s.room("main", "txn").unwrap();
+    block_on(async {
+        r.put_many([("a", "1"), ("b", "2"), ("c", "3")]).await.unwrap();
+        let mut t = r.transaction().await;
+        t.put("a", "10").unwrap();
+        assert!(t.delete("b").await.unwrap());
+        t.put("d", "4").unwrap();
+        assert_eq!(t.get("a").await.unwrap().as_deref(), Some(&b"10"[..]));
+        assert_eq!(t.get("b").await.unwrap(), None);
+        let seen = t.list(ListOptions { limit: Some(2), ..Default::default() }).await.unwrap();
+        assert_eq!(keys(&seen), ["a", "c"]);
+        // Not visible outside before the commit.
+        assert_eq!(r.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+        t.commit().await.unwrap();
+        assert_eq!(keys(&r.list(ListOptions::default()).await.unwrap()), ["a", "c", "d"]);
+
+        let mut t = r.transaction().await;
+        t.put("a", "lost").unwrap();
+        t.rollback();
+        t.commit().await.unwrap();
+        let mut t = r.transaction().await;
+        t.put("a", "lost too").unwrap();
+        drop(t); // dropped without commit: rolled back
+        assert_eq!(r.get("a").await.unwrap().as_deref(), Some(&b"10"[..]));
+    });
+}
+
+#[test]
+fn other_writes_of_the_room_wait_for_an_open_transaction() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, Profile::Partykit);
+    let r = s.room("main", "iso").unwrap();
+    block_on(async {
+        r.put("n", "0").await.unwrap();
+        let mut t = r.transaction().await;
+        let n = t.get("n").await.unwrap();
+        // A write from elsewhere in the room cannot slip in between read and write.
+        let mut other = Box::pin(r.put("n", "other"));
+        assert!(futures_lite::future::poll_once(&mut other).await.is_none(), "must wait");
+        t.put("n", format!("{}1", String::from_utf8_lossy(&n.unwrap()))).unwrap();
+        t.commit().await.unwrap();
+        other.await.unwrap();
+        assert_eq!(r.get("n").await.unwrap().as_deref(), Some(&b"other"[..]));
+    });
+}
+
+#[test]
+fn alarms_are_per_room_persisted_and_listed_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = store(&dir, Profile::Partykit);
+        let a = s.room("main", "a").unwrap();
+        let b = s.room("main", "b").unwrap();
+        block_on(async {
+            assert_eq!(a.get_alarm().await.unwrap(), None);
+            a.set_alarm(2_000).await.unwrap();
+            a.set_alarm(1_500).await.unwrap(); // replaces
+            b.set_alarm(1_000).await.unwrap();
+            assert_eq!(a.get_alarm().await.unwrap(), Some(1_500));
+            assert_eq!(
+                s.due_alarms(1_500).await.unwrap(),
+                vec![("main".into(), "b".into(), 1_000), ("main".into(), "a".into(), 1_500)]
+            );
+            assert_eq!(s.due_alarms(1_499).await.unwrap().len(), 1);
+            b.delete_alarm().await.unwrap();
+            assert_eq!(b.get_alarm().await.unwrap(), None);
+        });
+    }
+    // Reopened: still there.
+    let s = store(&dir, Profile::Partykit);
+    block_on(async {
+        assert_eq!(s.room("main", "a").unwrap().get_alarm().await.unwrap(), Some(1_500));
+        assert_eq!(s.due_alarms(u64::MAX).await.unwrap(), vec![("main".into(), "a".into(), 1_500)]);
+    });
+}
+
+#[test]
+fn data_survives_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = store(&dir, Profile::Partykit);
+        block_on(s.room("main", "keep").unwrap().put("k", "v")).unwrap();
+    }
+    let s = store(&dir, Profile::Partykit);
+    assert_eq!(
+        block_on(s.room("main", "keep").unwrap().get("k")).unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+}

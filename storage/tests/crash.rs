@@ -7,7 +7,7 @@
 
 use futures_lite::future::block_on;
 use partyline_storage::{Store, StoreConfig};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,7 +33,8 @@ fn crash_child() {
                     let key = format!("{round}/{i}");
                     block_on(room.put(&key, value_of(round, w, i))).expect("put");
                     // Acknowledged: durable from here on. The parent counts on it.
-                    println!("ACK {w} {i}");
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "ACK {w} {i}").and_then(|()| out.flush()).expect("stdout");
                 }
             })
         })
@@ -48,7 +49,8 @@ fn acknowledged_writes_survive_sigkill() {
     let rounds: u64 =
         std::env::var("PARTYLINE_CRASH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(8);
     let dir = tempfile::tempdir().unwrap();
-    let mut seed = Instant::now().elapsed().as_nanos() as u64 | 1;
+    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+    let mut seed = u64::from(clock.subsec_nanos()) ^ u64::from(std::process::id()) << 32 | 1;
     let mut total_acked = 0usize;
     for round in 0..rounds {
         let mut child = Command::new(std::env::current_exe().unwrap())

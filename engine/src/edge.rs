@@ -214,15 +214,11 @@ async fn serve(shard: Rc<Shard>, mut stream: TcpStream) {
     // Each phase is its own boxed future, freed when the phase ends: an open WebSocket
     // carries only the state of its read loop, not that of HTTP parsing.
     let http: PhaseFuture<'_, Option<Box<Upgrade>>> = Box::pin(serve_http(&shard, &mut stream));
-    if let Some(upgrade) = http.await
-        && let Some(parked) = websocket(&shard, &conn, &mut stream, upgrade).await
-    {
-        drop(stream);
-        park(&shard, &conn, parked);
-        return;
-    }
-    shard.leave_members(&conn);
-    shard.conns.borrow_mut().remove(&conn.cref.seq);
+    let parked = match http.await {
+        Some(upgrade) => websocket(&shard, &conn, &mut stream, upgrade).await,
+        None => None,
+    };
+    end_task(&shard, &conn, stream, parked);
 }
 
 /// The task of a socket resumed from parking: the read loop again, from a clean frame
@@ -231,16 +227,24 @@ pub(crate) async fn resume(shard: Rc<Shard>, conn: Rc<EdgeConn>, fd: RawFd) {
     // SAFETY: `fd` was the parked socket's descriptor, taken out of its record by the
     // caller, so this stream is its only owner.
     let mut stream = unsafe { TcpStream::from_raw_fd(fd) };
-    let room = conn.room.get().cloned();
-    if let Some(room) = room
-        && let Some(parked) = open(&shard, &conn, &mut stream, room, Vec::new()).await
-    {
-        drop(stream);
-        park(&shard, &conn, parked);
-        return;
+    let parked = match conn.room.get().cloned() {
+        Some(room) => open(&shard, &conn, &mut stream, room, Vec::new()).await,
+        None => None,
+    };
+    end_task(&shard, &conn, stream, parked);
+}
+
+/// The end of a socket's task: the socket parks (`parked` holds its duplicate descriptor)
+/// or is gone, and leaves the shard's maps.
+fn end_task(shard: &Shard, conn: &EdgeConn, stream: TcpStream, parked: Option<RawFd>) {
+    drop(stream);
+    match parked {
+        Some(fd) => park(shard, conn, fd),
+        None => {
+            shard.leave_members(conn);
+            shard.conns.borrow_mut().remove(&conn.cref.seq);
+        }
     }
-    shard.leave_members(&conn);
-    shard.conns.borrow_mut().remove(&conn.cref.seq);
 }
 
 /// Leaves the socket (now only `fd`, a duplicate of the dropped stream's descriptor) in the

@@ -207,22 +207,24 @@ impl RoomStorage {
     }
 }
 
+/// The tighter of two lower bounds (the scan's bounds are never `Unbounded`).
 fn max_lower(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
-    let key = |x: &Bound<Vec<u8>>| match x {
-        Bound::Included(k) => (k.clone(), 0),
-        Bound::Excluded(k) => (k.clone(), 1),
-        Bound::Unbounded => (Vec::new(), 0),
+    let rank = |x: &Bound<Vec<u8>>| match x {
+        Bound::Included(k) => Some((k.clone(), 0)),
+        Bound::Excluded(k) => Some((k.clone(), 1)),
+        Bound::Unbounded => None,
     };
-    if key(&b) > key(&a) { b } else { a }
+    if rank(&b) > rank(&a) { b } else { a }
 }
 
+/// The tighter of two upper bounds (the scan's bounds are never `Unbounded`).
 fn min_upper(a: Bound<Vec<u8>>, b: Bound<Vec<u8>>) -> Bound<Vec<u8>> {
-    let key = |x: &Bound<Vec<u8>>| match x {
-        Bound::Included(k) => (k.clone(), 1),
-        Bound::Excluded(k) => (k.clone(), 0),
-        Bound::Unbounded => (vec![0xFF; 70_000], 0),
+    let rank = |x: &Bound<Vec<u8>>| match x {
+        Bound::Excluded(k) => (0, k.clone(), 0),
+        Bound::Included(k) => (0, k.clone(), 1),
+        Bound::Unbounded => (1, Vec::new(), 0),
     };
-    if key(&b) < key(&a) { b } else { a }
+    if rank(&b) < rank(&a) { b } else { a }
 }
 
 /// Whether no key can lie between the bounds (fjall panics on an inverted range).

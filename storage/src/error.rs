@@ -19,6 +19,8 @@ pub enum Error {
     Poisoned,
     /// The store was closed.
     Closed,
+    /// Another store (in this or another process) has the folder open.
+    Locked,
     /// The storage thread has `QUEUE_MAX` requests waiting; try again later (nothing
     /// written).
     Busy,
@@ -46,6 +48,7 @@ impl std::fmt::Display for Error {
                 "storage is poisoned: an earlier write failed to reach the disk; restart the server",
             ),
             Error::Closed => f.write_str("storage is closed"),
+            Error::Locked => f.write_str("the storage folder is in use by another store"),
             Error::Busy => f.write_str("storage is overloaded (request queue full); try again"),
             Error::Io(e) => write!(f, "storage I/O error: {e}"),
         }
@@ -58,6 +61,7 @@ impl From<fjall::Error> for Error {
     fn from(e: fjall::Error) -> Self {
         match e {
             fjall::Error::Poisoned => Error::Poisoned,
+            fjall::Error::Locked => Error::Locked,
             other => Error::Io(other.to_string()),
         }
     }

@@ -18,6 +18,7 @@
 //! # let _ = all; Ok(()) }
 //! ```
 
+mod cache;
 mod error;
 pub mod key;
 pub mod limits;
@@ -30,6 +31,7 @@ pub use room::{ListOptions, RoomStorage, Transaction};
 
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use thread::{Op, Reply, Request};
 
 /// How to open a store.
@@ -38,13 +40,24 @@ use thread::{Op, Reply, Request};
 pub struct StoreConfig {
     /// Which size limits apply to keys and values.
     pub profile: Profile,
-    /// fjall's block cache, in bytes.
+    /// fjall's block cache, in bytes, shared by all rooms.
     pub cache_bytes: u64,
+    /// Each room's cache of recently written and read values, in bytes (0: none). It
+    /// lives while the room's [`RoomStorage`] does.
+    pub room_cache_bytes: usize,
+    /// Most requests one group commit (one fsync) covers, 1 to [`limits::GROUP_MAX`]. 1
+    /// makes every write pay its own fsync: only for measuring what grouping saves.
+    pub group_commit_max: usize,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
-        StoreConfig { profile: Profile::Partykit, cache_bytes: 64 * 1024 * 1024 }
+        StoreConfig {
+            profile: Profile::Partykit,
+            cache_bytes: 64 * 1024 * 1024,
+            room_cache_bytes: limits::ROOM_CACHE_BYTES_DEFAULT,
+            group_commit_max: limits::GROUP_MAX,
+        }
     }
 }
 
@@ -55,15 +68,35 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
+/// What a store has done since it opened (relaxed counters: a snapshot for operators,
+/// benchmarks and tests).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Requests that reached the storage thread (reads the room caches answered did not).
+    pub requests: u64,
+    /// Of those, writes (including alarm changes and syncs).
+    pub writes: u64,
+    /// fsyncs: with group commit, many writes share one.
+    pub fsyncs: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub requests: AtomicU64,
+    pub writes: AtomicU64,
+    pub fsyncs: AtomicU64,
+}
+
 struct Inner {
     tx: crossbeam_channel::Sender<Request>,
-    profile: Profile,
+    counters: Arc<Counters>,
+    config: StoreConfig,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("profile", &self.inner.profile).finish_non_exhaustive()
+        f.debug_struct("Store").field("config", &self.inner.config).finish_non_exhaustive()
     }
 }
 
@@ -81,24 +114,54 @@ impl Drop for Inner {
 impl Store {
     /// Opens (creating or recovering) the database in `path` and starts its thread.
     pub fn open(path: &Path, config: StoreConfig) -> Result<Store> {
+        if !(1..=limits::GROUP_MAX).contains(&config.group_commit_max) {
+            return Err(Error::Io(format!(
+                "group_commit_max must be 1 to {}, not {}",
+                limits::GROUP_MAX,
+                config.group_commit_max
+            )));
+        }
         std::fs::create_dir_all(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
-        let keyspaces = thread::Keyspaces::open(path, config.cache_bytes)?;
+        let keyspaces = thread::Keyspaces::open(path, config.cache_bytes).map_err(|e| match e {
+            Error::Locked => Error::Io(format!(
+                "{} is in use by another store (one server per data folder)",
+                path.display()
+            )),
+            other => other,
+        })?;
         let (tx, rx) = crossbeam_channel::bounded(limits::QUEUE_MAX);
+        let group_max = config.group_commit_max;
+        let counters = Arc::new(Counters::default());
+        let thread_counters = counters.clone();
         let handle = std::thread::Builder::new()
             .name("storage".into())
-            .spawn(move || thread::run(keyspaces, rx))
+            .spawn(move || thread::run(keyspaces, rx, group_max, &thread_counters))
             .map_err(|e| Error::Io(format!("cannot start the storage thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 tx,
-                profile: config.profile,
+                counters,
+                config,
                 thread: std::sync::Mutex::new(Some(handle)),
             }),
         })
     }
 
     pub fn profile(&self) -> Profile {
-        self.inner.profile
+        self.inner.config.profile
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    pub fn stats(&self) -> StoreStats {
+        let c = &self.inner.counters;
+        StoreStats {
+            requests: c.requests.load(Ordering::Relaxed),
+            writes: c.writes.load(Ordering::Relaxed),
+            fsyncs: c.fsyncs.load(Ordering::Relaxed),
+        }
     }
 
     /// The storage of one room.
@@ -107,10 +170,15 @@ impl Store {
         Ok(RoomStorage::new(self.clone(), ns))
     }
 
-    /// Alarms due at or before `until_ms` (milliseconds since the Unix epoch), earliest
-    /// first: (party, room, time). At start, the engine asks for all of them.
-    pub async fn due_alarms(&self, until_ms: u64) -> Result<Vec<(String, String, u64)>> {
-        match self.call(Op::DueAlarms(until_ms)).await? {
+    /// Up to `limit` alarms due at or before `until_ms` (milliseconds since the Unix
+    /// epoch), earliest first: (party, room, time). The engine polls this for the alarms
+    /// of the next few seconds, so no process holds every alarm in memory.
+    pub async fn due_alarms(
+        &self,
+        until_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(String, String, u64)>> {
+        match self.call(Op::DueAlarms { until: until_ms, limit }).await? {
             Reply::Alarms(a) => Ok(a),
             _ => unreachable!("DueAlarms answers Alarms"),
         }

@@ -32,6 +32,9 @@ pub const QUEUE_MAX: usize = 65_536;
 /// making the first writer of a burst wait for the whole burst.
 pub const GROUP_MAX: usize = 1_024;
 
+/// Default size of each room's cache of recently written and read values, in bytes.
+pub const ROOM_CACHE_BYTES_DEFAULT: usize = 64 * 1024;
+
 /// Which size limits apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -4,6 +4,7 @@
 //! thread.
 
 use crate::Store;
+use crate::cache::Cache;
 use crate::error::{Error, Result};
 use crate::key::{Namespace, successor_of_prefix};
 use crate::limits::{self, TRANSACTION_WRITES_MAX};
@@ -14,13 +15,21 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::Arc;
 
-/// A room's storage. Clones share the room's write lock, which transactions hold.
+/// A room's storage. Clones share the room's write lock (which transactions hold) and its
+/// read cache; use one per room (from [`Store::room`]) so every write passes its cache.
 #[derive(Debug, Clone)]
 pub struct RoomStorage {
     store: Store,
     ns: Arc<Namespace>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     /// Held by an open transaction; every other write of the room waits for it.
-    write_lock: Arc<Mutex<()>>,
+    write_lock: Mutex<()>,
+    /// Recently written and read values (uncontended: one room lives on one thread).
+    cache: std::sync::Mutex<Cache>,
 }
 
 /// Which keys `list` returns: PartyKit's options. Bounds are on the room's own keys, in
@@ -39,13 +48,31 @@ pub struct ListOptions {
 
 impl RoomStorage {
     pub(crate) fn new(store: Store, ns: Namespace) -> Self {
-        RoomStorage { store, ns: Arc::new(ns), write_lock: Arc::new(Mutex::new(())) }
+        let cache = Cache::new(store.config().room_cache_bytes);
+        RoomStorage {
+            store,
+            ns: Arc::new(ns),
+            shared: Arc::new(Shared {
+                write_lock: Mutex::new(()),
+                cache: std::sync::Mutex::new(cache),
+            }),
+        }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        // A panic while holding it cannot leave the cache inconsistent with the disk in a
+        // way that matters more than the panic: clear it and go on.
+        self.shared.cache.lock().unwrap_or_else(|poisoned| {
+            let mut cache = poisoned.into_inner();
+            cache.clear();
+            cache
+        })
     }
 
     pub async fn get(&self, key: impl AsRef<[u8]>) -> Result<Option<Bytes>> {
         let key = key.as_ref();
         self.store.profile().check_key(key)?;
-        let mut values = self.get_stored(vec![self.ns.key(key)]).await?;
+        let mut values = self.read(&[key]).await?;
         Ok(values.pop().flatten())
     }
 
@@ -53,19 +80,43 @@ impl RoomStorage {
     pub async fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
         let profile = self.store.profile();
         profile.check_batch(keys.len())?;
-        let mut stored = Vec::with_capacity(keys.len());
         for k in keys {
             profile.check_key(k.as_ref())?;
-            stored.push(self.ns.key(k.as_ref()));
         }
-        self.get_stored(stored).await
+        self.read(keys).await
     }
 
-    async fn get_stored(&self, keys: Vec<Vec<u8>>) -> Result<Vec<Option<Bytes>>> {
-        match self.store.call(Op::Get(keys)).await? {
-            Reply::Values(v) => Ok(v),
-            _ => unreachable!("Get answers Values"),
+    /// Reads `keys` (checked), from the cache where it has them.
+    async fn read<K: AsRef<[u8]>>(&self, keys: &[K]) -> Result<Vec<Option<Bytes>>> {
+        let mut values = Vec::with_capacity(keys.len());
+        let mut missing = Vec::new();
+        let generation = {
+            let mut cache = self.cache();
+            for (i, k) in keys.iter().enumerate() {
+                match cache.lookup(k.as_ref()) {
+                    Some(v) => values.push(v),
+                    None => {
+                        values.push(None);
+                        missing.push(i);
+                    }
+                }
+            }
+            cache.generation()
+        };
+        if missing.is_empty() {
+            return Ok(values);
         }
+        let stored = missing.iter().map(|&i| self.ns.key(keys[i].as_ref())).collect();
+        let found = match self.store.call(Op::Get(stored)).await? {
+            Reply::Values(v) => v,
+            _ => unreachable!("Get answers Values"),
+        };
+        let mut cache = self.cache();
+        for (i, v) in missing.into_iter().zip(found) {
+            cache.fill(generation, keys[i].as_ref(), v.clone());
+            values[i] = v;
+        }
+        Ok(values)
     }
 
     /// Stores `value` under `key`; returns once it is durable.
@@ -73,7 +124,7 @@ impl RoomStorage {
         let value = value.into();
         self.store.profile().check_entry(key.as_ref(), &value)?;
         let puts = vec![(self.ns.key(key.as_ref()), value)];
-        let _lock = self.write_lock.lock().await;
+        let _lock = self.shared.write_lock.lock().await;
         self.write(puts, Vec::new(), false).await.map(|_| ())
     }
 
@@ -90,7 +141,7 @@ impl RoomStorage {
             puts.push((self.ns.key(k.as_ref()), v));
             profile.check_batch(puts.len())?;
         }
-        let _lock = self.write_lock.lock().await;
+        let _lock = self.shared.write_lock.lock().await;
         self.write(puts, Vec::new(), false).await.map(|_| ())
     }
 
@@ -98,7 +149,7 @@ impl RoomStorage {
     pub async fn delete(&self, key: impl AsRef<[u8]>) -> Result<bool> {
         self.store.profile().check_key(key.as_ref())?;
         let deletes = vec![self.ns.key(key.as_ref())];
-        let _lock = self.write_lock.lock().await;
+        let _lock = self.shared.write_lock.lock().await;
         self.write(Vec::new(), deletes, true).await.map(|n| n > 0)
     }
 
@@ -111,28 +162,49 @@ impl RoomStorage {
             profile.check_key(k.as_ref())?;
             deletes.push(self.ns.key(k.as_ref()));
         }
-        let _lock = self.write_lock.lock().await;
+        let _lock = self.shared.write_lock.lock().await;
         self.write(Vec::new(), deletes, true).await
     }
 
     /// Deletes every key of the room (not its alarm); how many there were.
     pub async fn delete_all(&self) -> Result<usize> {
-        let _lock = self.write_lock.lock().await;
-        match self.store.call(Op::DeleteAll((*self.ns).clone())).await? {
+        let _lock = self.shared.write_lock.lock().await;
+        self.cache().clear();
+        let result = self.store.call(Op::DeleteAll((*self.ns).clone())).await;
+        self.cache().clear();
+        match result? {
             Reply::Count(n) => Ok(n),
             _ => unreachable!("DeleteAll answers Count"),
         }
     }
 
+    /// Writes stored keys as one atomic batch, keeping the cache in step. The caller holds
+    /// the write lock.
     async fn write(
         &self,
         puts: Vec<(Vec<u8>, Bytes)>,
         deletes: Vec<Vec<u8>>,
         count_deleted: bool,
     ) -> Result<usize> {
-        match self.store.call(Op::Write { puts, deletes, count_deleted }).await? {
-            Reply::Count(n) => Ok(n),
-            _ => unreachable!("Write answers Count"),
+        let strip = self.ns.as_bytes().len();
+        let written: Vec<(Vec<u8>, Option<Bytes>)> = puts
+            .iter()
+            .map(|(k, v)| (k[strip..].to_vec(), Some(v.clone())))
+            .chain(deletes.iter().map(|k| (k[strip..].to_vec(), None)))
+            .collect();
+        self.cache().begin_write(written.iter().map(|(k, _)| k.as_slice()));
+        let result = self.store.call(Op::Write { puts, deletes, count_deleted }).await;
+        let mut cache = self.cache();
+        match result {
+            Ok(Reply::Count(n)) => {
+                cache.end_write(written.iter().map(|(k, v)| (k.as_slice(), v.as_ref())));
+                Ok(n)
+            }
+            Ok(_) => unreachable!("Write answers Count"),
+            Err(e) => {
+                cache.end_write(std::iter::empty());
+                Err(e)
+            }
         }
     }
 
@@ -181,7 +253,11 @@ impl RoomStorage {
     /// durable batch, and the room's other writes wait until it ends (isolation).
     /// Dropping it without [`Transaction::commit`] rolls it back.
     pub async fn transaction(&self) -> Transaction<'_> {
-        Transaction { room: self, _lock: self.write_lock.lock().await, writes: BTreeMap::new() }
+        Transaction {
+            room: self,
+            _lock: self.shared.write_lock.lock().await,
+            writes: BTreeMap::new(),
+        }
     }
 
     /// The room's alarm time (milliseconds since the Unix epoch), if one is set.
@@ -254,7 +330,7 @@ impl Transaction<'_> {
             None => {
                 let key = key.as_ref();
                 self.room.store.profile().check_key(key)?;
-                Ok(self.room.get_stored(vec![self.room.ns.key(key)]).await?.pop().flatten())
+                Ok(self.room.read(&[key]).await?.pop().flatten())
             }
         }
     }

@@ -5,6 +5,7 @@
 //! acknowledges its writes: group commit. A failed commit or fsync poisons the store: no
 //! later write is acknowledged.
 
+use crate::Counters;
 use crate::error::{Error, Result};
 use crate::key::{Namespace, successor_of_prefix};
 use crate::limits::GROUP_MAX;
@@ -12,6 +13,7 @@ use bytes::Bytes;
 use fjall::{Database, Keyspace, PersistMode};
 use futures_channel::oneshot;
 use std::ops::Bound;
+use std::sync::atomic::Ordering;
 
 /// One request and where its answer goes.
 pub(crate) struct Request {
@@ -43,8 +45,11 @@ pub(crate) enum Op {
     DeleteAll(Namespace),
     SetAlarm(Namespace, Option<u64>),
     GetAlarm(Namespace),
-    /// Alarms due at or before this time: (party, room, time).
-    DueAlarms(u64),
+    /// Up to `limit` alarms due at or before `until`: (party, room, time).
+    DueAlarms {
+        until: u64,
+        limit: usize,
+    },
     /// Answered once everything before it is durable.
     Sync,
 }
@@ -79,22 +84,30 @@ impl Keyspaces {
 }
 
 /// Runs until every sender is gone; then makes everything durable and returns.
-pub(crate) fn run(ks: Keyspaces, rx: crossbeam_channel::Receiver<Request>) {
+pub(crate) fn run(
+    ks: Keyspaces,
+    rx: crossbeam_channel::Receiver<Request>,
+    group_max: usize,
+    counters: &Counters,
+) {
+    let group_max = group_max.clamp(1, GROUP_MAX);
     let mut poisoned = false;
-    let mut group: Vec<Request> = Vec::with_capacity(GROUP_MAX);
+    let mut group: Vec<Request> = Vec::with_capacity(group_max);
     // Writes committed in this group, acknowledged after its fsync.
     let mut pending: Vec<(oneshot::Sender<Result<Reply>>, Reply)> = Vec::new();
     while let Ok(first) = rx.recv() {
         group.push(first);
-        while group.len() < GROUP_MAX {
+        while group.len() < group_max {
             match rx.try_recv() {
                 Ok(r) => group.push(r),
                 Err(_) => break,
             }
         }
+        counters.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
         for Request { op, reply } in group.drain(..) {
             let is_write =
                 matches!(op, Op::Write { .. } | Op::DeleteAll(_) | Op::SetAlarm(..) | Op::Sync);
+            counters.writes.fetch_add(u64::from(is_write), Ordering::Relaxed);
             if is_write && poisoned {
                 let _ = reply.send(Err(Error::Poisoned));
                 continue;
@@ -117,6 +130,7 @@ pub(crate) fn run(ks: Keyspaces, rx: crossbeam_channel::Receiver<Request>) {
         if pending.is_empty() {
             continue;
         }
+        counters.fsyncs.fetch_add(1, Ordering::Relaxed);
         match ks.db.persist(PersistMode::SyncAll) {
             Ok(()) => {
                 for (reply, answer) in pending.drain(..) {
@@ -196,10 +210,10 @@ fn execute(ks: &Keyspaces, op: Op) -> Result<Reply> {
         Op::GetAlarm(ns) => {
             Ok(Reply::Alarm(ks.alarms.get(ns.as_bytes())?.map(|v| decode_time(&v))))
         }
-        Op::DueAlarms(until) => {
+        Op::DueAlarms { until, limit } => {
             let end = successor_of_prefix(&until.to_be_bytes()).unwrap_or_else(|| vec![0xFF; 9]);
             let mut due = Vec::new();
-            for guard in ks.alarm_queue.range(Vec::new()..end) {
+            for guard in ks.alarm_queue.range(Vec::new()..end).take(limit) {
                 let key = guard.key()?;
                 let time = decode_time(&key);
                 if let Some((party, room, _)) = key.get(8..).and_then(Namespace::decode) {

@@ -232,10 +232,10 @@ fn alarms_are_per_room_persisted_and_listed_by_time() {
             b.set_alarm(1_000).await.unwrap();
             assert_eq!(a.get_alarm().await.unwrap(), Some(1_500));
             assert_eq!(
-                s.due_alarms(1_500).await.unwrap(),
+                s.due_alarms(1_500, usize::MAX).await.unwrap(),
                 vec![("main".into(), "b".into(), 1_000), ("main".into(), "a".into(), 1_500)]
             );
-            assert_eq!(s.due_alarms(1_499).await.unwrap().len(), 1);
+            assert_eq!(s.due_alarms(1_499, usize::MAX).await.unwrap().len(), 1);
             b.delete_alarm().await.unwrap();
             assert_eq!(b.get_alarm().await.unwrap(), None);
         });
@@ -244,7 +244,10 @@ fn alarms_are_per_room_persisted_and_listed_by_time() {
     let s = store(&dir, Profile::Partykit);
     block_on(async {
         assert_eq!(s.room("main", "a").unwrap().get_alarm().await.unwrap(), Some(1_500));
-        assert_eq!(s.due_alarms(u64::MAX).await.unwrap(), vec![("main".into(), "a".into(), 1_500)]);
+        assert_eq!(
+            s.due_alarms(u64::MAX, usize::MAX).await.unwrap(),
+            vec![("main".into(), "a".into(), 1_500)]
+        );
     });
 }
 
@@ -260,4 +263,97 @@ fn data_survives_reopening() {
         block_on(s.room("main", "keep").unwrap().get("k")).unwrap().as_deref(),
         Some(&b"v"[..])
     );
+}
+
+#[test]
+fn the_room_cache_answers_recent_keys_and_stays_coherent() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, Profile::Partykit);
+    let r = s.room("main", "cache").unwrap();
+    block_on(async {
+        r.put_many([("a", "1"), ("b", "2")]).await.unwrap();
+        let before = s.stats().requests;
+        // Written keys, and a key read once (even a missing one), come from the cache.
+        assert_eq!(r.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(
+            r.get_many(&["b", "a"]).await.unwrap(),
+            vec![Some("2".into()), Some("1".into())]
+        );
+        assert_eq!(s.stats().requests, before, "no request reached the storage thread");
+        assert_eq!(r.get("missing").await.unwrap(), None);
+        assert_eq!(r.get("missing").await.unwrap(), None);
+        assert_eq!(s.stats().requests, before + 1);
+        // Every kind of write keeps it true.
+        r.put("missing", "now here").await.unwrap();
+        assert_eq!(r.get("missing").await.unwrap().as_deref(), Some(&b"now here"[..]));
+        assert!(r.delete("a").await.unwrap());
+        assert_eq!(r.get("a").await.unwrap(), None);
+        let mut t = r.transaction().await;
+        t.put("b", "20").unwrap();
+        t.put("c", "30").unwrap();
+        t.commit().await.unwrap();
+        assert_eq!(
+            r.get_many(&["b", "c"]).await.unwrap(),
+            vec![Some("20".into()), Some("30".into())]
+        );
+        assert_eq!(r.delete_many(&["b", "zz"]).await.unwrap(), 1);
+        assert_eq!(r.get("b").await.unwrap(), None);
+        assert_eq!(r.delete_all().await.unwrap(), 2);
+        assert_eq!(r.get_many(&["c", "missing"]).await.unwrap(), vec![None, None]);
+        // A refused write changes neither the disk nor the cache.
+        r.put("c", "kept").await.unwrap();
+        let big = vec![0u8; VALUE_SIZE_MAX + 1];
+        assert!(r.put("c", big).await.is_err());
+        assert_eq!(r.get("c").await.unwrap().as_deref(), Some(&b"kept"[..]));
+    });
+    // With the cache off, every read reaches the thread, and answers are the same.
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig { room_cache_bytes: 0, ..StoreConfig::default() };
+    let s = Store::open(dir.path(), config).unwrap();
+    let r = s.room("main", "nocache").unwrap();
+    block_on(async {
+        r.put("a", "1").await.unwrap();
+        let before = s.stats().requests;
+        assert_eq!(r.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
+        assert_eq!(s.stats().requests, before + 1);
+    });
+}
+
+#[test]
+fn group_commit_shares_fsyncs_and_can_be_turned_off() {
+    for group in [1, 1024] {
+        let dir = tempfile::tempdir().unwrap();
+        let config = StoreConfig { group_commit_max: group, ..StoreConfig::default() };
+        let s = Store::open(dir.path(), config).unwrap();
+        let rooms: Vec<_> = (0..64).map(|i| s.room("main", &format!("r{i}")).unwrap()).collect();
+        block_on(async {
+            // 64 rooms write at once: one burst on the queue.
+            let writes = rooms.iter().map(|r| r.put("k", "v"));
+            for result in futures_util::future::join_all(writes).await {
+                result.unwrap();
+            }
+        });
+        let stats = s.stats();
+        assert_eq!(stats.writes, 64);
+        if group == 1 {
+            assert_eq!(stats.fsyncs, 64, "one fsync per write");
+        } else {
+            assert!(stats.fsyncs < 64, "grouped: {stats:?}");
+        }
+    }
+    assert!(
+        Store::open(
+            tempfile::tempdir().unwrap().path(),
+            StoreConfig { group_commit_max: 0, ..StoreConfig::default() }
+        )
+        .is_err()
+    );
+}
+
+#[test]
+fn a_second_store_on_the_same_folder_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = store(&dir, Profile::Partykit);
+    let err = Store::open(dir.path(), StoreConfig::default()).unwrap_err();
+    assert!(err.to_string().contains("in use"), "{err}");
 }

@@ -2,6 +2,7 @@
 //! make `partyline serve` work with no arguments at all (like `partykit dev`).
 
 use crate::limits::Limits;
+use partyline_storage::StoreConfig;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,7 +18,7 @@ pub struct Config {
     pub shards: usize,
     /// Whether to pin each shard to its own core.
     pub pin_cores: bool,
-    /// Folder for on-disk state (storage lands here).
+    /// Folder for on-disk state: room storage and alarms live in its `storage` folder.
     pub data: PathBuf,
     /// First path segment(s) of party URLs (`parties`).
     pub prefix: String,
@@ -30,6 +31,8 @@ pub struct Config {
     /// Variables party code reads through `Room::env`.
     pub env: BTreeMap<String, String>,
     pub limits: Limits,
+    /// Room storage: size profile, caches, group commit.
+    pub storage: StoreConfig,
 }
 
 impl Default for Config {
@@ -44,6 +47,7 @@ impl Default for Config {
             huge_pages: false,
             env: BTreeMap::new(),
             limits: Limits::default(),
+            storage: StoreConfig::default(),
         }
     }
 }
@@ -54,6 +58,11 @@ impl Config {
         let text = std::fs::read_to_string(path)
             .map_err(|e| format!("cannot read config {}: {e}", path.display()))?;
         toml::from_str(&text).map_err(|e| format!("invalid config {}: {e}", path.display()))
+    }
+
+    /// Where the store lives: `<data>/storage`.
+    pub fn storage_path(&self) -> PathBuf {
+        self.data.join("storage")
     }
 
     /// The shard count to run: `shards`, or the available cores when 0.

@@ -30,6 +30,8 @@
 //! }
 //! ```
 
+mod alarm;
+mod clock;
 mod config;
 mod connection;
 mod edge;
@@ -42,11 +44,19 @@ mod room;
 pub mod rt;
 mod server;
 mod shard;
+mod storage;
 
+pub use clock::Clock;
 pub use config::Config;
 pub use connection::Connection;
 pub use limits::Limits;
 pub use party::{ConnectContext, Error, Gate, Message, Party, Request, Result};
 pub use partyline_protocol::http::Response;
+/// The storage types party code meets: list options, transactions, errors, the store's
+/// configuration.
+pub use partyline_storage::{
+    Error as StorageError, ListOptions, Profile as StorageProfile, StoreConfig, Transaction,
+};
 pub use room::Room;
 pub use server::{FetchHandler, RunningServer, Server, ShardStats};
+pub use storage::Storage;

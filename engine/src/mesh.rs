@@ -25,7 +25,7 @@ pub(crate) struct ConnRef {
 }
 
 /// A room's address: party name and room id, exactly as sent.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub(crate) struct RoomKey {
     pub party: Arc<str>,
     pub room: Arc<str>,
@@ -56,16 +56,32 @@ pub(crate) struct ReplyTo {
 #[derive(Debug)]
 pub(crate) enum ToHome {
     Connect(Box<ConnectRequest>),
-    Message { room: RoomKey, conn: ConnRef, message: Message },
-    Close { room: RoomKey, conn: ConnRef, code: u16, reason: String },
+    Message {
+        room: RoomKey,
+        conn: ConnRef,
+        message: Message,
+    },
+    Close {
+        room: RoomKey,
+        conn: ConnRef,
+        code: u16,
+        reason: String,
+    },
     Request(Box<HttpRequest>),
+    /// The room's alarm is due at `time` (ms since the Unix epoch): the home schedules it.
+    Alarm {
+        room: RoomKey,
+        time: u64,
+    },
 }
 
 impl ToHome {
     pub fn room(&self) -> &RoomKey {
         match self {
             ToHome::Connect(c) => &c.room,
-            ToHome::Message { room, .. } | ToHome::Close { room, .. } => room,
+            ToHome::Message { room, .. }
+            | ToHome::Close { room, .. }
+            | ToHome::Alarm { room, .. } => room,
             ToHome::Request(r) => &r.room,
         }
     }

@@ -115,6 +115,16 @@ impl Request {
         self.target.split_once('?').map_or(&self.target, |(p, _)| p)
     }
 
+    /// The first value of query parameter `name`, percent-decoded (`+` is a space).
+    pub fn query_param(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let query = self.target.split_once('?')?.1;
+        query.split('&').find_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (partyline_protocol::route::percent_decode(k) == name)
+                .then(|| partyline_protocol::route::percent_decode(v))
+        })
+    }
+
     /// The body as text, if it is UTF-8.
     pub fn text(&self) -> Result<&str> {
         Ok(std::str::from_utf8(&self.body)?)

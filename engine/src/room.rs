@@ -1,17 +1,18 @@
-//! Rooms on their home shard: the host that owns a room's mailbox and connection
-//! registry, the task that runs its party's hooks one event at a time, and [`Room`], the
-//! handle party code uses.
+//! Rooms on their home shard: the host that owns a room's mailbox, connection registry
+//! and storage, the task that runs its party's hooks one event at a time (alarms
+//! included), and [`Room`], the handle party code uses.
 
 use crate::connection::Connection;
 use crate::limits;
 use crate::mesh::{ConnRef, ConnectOutcome, ConnectRequest, HttpRequest, RoomKey, ToEdge, ToHome};
 use crate::party::{ConnectContext, Message, Party, Request, Result};
 use crate::shard::Shard;
+use crate::storage::Storage;
 use futures_lite::FutureExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use partyline_protocol::http::Response;
 use partyline_protocol::ws::{CloseCode, encode};
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::panic::AssertUnwindSafe;
@@ -27,9 +28,20 @@ const ROOM_FETCH_TIMEOUT: Duration = Duration::from_secs(30);
 #[derive(Debug)]
 pub(crate) enum RoomEvent {
     Connect(Box<ConnectRequest>),
-    Message { conn: ConnRef, message: Message },
-    Close { conn: ConnRef, code: u16, reason: String },
+    Message {
+        conn: ConnRef,
+        message: Message,
+    },
+    Close {
+        conn: ConnRef,
+        code: u16,
+        reason: String,
+    },
     Request(Box<HttpRequest>),
+    /// The room's alarm was scheduled for `time` (ms since the Unix epoch).
+    Alarm {
+        time: u64,
+    },
 }
 
 /// The open connections of a room.
@@ -55,6 +67,10 @@ pub(crate) struct RoomHost {
     /// Events queued and not yet finished.
     pending: Cell<usize>,
     registry: RefCell<Registry>,
+    /// Made on first use: rooms that never touch storage cost nothing for it.
+    storage: OnceCell<Storage>,
+    /// Failed `on_alarm` runs in a row (for the retry backoff).
+    alarm_retries: Cell<u8>,
 }
 
 impl RoomHost {
@@ -69,6 +85,8 @@ impl RoomHost {
             mailbox: RefCell::new(Some(Rc::new(tx))),
             pending: Cell::new(0),
             registry: RefCell::new(Registry { per_edge: vec![0; count], ..Registry::default() }),
+            storage: OnceCell::new(),
+            alarm_retries: Cell::new(0),
         });
         spawn(host.clone(), rx);
         host
@@ -153,6 +171,10 @@ impl RoomHost {
         Some(conn)
     }
 
+    fn storage(&self) -> &Storage {
+        self.storage.get_or_init(|| Storage::new(self.shard.clone(), self.key.clone()))
+    }
+
     fn get(&self, cref: ConnRef) -> Option<Connection> {
         self.registry.borrow().by_ref.get(&cref).cloned()
     }
@@ -179,13 +201,13 @@ async fn run_room<P: Party>(host: Rc<RoomHost>, mailbox: LocalReceiver<RoomEvent
                 Ok(Ok(p)) => party = Some(p),
                 Ok(Err(e)) => {
                     tracing::error!(party = %host.key.party, room = %host.key.room, error = %e, "on_start failed");
-                    fail_event(&host, event, &format!("on_start failed: {e}"));
+                    fail_event(&host, event, &format!("on_start failed: {e}")).await;
                     host.pending.set(host.pending.get() - 1);
                     continue;
                 }
                 Err(_) => {
                     tracing::error!(party = %host.key.party, room = %host.key.room, "on_start panicked");
-                    fail_event(&host, event, "internal error");
+                    fail_event(&host, event, "internal error").await;
                     host.pending.set(host.pending.get() - 1);
                     continue;
                 }
@@ -209,8 +231,9 @@ enum Health {
 }
 
 /// Answers an event the room cannot handle (its `on_start` failed).
-fn fail_event(host: &RoomHost, event: RoomEvent, reason: &str) {
+async fn fail_event(host: &RoomHost, event: RoomEvent, reason: &str) {
     match event {
+        RoomEvent::Alarm { .. } => alarm_failed(host).await,
         RoomEvent::Connect(c) => {
             host.reply_connect(c.conn, ConnectOutcome::Failed { reason: reason.to_owned() })
         }
@@ -345,6 +368,73 @@ async fn handle<P: Party>(host: &Rc<RoomHost>, party: &mut P, event: RoomEvent) 
             host.shard.to_edge(reply.shard, ToEdge::Response { token: reply.token, response });
             health
         }
+        RoomEvent::Alarm { time } => run_alarm(host, party, time).await,
+    }
+}
+
+/// Runs `on_alarm` if the room's stored alarm is due; clears it after a success, retries
+/// a failure later (module docs of [`crate::alarm`]).
+async fn run_alarm<P: Party>(host: &RoomHost, party: &mut P, scheduled: u64) -> Health {
+    let key = &host.key;
+    let storage = host.storage();
+    let now = host.shard.server.clock.now_ms();
+    match storage.get_alarm().await {
+        Ok(Some(t)) if t <= now => {}
+        // Moved later (scheduled again by set_alarm or a poll) or deleted: a stale reminder.
+        Ok(Some(t)) => {
+            host.shard.alarms.schedule(&host.shard, key.clone(), t);
+            return Health::Fine;
+        }
+        Ok(None) => return Health::Fine,
+        Err(e) => {
+            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read the alarm; retrying");
+            host.shard.alarms.schedule(&host.shard, key.clone(), now + crate::alarm::RETRY_BASE_MS);
+            return Health::Fine;
+        }
+    }
+    let changes = storage.alarm_changes();
+    let (succeeded, health) = match AssertUnwindSafe(party.on_alarm()).catch_unwind().await {
+        Ok(Ok(())) => (true, Health::Fine),
+        Ok(Err(e)) => {
+            tracing::warn!(party = %key.party, room = %key.room, scheduled, error = %e, "on_alarm failed");
+            (false, Health::Fine)
+        }
+        Err(_) => {
+            tracing::error!(party = %key.party, room = %key.room, scheduled, "on_alarm panicked");
+            (false, Health::Poisoned)
+        }
+    };
+    if storage.alarm_changes() != changes {
+        // The handler set or deleted the alarm itself: its choice stands.
+        host.alarm_retries.set(0);
+    } else if succeeded {
+        host.alarm_retries.set(0);
+        if let Err(e) = storage.delete_alarm_quietly().await {
+            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot clear the alarm that ran");
+        }
+    } else {
+        alarm_failed(host).await;
+    }
+    health
+}
+
+/// The alarm could not run (its handler or the room's `on_start` failed): set it again
+/// with backoff, or drop it after [`crate::alarm::RETRIES_MAX`] retries.
+async fn alarm_failed(host: &RoomHost) {
+    let key = &host.key;
+    let storage = host.storage();
+    let retries = host.alarm_retries.get() + 1;
+    let result = if retries > crate::alarm::RETRIES_MAX {
+        tracing::error!(party = %key.party, room = %key.room, "alarm dropped after {} failed retries", crate::alarm::RETRIES_MAX);
+        host.alarm_retries.set(0);
+        storage.delete_alarm_quietly().await
+    } else {
+        host.alarm_retries.set(retries);
+        let delay = crate::alarm::RETRY_BASE_MS << (retries - 1);
+        storage.set_alarm_quietly(host.shard.server.clock.now_ms() + delay).await
+    };
+    if let Err(e) = result {
+        tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot reschedule the alarm");
     }
 }
 
@@ -377,6 +467,32 @@ impl Room {
     /// The party name.
     pub fn name(&self) -> &str {
         &self.0.key.party
+    }
+
+    /// What follows `/<party>/<room>` in `request`'s path: empty, or starting with `/`
+    /// (`/parties/items/shop/item/42` gives `/item/42` in room `shop` of party `items`).
+    pub fn sub_path<'r>(&self, request: &'r Request) -> &'r str {
+        let path = request.path();
+        let room_segment = format!("/{}", self.id());
+        // The room segment follows the party's (or the legacy `/party/`) segment.
+        [format!("/{}{room_segment}", self.name()), format!("/party{room_segment}")]
+            .iter()
+            .find_map(|prefix| {
+                let at = path.find(prefix.as_str())?;
+                let rest = &path[at + prefix.len()..];
+                (rest.is_empty() || rest.starts_with('/')).then_some(rest)
+            })
+            .unwrap_or("")
+    }
+
+    /// The room's durable key-value storage and its alarm.
+    pub fn storage(&self) -> &Storage {
+        self.0.storage()
+    }
+
+    /// Milliseconds since the Unix epoch on the server's clock (the clock alarms use).
+    pub fn now_ms(&self) -> u64 {
+        self.0.shard.server.clock.now_ms()
     }
 
     /// A variable from the server configuration's `[env]` table.

@@ -1,6 +1,7 @@
 //! Starting and stopping a server: the party registry, one executor per shard, listening
 //! sockets, the cross-shard mesh, and orderly shutdown on SIGTERM/SIGINT.
 
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::limits;
 use crate::party::{Gate, Party, Request, Result};
@@ -46,6 +47,9 @@ pub(crate) struct ServerShared {
     pub shutdown: Arc<AtomicBool>,
     /// One gauge set per shard, published by its sweeper.
     pub gauges: Arc<[Gauges]>,
+    /// Every room's storage (its thread does the disk I/O, never a shard).
+    pub store: partyline_storage::Store,
+    pub clock: Clock,
 }
 
 /// A shard's counts, refreshed by its sweeper a few times a second (relaxed atomics: a
@@ -88,6 +92,7 @@ pub struct Server {
     config: Config,
     parties: HashMap<String, PartyEntry>,
     on_fetch: Option<FetchHandler>,
+    clock: Clock,
 }
 
 impl std::fmt::Debug for Server {
@@ -101,7 +106,7 @@ impl std::fmt::Debug for Server {
 
 impl Server {
     pub fn new(config: Config) -> Self {
-        Server { config, parties: HashMap::new(), on_fetch: None }
+        Server { config, parties: HashMap::new(), on_fetch: None, clock: Clock::system() }
     }
 
     /// Registers party type `P` under `name` (`/parties/<name>/<room>`).
@@ -117,11 +122,21 @@ impl Server {
         self
     }
 
-    /// Registers the built-in parties: `main` (chat), `echo` and `relay`.
+    /// Registers the built-in parties: `main` (chat), `echo`, `relay`, `ephemeral` and
+    /// `items` ([`crate::parties`]).
     pub fn with_builtin_parties(self) -> Self {
         self.party::<crate::parties::Chat>("main")
             .party::<crate::parties::Echo>("echo")
             .party::<crate::parties::Relay>("relay")
+            .party::<crate::parties::Ephemeral>("ephemeral")
+            .party::<crate::parties::Items>("items")
+    }
+
+    /// Sets the clock alarms run on (tests use [`Clock::manual`]); the system clock by
+    /// default.
+    pub fn clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
     }
 
     /// Sets the handler for requests to paths that are not party paths.
@@ -162,6 +177,9 @@ impl Server {
         }
         let (listeners, addr) =
             crate::rt::bind_listeners(self.config.listen, count, self.config.backlog)?;
+        let store_path = self.config.storage_path();
+        let store = partyline_storage::Store::open(&store_path, self.config.storage)
+            .map_err(|e| io::Error::other(format!("storage in {}: {e}", store_path.display())))?;
         let shutdown = Arc::new(AtomicBool::new(false));
         let gauges: Arc<[Gauges]> = (0..count).map(|_| Gauges::default()).collect();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -173,6 +191,8 @@ impl Server {
             shard_count: count,
             shutdown: shutdown.clone(),
             gauges: gauges.clone(),
+            store: store.clone(),
+            clock: self.clock,
         });
         let mesh = crate::mesh::build(count, limits::MESH_CHANNEL_MAX);
         let mut handles = Vec::with_capacity(count);
@@ -194,7 +214,7 @@ impl Server {
             connections_per_shard_max = shared.config.limits.connections_per_shard_max,
             "partyline listening"
         );
-        Ok(RunningServer { addr, shutdown, handles, gauges })
+        Ok(RunningServer { addr, shutdown, handles, gauges, store })
     }
 
     /// Starts, then runs until SIGTERM or SIGINT, then closes every socket with 1001.
@@ -213,6 +233,7 @@ pub struct RunningServer {
     shutdown: Arc<AtomicBool>,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
     gauges: Arc<[Gauges]>,
+    store: partyline_storage::Store,
 }
 
 impl RunningServer {
@@ -237,12 +258,23 @@ impl RunningServer {
         self.wait()
     }
 
-    /// Waits until the shards finish (after a signal or [`RunningServer::begin_shutdown`]).
+    /// The store every room's storage lives in (for tools and tests: room code uses
+    /// [`crate::Room::storage`]).
+    pub fn store(&self) -> &partyline_storage::Store {
+        &self.store
+    }
+
+    /// Waits until the shards finish (after a signal or [`RunningServer::begin_shutdown`]),
+    /// then closes the store: its folder is free for the next server.
     pub fn wait(self) -> io::Result<()> {
+        let mut result = Ok(());
         for handle in self.handles {
-            handle.join().map_err(|e| io::Error::other(format!("shard failed: {e}")))?;
+            if let Err(e) = handle.join() {
+                result = Err(io::Error::other(format!("shard failed: {e}")));
+            }
         }
+        self.store.close();
         tracing::info!("partyline stopped");
-        Ok(())
+        result
     }
 }

@@ -2,6 +2,7 @@
 //! the rooms that hash to it (as their *home*). Shard state is `!Send` by construction
 //! (`Rc`, `RefCell`); only [`crate::mesh`] messages cross to other shards.
 
+use crate::alarm::Alarms;
 use crate::edge::EdgeConn;
 use crate::limits::{self, Limits};
 use crate::mesh::{self, ConnectOutcome, ReplyTo, RoomKey, ToEdge, ToHome};
@@ -42,6 +43,8 @@ pub(crate) struct Shard {
     // Home side.
     rooms: RefCell<HashMap<RoomKey, Rc<RoomHost>>>,
     next_room_uid: Cell<u64>,
+    /// Alarms of this shard's rooms due soon.
+    pub alarms: Alarms,
     // Mesh.
     home_tx: Vec<Option<ConnectedSender<ToHome>>>,
     edge_tx: Vec<Option<ConnectedSender<ToEdge>>>,
@@ -157,6 +160,10 @@ impl Shard {
     /// Finds or creates the room and queues the event if its mailbox has space; otherwise
     /// gives back the room and the event for the caller to wait with.
     fn try_deliver_to_home(self: &Rc<Self>, msg: ToHome) -> Result<(), (Rc<RoomHost>, RoomEvent)> {
+        if let ToHome::Alarm { room, time } = msg {
+            self.alarms.schedule(self, room, time);
+            return Ok(());
+        }
         let existing = self.rooms.borrow().get(msg.room()).cloned();
         let host = match existing {
             Some(host) => host,
@@ -169,7 +176,9 @@ impl Shard {
                     }
                 },
                 // The room is gone: the connection closed with it. Nothing to do.
-                ToHome::Message { .. } | ToHome::Close { .. } => return Ok(()),
+                ToHome::Message { .. } | ToHome::Close { .. } | ToHome::Alarm { .. } => {
+                    return Ok(());
+                }
             },
         };
         let event = match msg {
@@ -177,8 +186,32 @@ impl Shard {
             ToHome::Message { conn, message, .. } => RoomEvent::Message { conn, message },
             ToHome::Close { conn, code, reason, .. } => RoomEvent::Close { conn, code, reason },
             ToHome::Request(r) => RoomEvent::Request(r),
+            ToHome::Alarm { .. } => unreachable!("scheduled above"),
         };
         host.try_enqueue(event).map_err(|event| (host, event))
+    }
+
+    /// Runs a due alarm: queues it to its room, loading the room if need be.
+    pub async fn fire_alarm(self: &Rc<Self>, key: RoomKey, time: u64) {
+        let existing = self.rooms.borrow().get(&key).cloned();
+        let host = match existing {
+            Some(host) => host,
+            None => match self.create_room(&key) {
+                Ok(host) => host,
+                Err(refusal) => {
+                    // Unknown party (nothing to run) or no room slot: try again later.
+                    tracing::warn!(party = %key.party, room = %key.room, status = refusal.status(), "cannot load the room for its alarm");
+                    if refusal.status() == 503 {
+                        let retry = self.server.clock.now_ms() + crate::alarm::POLL_FULL_MS;
+                        self.alarms.schedule(self, key, retry);
+                    }
+                    return;
+                }
+            },
+        };
+        if let Err(event) = host.try_enqueue(RoomEvent::Alarm { time }) {
+            host.enqueue(event).await;
+        }
     }
 
     fn refuse(&self, msg: ToHome, response: Response) {
@@ -385,6 +418,7 @@ pub(crate) async fn run(
         next_token: Cell::new(1),
         rooms: RefCell::new(HashMap::new()),
         next_room_uid: Cell::new(1),
+        alarms: Alarms::default(),
         home_tx: connected.home_tx,
         edge_tx: connected.edge_tx,
         outbox: RefCell::new((0..count).map(|_| Outbox::default()).collect()),
@@ -407,6 +441,7 @@ pub(crate) async fn run(
         glommio::spawn_local(async move { parking.run_waiter().await })
     };
     glommio::spawn_local(unparker(shard.clone())).detach();
+    crate::alarm::start(&shard);
     let listener = crate::rt::adopt_listener(listener);
     let acceptor = glommio::spawn_local(crate::edge::accept_loop(shard.clone(), listener));
     tracing::debug!(shard = id, "shard running");
@@ -444,6 +479,12 @@ pub(crate) async fn run(
     }
     shard.parking.stop();
     waiter.await;
+    // Unload every room: their tasks end, and the references between rooms and the shard
+    // go, so the store (and its folder) can be released.
+    let rooms: Vec<_> = shard.rooms.borrow_mut().drain().map(|(_, host)| host).collect();
+    for host in rooms {
+        host.close_mailbox();
+    }
     tracing::debug!(shard = id, left = shard.conns.borrow().len(), "shard stopped");
 }
 

@@ -34,8 +34,10 @@ impl Drop for Served {
 
 /// Runs `partyline serve` on an ephemeral loopback port; reads the address from its log.
 fn serve(shards: usize) -> Served {
-    let data =
-        std::env::temp_dir().join(format!("partyline-test-{}-{}", std::process::id(), shards));
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // One server per data folder: the store locks it.
+    let data = std::env::temp_dir().join(format!("partyline-test-{}-{n}", std::process::id()));
     let mut child = Command::new(env!("CARGO_BIN_EXE_partyline"))
         .args([
             "serve",

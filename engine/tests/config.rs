@@ -18,6 +18,7 @@ fn operations_doc_example_parses() {
     assert_eq!(config.listen.to_string(), "0.0.0.0:1999");
     assert_eq!(config.env.get("API_URL").map(String::as_str), Some("https://example.invalid"));
     assert_eq!(config.limits, partyline::Limits::default(), "the doc lists the defaults");
+    assert_eq!(config.storage, partyline::StoreConfig::default(), "the doc lists the defaults");
     config.limits.validate().expect("documented limits are valid");
 }
 

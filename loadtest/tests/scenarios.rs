@@ -17,9 +17,20 @@ fn server_with(limits: partyline::Limits) -> partyline::RunningServer {
         shards: 2,
         pin_cores: false,
         limits,
+        data: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "loadtest-{}-{}",
+            std::process::id(),
+            next_server()
+        )),
         ..Config::default()
     };
     Server::new(config).with_builtin_parties().start().expect("server starts")
+}
+
+/// Numbers the servers of this process, so each gets its own data folder.
+fn next_server() -> usize {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 fn target(server: &partyline::RunningServer) -> Target {

@@ -184,6 +184,18 @@ impl Store {
         }
     }
 
+    /// Makes everything durable, closes the database (releasing its folder for another
+    /// store) and waits for the storage thread to end. Calls on any clone then fail with
+    /// [`Error::Closed`]. Blocks the calling thread: not for reactor threads.
+    pub fn close(&self) {
+        let (reply, _answer) = futures_channel::oneshot::channel();
+        // A full queue drains as the thread works; closing waits its turn.
+        let _ = self.inner.tx.send(Request { op: Op::Close, reply });
+        if let Some(handle) = self.inner.thread.lock().ok().and_then(|mut t| t.take()) {
+            let _ = handle.join();
+        }
+    }
+
     /// Waits until everything written before it is durable.
     pub async fn sync(&self) -> Result<()> {
         self.call(Op::Sync).await.map(|_| ())

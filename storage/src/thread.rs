@@ -52,6 +52,9 @@ pub(crate) enum Op {
     },
     /// Answered once everything before it is durable.
     Sync,
+    /// Makes everything durable, closes the database (releasing its folder) and ends the
+    /// thread; later calls fail with `Error::Closed`.
+    Close,
 }
 
 pub(crate) enum Reply {
@@ -104,7 +107,16 @@ pub(crate) fn run(
             }
         }
         counters.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
+        let mut closing = None;
         for Request { op, reply } in group.drain(..) {
+            if closing.is_some() {
+                let _ = reply.send(Err(Error::Closed));
+                continue;
+            }
+            if matches!(op, Op::Close) {
+                closing = Some(reply);
+                continue;
+            }
             let is_write =
                 matches!(op, Op::Write { .. } | Op::DeleteAll(_) | Op::SetAlarm(..) | Op::Sync);
             counters.writes.fetch_add(u64::from(is_write), Ordering::Relaxed);
@@ -127,27 +139,44 @@ pub(crate) fn run(
                 }
             }
         }
-        if pending.is_empty() {
-            continue;
+        if let Some(reply) = closing {
+            finish(&ks, &mut poisoned, &mut pending, counters);
+            drop(ks);
+            let _ = reply.send(Ok(Reply::Done));
+            return;
         }
-        counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-        match ks.db.persist(PersistMode::SyncAll) {
-            Ok(()) => {
-                for (reply, answer) in pending.drain(..) {
-                    let _ = reply.send(Ok(answer));
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "storage fsync failed; store poisoned");
-                poisoned = true;
-                for (reply, _) in pending.drain(..) {
-                    let _ = reply.send(Err(Error::Poisoned));
-                }
-            }
-        }
+        finish(&ks, &mut poisoned, &mut pending, counters);
     }
     if !poisoned && let Err(e) = ks.db.persist(PersistMode::SyncAll) {
         tracing::error!(error = %e, "final storage fsync failed");
+    }
+}
+
+/// Makes the group's writes durable with one fsync, then acknowledges them (or fails them
+/// all, poisoning the store, if the fsync fails).
+fn finish(
+    ks: &Keyspaces,
+    poisoned: &mut bool,
+    pending: &mut Vec<(oneshot::Sender<Result<Reply>>, Reply)>,
+    counters: &Counters,
+) {
+    if pending.is_empty() {
+        return;
+    }
+    counters.fsyncs.fetch_add(1, Ordering::Relaxed);
+    match ks.db.persist(PersistMode::SyncAll) {
+        Ok(()) => {
+            for (reply, answer) in pending.drain(..) {
+                let _ = reply.send(Ok(answer));
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "storage fsync failed; store poisoned");
+            *poisoned = true;
+            for (reply, _) in pending.drain(..) {
+                let _ = reply.send(Err(Error::Poisoned));
+            }
+        }
     }
 }
 
@@ -223,6 +252,7 @@ fn execute(ks: &Keyspaces, op: Op) -> Result<Reply> {
             Ok(Reply::Alarms(due))
         }
         Op::Sync => Ok(Reply::Done),
+        Op::Close => unreachable!("the group loop handles Close"),
     }
 }
 

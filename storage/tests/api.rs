@@ -357,3 +357,18 @@ fn a_second_store_on_the_same_folder_is_refused_clearly() {
     let err = Store::open(dir.path(), StoreConfig::default()).unwrap_err();
     assert!(err.to_string().contains("in use"), "{err}");
 }
+
+#[test]
+fn closing_releases_the_folder_while_clones_live_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = store(&dir, Profile::Partykit);
+    let room = first.room("main", "a").unwrap();
+    block_on(room.put("k", "v")).unwrap();
+    first.close();
+    assert_eq!(block_on(room.get("other")), Err(Error::Closed));
+    let second = store(&dir, Profile::Partykit);
+    assert_eq!(
+        block_on(second.room("main", "a").unwrap().get("k")).unwrap().as_deref(),
+        Some(&b"v"[..])
+    );
+}

@@ -21,8 +21,21 @@ pub fn config(shards: usize) -> Config {
         shards,
         pin_cores: false,
         limits: test_limits(),
+        data: data_dir(),
         ..Config::default()
     }
+}
+
+/// A fresh, empty data folder under Cargo's per-target temporary folder (one server per
+/// folder: the store locks it).
+pub fn data_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("engine-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// Starts `server` and returns it with its address.

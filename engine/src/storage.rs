@@ -63,7 +63,8 @@ impl std::fmt::Debug for Storage {
 
 impl Storage {
     pub(crate) fn new(shard: Rc<Shard>, key: RoomKey) -> Storage {
-        let inner = shard.server.store.room(&key.party, &key.room);
+        // The room is the only writer of its keys: its cache sees every change.
+        let inner = shard.server.store.room_with_cache(&key.party, &key.room);
         Storage { inner, shard, key, alarm_changes: Cell::new(0) }
     }
 

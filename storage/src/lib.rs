@@ -167,7 +167,17 @@ impl Store {
     /// The storage of one room.
     pub fn room(&self, party: &str, room: &str) -> Result<RoomStorage> {
         let ns = key::Namespace::new(party, room).ok_or(Error::NameTooLong)?;
-        Ok(RoomStorage::new(self.clone(), ns))
+        Ok(RoomStorage::new(self.clone(), ns, 0))
+    }
+
+    /// The storage of one room, with a read cache of [`StoreConfig::room_cache_bytes`].
+    /// The cache sees only the writes made through this handle and its clones: use it
+    /// only for the handle that does all of the room's writes (the engine's room). Any
+    /// number of handles from [`Store::room`] may read and write beside it, but may then
+    /// read stale values through it.
+    pub fn room_with_cache(&self, party: &str, room: &str) -> Result<RoomStorage> {
+        let ns = key::Namespace::new(party, room).ok_or(Error::NameTooLong)?;
+        Ok(RoomStorage::new(self.clone(), ns, self.inner.config.room_cache_bytes))
     }
 
     /// Up to `limit` alarms due at or before `until_ms` (milliseconds since the Unix

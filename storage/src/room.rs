@@ -16,7 +16,7 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 /// A room's storage. Clones share the room's write lock (which transactions hold) and its
-/// read cache; use one per room (from [`Store::room`]) so every write passes its cache.
+/// read cache, if it has one ([`Store::room_with_cache`]).
 #[derive(Debug, Clone)]
 pub struct RoomStorage {
     store: Store,
@@ -47,8 +47,8 @@ pub struct ListOptions {
 }
 
 impl RoomStorage {
-    pub(crate) fn new(store: Store, ns: Namespace) -> Self {
-        let cache = Cache::new(store.config().room_cache_bytes);
+    pub(crate) fn new(store: Store, ns: Namespace, cache_bytes: usize) -> Self {
+        let cache = Cache::new(cache_bytes);
         RoomStorage {
             store,
             ns: Arc::new(ns),

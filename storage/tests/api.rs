@@ -269,7 +269,7 @@ fn data_survives_reopening() {
 fn the_room_cache_answers_recent_keys_and_stays_coherent() {
     let dir = tempfile::tempdir().unwrap();
     let s = store(&dir, Profile::Partykit);
-    let r = s.room("main", "cache").unwrap();
+    let r = s.room_with_cache("main", "cache").unwrap();
     block_on(async {
         r.put_many([("a", "1"), ("b", "2")]).await.unwrap();
         let before = s.stats().requests;
@@ -310,12 +310,19 @@ fn the_room_cache_answers_recent_keys_and_stays_coherent() {
     let dir = tempfile::tempdir().unwrap();
     let config = StoreConfig { room_cache_bytes: 0, ..StoreConfig::default() };
     let s = Store::open(dir.path(), config).unwrap();
-    let r = s.room("main", "nocache").unwrap();
+    let r = s.room_with_cache("main", "nocache").unwrap();
     block_on(async {
         r.put("a", "1").await.unwrap();
         let before = s.stats().requests;
         assert_eq!(r.get("a").await.unwrap().as_deref(), Some(&b"1"[..]));
         assert_eq!(s.stats().requests, before + 1);
+    });
+    // Handles from `room` have no cache: they see writes made elsewhere at once.
+    let (a, b) = (s.room("main", "shared").unwrap(), s.room("main", "shared").unwrap());
+    block_on(async {
+        assert_eq!(a.get("k").await.unwrap(), None);
+        b.put("k", "v").await.unwrap();
+        assert_eq!(a.get("k").await.unwrap().as_deref(), Some(&b"v"[..]));
     });
 }
 

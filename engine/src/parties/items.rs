@@ -214,7 +214,7 @@ impl Party for Items {
         };
         match outcome {
             Ok(body) => Ok(Response::json(200, body.to_string())),
-            Err(e) => client_error(&e).map_or(Err(e), Ok),
+            Err(e) => client_error(&e).ok_or(e),
         }
     }
 }

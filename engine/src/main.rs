@@ -1,5 +1,6 @@
 //! The `partyline` binary: `partyline serve` runs a server with the built-in parties
-//! (`main`, `echo`, `relay`) on 127.0.0.1:1999, one shard per core, like `partykit dev`.
+//! (`main`, `echo`, `relay`, `ephemeral`, `items`) on 127.0.0.1:1999, one shard per core, with
+//! room storage in `./.partyline/storage`, like `partykit dev`.
 
 use clap::{Parser, Subcommand};
 use partyline::{Config, Server};

@@ -1,8 +1,8 @@
 //! The storage thread: the only code that touches fjall. It takes requests from a bounded
-//! crossbeam channel in groups (whatever arrived together, up to [`GROUP_MAX`]), runs them
-//! in arrival order, commits each write request as one atomic batch (visible to the reads
-//! after it at once), then makes the whole group durable with one fsync and only then
-//! acknowledges its writes: group commit. A failed commit or fsync poisons the store: no
+//! crossbeam channel in groups (whatever is waiting, up to [`GROUP_MAX`]) and runs each as
+//! it takes it, in arrival order: a read is answered at once; a write is committed as one
+//! atomic batch (visible to the reads after it at once) and acknowledged only after the
+//! one fsync that makes the whole group durable: group commit. A failed commit or fsync poisons the store: no
 //! later write is acknowledged.
 
 use crate::Counters;
@@ -95,60 +95,66 @@ pub(crate) fn run(
 ) {
     let group_max = group_max.clamp(1, GROUP_MAX);
     let mut poisoned = false;
-    let mut group: Vec<Request> = Vec::with_capacity(group_max);
     // Writes committed in this group, acknowledged after its fsync.
     let mut pending: Vec<(oneshot::Sender<Result<Reply>>, Reply)> = Vec::new();
     while let Ok(first) = rx.recv() {
-        group.push(first);
-        while group.len() < group_max {
-            match rx.try_recv() {
-                Ok(r) => group.push(r),
-                Err(_) => break,
-            }
-        }
-        counters.requests.fetch_add(group.len() as u64, Ordering::Relaxed);
-        let mut closing = None;
-        for Request { op, reply } in group.drain(..) {
-            if closing.is_some() {
-                let _ = reply.send(Err(Error::Closed));
-                continue;
-            }
+        // A group: this request and whatever else is already waiting, up to group_max,
+        // each run as it is taken (a read is answered at once, a write is committed and
+        // waits for the group's fsync).
+        let mut next = Some(first);
+        let mut taken = 0;
+        while let Some(Request { op, reply }) = next.take() {
+            taken += 1;
+            counters.requests.fetch_add(1, Ordering::Relaxed);
             if matches!(op, Op::Close) {
-                closing = Some(reply);
-                continue;
+                finish(&ks, &mut poisoned, &mut pending, counters);
+                // Close the database (releasing its folder) before answering; requests
+                // still queued are dropped with the channel and see `Closed`.
+                drop(ks);
+                let _ = reply.send(Ok(Reply::Done));
+                return;
             }
-            let is_write =
-                matches!(op, Op::Write { .. } | Op::DeleteAll(_) | Op::SetAlarm(..) | Op::Sync);
-            counters.writes.fetch_add(u64::from(is_write), Ordering::Relaxed);
-            if is_write && poisoned {
-                let _ = reply.send(Err(Error::Poisoned));
-                continue;
+            run_one(&ks, op, reply, &mut poisoned, &mut pending, counters);
+            if taken < group_max {
+                next = rx.try_recv().ok();
             }
-            match execute(&ks, op) {
-                Ok(answer) if is_write => pending.push((reply, answer)),
-                Ok(answer) => {
-                    let _ = reply.send(Ok(answer));
-                }
-                Err(e) => {
-                    if is_write {
-                        // A commit that failed half-way leaves fjall poisoned; so are we.
-                        tracing::error!(error = %e, "storage write failed; store poisoned");
-                        poisoned = true;
-                    }
-                    let _ = reply.send(Err(e));
-                }
-            }
-        }
-        if let Some(reply) = closing {
-            finish(&ks, &mut poisoned, &mut pending, counters);
-            drop(ks);
-            let _ = reply.send(Ok(Reply::Done));
-            return;
         }
         finish(&ks, &mut poisoned, &mut pending, counters);
     }
     if !poisoned && let Err(e) = ks.db.persist(PersistMode::SyncAll) {
         tracing::error!(error = %e, "final storage fsync failed");
+    }
+}
+
+/// Runs one request: a read is answered now; a write is committed (visible to later
+/// reads) and queued in `pending` for the group's fsync.
+fn run_one(
+    ks: &Keyspaces,
+    op: Op,
+    reply: oneshot::Sender<Result<Reply>>,
+    poisoned: &mut bool,
+    pending: &mut Vec<(oneshot::Sender<Result<Reply>>, Reply)>,
+    counters: &Counters,
+) {
+    let is_write = matches!(op, Op::Write { .. } | Op::DeleteAll(_) | Op::SetAlarm(..) | Op::Sync);
+    counters.writes.fetch_add(u64::from(is_write), Ordering::Relaxed);
+    if is_write && *poisoned {
+        let _ = reply.send(Err(Error::Poisoned));
+        return;
+    }
+    match execute(ks, op) {
+        Ok(answer) if is_write => pending.push((reply, answer)),
+        Ok(answer) => {
+            let _ = reply.send(Ok(answer));
+        }
+        Err(e) => {
+            if is_write {
+                // A commit that failed half-way leaves fjall poisoned; so are we.
+                tracing::error!(error = %e, "storage write failed; store poisoned");
+                *poisoned = true;
+            }
+            let _ = reply.send(Err(e));
+        }
     }
 }
 

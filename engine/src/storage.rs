@@ -118,7 +118,9 @@ impl Storage {
 
     /// Starts a transaction: reads see its own writes, `commit` writes everything as one
     /// atomic, durable batch, and the room's other writes wait while it is open. Dropping
-    /// it uncommitted rolls it back.
+    /// it uncommitted rolls it back. Inside one, write through the transaction only: a
+    /// `put` on the storage itself would wait for the transaction to end, which waits for
+    /// the hook, which waits for the `put`.
     pub async fn transaction(&self) -> Result<Transaction<'_>> {
         Ok(self.room()?.transaction().await)
     }

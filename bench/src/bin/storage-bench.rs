@@ -1,7 +1,8 @@
 //! `storage-bench`: durable puts per second and their latency through partyline's store,
 //! with many rooms writing at once the way rooms on shards do (each room awaits its own
-//! put before the next, as a room's hook would), group commit on or off; then reads per
-//! second, through the storage thread and from the rooms' caches. Prints one JSON object.
+//! put before the next, as a room's hook would), group commit on or off; and reads per
+//! second, through the storage thread and from the rooms' caches (measured first, on the
+//! same freshly written keys for every setting). Prints one JSON object.
 //!
 //! ```sh
 //! cargo run --release -p partyline-bench --bin storage-bench -- --rooms 256 --seconds 5
@@ -155,16 +156,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
 
-    let before = store.stats();
-    let (put_rate, put_latency, _) = phase(&store, &args, false, |room, i| {
-        let (room, value) = (room.clone(), value.clone());
-        let key = &keys[usize::try_from(i).unwrap_or(0) % keys.len()];
-        async move { room.put(key, value).await.expect("put") }
-    });
-    let after = store.stats();
-    let fsyncs = after.fsyncs - before.fsyncs;
-    let writes = after.writes - before.writes;
-
+    // Reads first, so both group-commit settings read the same data (one version of each
+    // key); then the puts.
     let (read_rate, read_latency, _) = phase(&store, &args, false, |room, i| {
         let room = room.clone();
         let key = &keys[usize::try_from(i).unwrap_or(0) % keys.len()];
@@ -179,6 +172,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             room.get(key).await.expect("get").expect("written before");
         }
     });
+
+    let before = store.stats();
+    let (put_rate, put_latency, _) = phase(&store, &args, false, |room, i| {
+        let (room, value) = (room.clone(), value.clone());
+        let key = &keys[usize::try_from(i).unwrap_or(0) % keys.len()];
+        async move { room.put(key, value).await.expect("put") }
+    });
+    let after = store.stats();
+    let fsyncs = after.fsyncs - before.fsyncs;
+    let writes = after.writes - before.writes;
     store.close();
     let _ = std::fs::remove_dir_all(&dir);
 

@@ -27,12 +27,19 @@ pub const HORIZON_MS: u64 = 30_000;
 /// How often shard 0 asks the store for alarms entering the horizon.
 pub const POLL_MS: u64 = 10_000;
 
-/// Most alarms one poll takes from the store; when a poll is full, the next comes after
+/// Alarms one page of a poll takes from the store.
+pub const POLL_PAGE_MAX: usize = 4_096;
+
+/// Pages one poll reads at most; when there were more, the next poll comes after
 /// [`POLL_FULL_MS`] (due alarms are deleted as they fire, making room for later ones).
-pub const POLL_BATCH_MAX: usize = 16_384;
+pub const POLL_PAGES_MAX: usize = 64;
 
 /// Poll interval while polls come back full or fail.
 pub const POLL_FULL_MS: u64 = 1_000;
+
+/// How long an alarm whose room's mailbox is full waits before it is tried again (the
+/// timer never waits on one room).
+pub const MAILBOX_FULL_RETRY_MS: u64 = 100;
 
 /// Most alarms one shard holds in memory; beyond it, far ones wait for a later poll.
 pub const SCHEDULED_MAX: usize = 262_144;
@@ -104,7 +111,7 @@ async fn timer(shard: Rc<Shard>, wake: LocalReceiver<()>) {
     while !shard.shutting_down.get() {
         let now = clock.now_ms();
         for (time, room) in shard.alarms.take_due(now) {
-            shard.fire_alarm(room, time).await;
+            shard.fire_alarm(room, time);
         }
         let mut sleep = match shard.alarms.next() {
             Some(t) => Duration::from_millis(t.saturating_sub(now)),
@@ -122,6 +129,41 @@ async fn timer(shard: Rc<Shard>, wake: LocalReceiver<()>) {
     }
 }
 
+/// One poll: pages through the alarms due by `until` and sends each to its home. Returns
+/// how long to wait before the next.
+async fn poll(shard: &Rc<Shard>, until: u64) -> u64 {
+    let (mut last, mut orphans) = (None, 0usize);
+    for _ in 0..POLL_PAGES_MAX {
+        let page = match shard.server.store.due_alarms(until, last.as_ref(), POLL_PAGE_MAX).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read due alarms; retrying");
+                return POLL_FULL_MS;
+            }
+        };
+        let full = page.len() >= POLL_PAGE_MAX;
+        for alarm in &page {
+            if !shard.server.parties.contains_key(&alarm.party) {
+                // Its party is not registered (removed from this server?): left stored,
+                // and skipped by the cursor, so it never holds up other alarms.
+                orphans += 1;
+                continue;
+            }
+            let room =
+                RoomKey { party: alarm.party.as_str().into(), room: alarm.room.as_str().into() };
+            shard.to_home(ToHome::Alarm { room, time: alarm.time }).await;
+        }
+        if !full {
+            if orphans > 0 {
+                tracing::warn!(orphans, "alarms of unregistered parties are due; left stored");
+            }
+            return POLL_MS;
+        }
+        last = page.into_iter().last();
+    }
+    POLL_FULL_MS
+}
+
 /// Shard 0: brings alarms entering the horizon from the store to their home shards.
 async fn poller(shard: Rc<Shard>) {
     let clock = shard.server.clock.clone();
@@ -129,25 +171,7 @@ async fn poller(shard: Rc<Shard>) {
     while !shard.shutting_down.get() {
         let now = clock.now_ms();
         if now >= next_poll {
-            let until = now.saturating_add(HORIZON_MS);
-            next_poll = match shard.server.store.due_alarms(until, POLL_BATCH_MAX).await {
-                Ok(due) => {
-                    let full = due.len() >= POLL_BATCH_MAX;
-                    for (party, room, time) in due {
-                        if !shard.server.parties.contains_key(&party) {
-                            tracing::warn!(%party, %room, "alarm for an unregistered party; left stored");
-                            continue;
-                        }
-                        let room = RoomKey { party: party.into(), room: room.into() };
-                        shard.to_home(ToHome::Alarm { room, time }).await;
-                    }
-                    now + if full { POLL_FULL_MS } else { POLL_MS }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read due alarms; retrying");
-                    now + POLL_FULL_MS
-                }
-            };
+            next_poll = now + poll(&shard, now.saturating_add(HORIZON_MS)).await;
         }
         let wait = if clock.is_manual() {
             crate::clock::MANUAL_TICK

@@ -233,7 +233,12 @@ enum Health {
 /// Answers an event the room cannot handle (its `on_start` failed).
 async fn fail_event(host: &RoomHost, event: RoomEvent, reason: &str) {
     match event {
-        RoomEvent::Alarm { .. } => alarm_failed(host).await,
+        RoomEvent::Alarm { .. } => {
+            // Only a due alarm counts as failed: a stale reminder changes nothing.
+            if alarm_due(host).await {
+                alarm_failed(host).await;
+            }
+        }
         RoomEvent::Connect(c) => {
             host.reply_connect(c.conn, ConnectOutcome::Failed { reason: reason.to_owned() })
         }
@@ -377,20 +382,8 @@ async fn handle<P: Party>(host: &Rc<RoomHost>, party: &mut P, event: RoomEvent) 
 async fn run_alarm<P: Party>(host: &RoomHost, party: &mut P, scheduled: u64) -> Health {
     let key = &host.key;
     let storage = host.storage();
-    let now = host.shard.server.clock.now_ms();
-    match storage.get_alarm().await {
-        Ok(Some(t)) if t <= now => {}
-        // Moved later (scheduled again by set_alarm or a poll) or deleted: a stale reminder.
-        Ok(Some(t)) => {
-            host.shard.alarms.schedule(&host.shard, key.clone(), t);
-            return Health::Fine;
-        }
-        Ok(None) => return Health::Fine,
-        Err(e) => {
-            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read the alarm; retrying");
-            host.shard.alarms.schedule(&host.shard, key.clone(), now + crate::alarm::RETRY_BASE_MS);
-            return Health::Fine;
-        }
+    if !alarm_due(host).await {
+        return Health::Fine;
     }
     let changes = storage.alarm_changes();
     let (succeeded, health) = match AssertUnwindSafe(party.on_alarm()).catch_unwind().await {
@@ -416,6 +409,27 @@ async fn run_alarm<P: Party>(host: &RoomHost, party: &mut P, scheduled: u64) -> 
         alarm_failed(host).await;
     }
     health
+}
+
+/// Whether the room's stored alarm is due now. A reminder for an alarm moved later is
+/// scheduled again; one for a deleted alarm is dropped; an unreadable alarm is tried again
+/// later.
+async fn alarm_due(host: &RoomHost) -> bool {
+    let key = &host.key;
+    let now = host.shard.server.clock.now_ms();
+    match host.storage().get_alarm().await {
+        Ok(Some(t)) if t <= now => true,
+        Ok(Some(t)) => {
+            host.shard.alarms.schedule(&host.shard, key.clone(), t);
+            false
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read the alarm; retrying");
+            host.shard.alarms.schedule(&host.shard, key.clone(), now + crate::alarm::RETRY_BASE_MS);
+            false
+        }
+    }
 }
 
 /// The alarm could not run (its handler or the room's `on_start` failed): set it again

@@ -203,9 +203,16 @@ impl Server {
                 .name(&format!("shard-{id}"))
                 // Network shards do no direct file I/O; keep locked memory small.
                 .io_memory(limits::SHARD_IO_MEMORY)
-                .spawn(move || crate::shard::run(id, shared, listener, ends))
-                .map_err(|e| io::Error::other(format!("cannot start shard {id}: {e}")))?;
-            handles.push(handle);
+                .spawn(move || crate::shard::run(id, shared, listener, ends));
+            match handle {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    // The shards already started wait for this one and never serve; at
+                    // least release the data folder for whoever starts next.
+                    store.close();
+                    return Err(io::Error::other(format!("cannot start shard {id}: {e}")));
+                }
+            }
         }
         tracing::info!(
             %addr,

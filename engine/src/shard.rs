@@ -192,7 +192,7 @@ impl Shard {
     }
 
     /// Runs a due alarm: queues it to its room, loading the room if need be.
-    pub async fn fire_alarm(self: &Rc<Self>, key: RoomKey, time: u64) {
+    pub fn fire_alarm(self: &Rc<Self>, key: RoomKey, time: u64) {
         let existing = self.rooms.borrow().get(&key).cloned();
         let host = match existing {
             Some(host) => host,
@@ -209,8 +209,10 @@ impl Shard {
                 }
             },
         };
-        if let Err(event) = host.try_enqueue(RoomEvent::Alarm { time }) {
-            host.enqueue(event).await;
+        if host.try_enqueue(RoomEvent::Alarm { time }).is_err() {
+            // A flooded room must not hold up the other alarms of this shard.
+            let retry = self.server.clock.now_ms() + crate::alarm::MAILBOX_FULL_RETRY_MS;
+            self.alarms.schedule(self, key, retry);
         }
     }
 

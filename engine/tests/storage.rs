@@ -246,6 +246,10 @@ fn alarms_survive_a_restart_and_load_their_room() {
     {
         let (srv, addr) = server(&data, &clock);
         assert_eq!(http(addr, "POST", "/parties/kv/sleeper/alarm", "60000").0, 200);
+        // An alarm of a party the next server does not have, due earlier: left stored,
+        // and it must not hold up the others.
+        let orphan = srv.store().room("gone", "x").unwrap();
+        futures_lite::future::block_on(orphan.set_alarm(T0)).unwrap();
         srv.shutdown().unwrap();
     }
     // Down while it came due; the new server runs it at start without any request.
@@ -260,6 +264,8 @@ fn alarms_survive_a_restart_and_load_their_room() {
     eventually("the alarm cleared", || {
         futures_lite::future::block_on(room.get_alarm()).unwrap().is_none().then_some(())
     });
+    let orphan = srv.store().room("gone", "x").unwrap();
+    assert_eq!(futures_lite::future::block_on(orphan.get_alarm()).unwrap(), Some(T0));
     srv.shutdown().unwrap();
 }
 

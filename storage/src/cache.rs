@@ -1,10 +1,45 @@
 //! A room's read cache: the values of keys it recently wrote or read (a missing key is
-//! cached as missing), least recently used first out, bounded in bytes. All of a room's
+//! cached as missing), least recently used first out, bounded in bytes per room and, across
+//! all rooms of a store, by a shared [`Budget`] (a cache that would exceed it gives up its
+//! own oldest entries, or does not cache). All of a room's
 //! writes go through its [`crate::RoomStorage`], so the cache sees every change; a
 //! generation counter keeps a read that raced a write from caching what the write replaced.
 
 use bytes::Bytes;
 use lru::LruCache;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// The bytes all room caches of one store may hold together.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl Budget {
+    pub fn new(max: usize) -> Arc<Budget> {
+        Arc::new(Budget { used: AtomicUsize::new(0), max })
+    }
+
+    /// Takes `bytes` if they fit.
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                (used + bytes <= self.max).then_some(used + bytes)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, bytes: usize) {
+        self.used.fetch_sub(bytes, Ordering::AcqRel);
+    }
+
+    #[cfg(test)]
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Acquire)
+    }
+}
 
 /// Bytes an entry is charged beyond its key and value (map node, LRU links, `Bytes`).
 pub const ENTRY_OVERHEAD: usize = 96;
@@ -15,6 +50,7 @@ pub(crate) struct Cache {
     map: LruCache<Box<[u8]>, Option<Bytes>>,
     bytes: usize,
     max_bytes: usize,
+    budget: Arc<Budget>,
     /// Bumped when a write starts and when it ends: a read that began in another
     /// generation does not fill the cache.
     generation: u64,
@@ -25,8 +61,8 @@ fn cost(key: &[u8], value: Option<&Bytes>) -> usize {
 }
 
 impl Cache {
-    pub fn new(max_bytes: usize) -> Cache {
-        Cache { map: LruCache::unbounded(), bytes: 0, max_bytes, generation: 0 }
+    pub fn new(max_bytes: usize, budget: Arc<Budget>) -> Cache {
+        Cache { map: LruCache::unbounded(), bytes: 0, max_bytes, budget, generation: 0 }
     }
 
     pub fn generation(&self) -> u64 {
@@ -68,6 +104,7 @@ impl Cache {
     pub fn clear(&mut self) {
         self.generation += 1;
         self.map.clear();
+        self.budget.give_back(self.bytes);
         self.bytes = 0;
     }
 
@@ -78,7 +115,22 @@ impl Cache {
 
     fn remove(&mut self, key: &[u8]) {
         if let Some(old) = self.map.pop(key) {
-            self.bytes -= cost(key, old.as_ref());
+            self.forget(cost(key, old.as_ref()));
+        }
+    }
+
+    fn forget(&mut self, size: usize) {
+        self.bytes -= size;
+        self.budget.give_back(size);
+    }
+
+    fn evict_oldest(&mut self) -> bool {
+        match self.map.pop_lru() {
+            Some((k, v)) => {
+                self.forget(cost(&k, v.as_ref()));
+                true
+            }
+            None => false,
         }
     }
 
@@ -90,13 +142,25 @@ impl Cache {
             return;
         }
         while self.bytes + size > self.max_bytes {
-            match self.map.pop_lru() {
-                Some((k, v)) => self.bytes -= cost(&k, v.as_ref()),
-                None => break,
+            if !self.evict_oldest() {
+                break;
+            }
+        }
+        // Over the store-wide budget: make room from this cache's own oldest entries, or
+        // do without.
+        while !self.budget.take(size) {
+            if !self.evict_oldest() {
+                return;
             }
         }
         self.bytes += size;
         self.map.put(key.into(), value);
+    }
+}
+
+impl Drop for Cache {
+    fn drop(&mut self) {
+        self.budget.give_back(self.bytes);
     }
 }
 
@@ -106,7 +170,7 @@ mod tests {
 
     #[test]
     fn least_recently_used_entries_leave_first_and_bytes_stay_bounded() {
-        let mut c = Cache::new(4 * (ENTRY_OVERHEAD + 2));
+        let mut c = Cache::new(4 * (ENTRY_OVERHEAD + 2), Budget::new(usize::MAX));
         for k in [b"a1", b"b1", b"c1", b"d1"] {
             c.fill(c.generation(), k, Some(Bytes::new()));
         }
@@ -121,7 +185,7 @@ mod tests {
 
     #[test]
     fn a_read_that_raced_a_write_is_not_cached() {
-        let mut c = Cache::new(1 << 20);
+        let mut c = Cache::new(1 << 20, Budget::new(usize::MAX));
         let before = c.generation();
         c.begin_write([&b"k"[..]]);
         c.end_write([(&b"k"[..], Some(&Bytes::from_static(b"new")))]);
@@ -138,11 +202,35 @@ mod tests {
 
     #[test]
     fn oversized_entries_are_not_cached_and_clear_empties() {
-        let mut c = Cache::new(1000);
+        let mut c = Cache::new(1000, Budget::new(usize::MAX));
         c.fill(c.generation(), b"big", Some(Bytes::from(vec![0; 500])));
         assert_eq!(c.lookup(b"big"), None);
         c.fill(c.generation(), b"small", Some(Bytes::from_static(b"x")));
         c.clear();
         assert_eq!((c.lookup(b"small"), c.bytes()), (None, 0));
+    }
+
+    #[test]
+    fn caches_share_one_budget_and_give_it_back() {
+        let entry = ENTRY_OVERHEAD + 2;
+        let budget = Budget::new(3 * entry);
+        let mut a = Cache::new(1 << 20, budget.clone());
+        let mut b = Cache::new(1 << 20, budget.clone());
+        a.fill(a.generation(), b"a1", None);
+        a.fill(a.generation(), b"a2", None);
+        b.fill(b.generation(), b"b1", None);
+        assert_eq!(budget.used(), 3 * entry);
+        // b is over budget: it gives up its own oldest entry for the new one.
+        b.fill(b.generation(), b"b2", None);
+        assert_eq!((b.lookup(b"b1"), b.lookup(b"b2")), (None, Some(None)));
+        assert_eq!(a.lookup(b"a1"), Some(None), "a keeps what it has");
+        // A cache with nothing of its own to give up does without.
+        let mut c = Cache::new(1 << 20, budget.clone());
+        c.fill(c.generation(), b"c1", None);
+        assert_eq!((c.lookup(b"c1"), budget.used()), (None, 3 * entry));
+        drop(a);
+        assert_eq!(budget.used(), entry);
+        b.clear();
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -45,6 +45,9 @@ pub struct StoreConfig {
     /// Each room's cache of recently written and read values, in bytes (0: none). It
     /// lives while the room's [`RoomStorage`] does.
     pub room_cache_bytes: usize,
+    /// All room caches together, in bytes: a room over it makes room from its own oldest
+    /// entries, or does not cache.
+    pub room_cache_total_bytes: usize,
     /// Most requests one group commit (one fsync) covers, 1 to [`limits::GROUP_MAX`]. 1
     /// makes every write pay its own fsync: only for measuring what grouping saves.
     pub group_commit_max: usize,
@@ -56,6 +59,7 @@ impl Default for StoreConfig {
             profile: Profile::Partykit,
             cache_bytes: 64 * 1024 * 1024,
             room_cache_bytes: limits::ROOM_CACHE_BYTES_DEFAULT,
+            room_cache_total_bytes: limits::ROOM_CACHE_TOTAL_BYTES_DEFAULT,
             group_commit_max: limits::GROUP_MAX,
         }
     }
@@ -66,6 +70,17 @@ impl Default for StoreConfig {
 #[derive(Clone)]
 pub struct Store {
     inner: Arc<Inner>,
+}
+
+/// An alarm [`Store::due_alarms`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueAlarm {
+    pub party: String,
+    pub room: String,
+    /// Milliseconds since the Unix epoch.
+    pub time: u64,
+    /// Its key in the time-ordered queue: where the next page starts.
+    key: Box<[u8]>,
 }
 
 /// What a store has done since it opened (relaxed counters: a snapshot for operators,
@@ -90,6 +105,7 @@ pub(crate) struct Counters {
 struct Inner {
     tx: crossbeam_channel::Sender<Request>,
     counters: Arc<Counters>,
+    cache_budget: Arc<cache::Budget>,
     config: StoreConfig,
     thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -141,6 +157,7 @@ impl Store {
             inner: Arc::new(Inner {
                 tx,
                 counters,
+                cache_budget: cache::Budget::new(config.room_cache_total_bytes),
                 config,
                 thread: std::sync::Mutex::new(Some(handle)),
             }),
@@ -153,6 +170,10 @@ impl Store {
 
     pub fn config(&self) -> &StoreConfig {
         &self.inner.config
+    }
+
+    pub(crate) fn cache_budget(&self) -> Arc<cache::Budget> {
+        self.inner.cache_budget.clone()
     }
 
     pub fn stats(&self) -> StoreStats {
@@ -181,14 +202,17 @@ impl Store {
     }
 
     /// Up to `limit` alarms due at or before `until_ms` (milliseconds since the Unix
-    /// epoch), earliest first: (party, room, time). The engine polls this for the alarms
-    /// of the next few seconds, so no process holds every alarm in memory.
+    /// epoch), earliest first, starting after `after` (the last alarm of the previous
+    /// page). The engine pages through this for the alarms of the next few seconds, so no
+    /// process holds every alarm in memory.
     pub async fn due_alarms(
         &self,
         until_ms: u64,
+        after: Option<&DueAlarm>,
         limit: usize,
-    ) -> Result<Vec<(String, String, u64)>> {
-        match self.call(Op::DueAlarms { until: until_ms, limit }).await? {
+    ) -> Result<Vec<DueAlarm>> {
+        let after = after.map(|a| a.key.clone());
+        match self.call(Op::DueAlarms { until: until_ms, after, limit }).await? {
             Reply::Alarms(a) => Ok(a),
             _ => unreachable!("DueAlarms answers Alarms"),
         }

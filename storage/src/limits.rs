@@ -35,6 +35,9 @@ pub const GROUP_MAX: usize = 1_024;
 /// Default size of each room's cache of recently written and read values, in bytes.
 pub const ROOM_CACHE_BYTES_DEFAULT: usize = 64 * 1024;
 
+/// Default bytes all room caches of a store hold together.
+pub const ROOM_CACHE_TOTAL_BYTES_DEFAULT: usize = 256 * 1024 * 1024;
+
 /// Which size limits apply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]

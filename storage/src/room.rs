@@ -48,7 +48,7 @@ pub struct ListOptions {
 
 impl RoomStorage {
     pub(crate) fn new(store: Store, ns: Namespace, cache_bytes: usize) -> Self {
-        let cache = Cache::new(cache_bytes);
+        let cache = Cache::new(cache_bytes, store.cache_budget());
         RoomStorage {
             store,
             ns: Arc::new(ns),
@@ -63,6 +63,7 @@ impl RoomStorage {
         // A panic while holding it cannot leave the cache inconsistent with the disk in a
         // way that matters more than the panic: clear it and go on.
         self.shared.cache.lock().unwrap_or_else(|poisoned| {
+            self.shared.cache.clear_poison();
             let mut cache = poisoned.into_inner();
             cache.clear();
             cache

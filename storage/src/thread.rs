@@ -48,6 +48,8 @@ pub(crate) enum Op {
     /// Up to `limit` alarms due at or before `until`: (party, room, time).
     DueAlarms {
         until: u64,
+        /// Resume after this queue key (the last one a previous page returned).
+        after: Option<Box<[u8]>>,
         limit: usize,
     },
     /// Answered once everything before it is durable.
@@ -62,7 +64,7 @@ pub(crate) enum Reply {
     Entries(Vec<(Bytes, Bytes)>),
     Count(usize),
     Alarm(Option<u64>),
-    Alarms(Vec<(String, String, u64)>),
+    Alarms(Vec<crate::DueAlarm>),
     Done,
 }
 
@@ -245,15 +247,27 @@ fn execute(ks: &Keyspaces, op: Op) -> Result<Reply> {
         Op::GetAlarm(ns) => {
             Ok(Reply::Alarm(ks.alarms.get(ns.as_bytes())?.map(|v| decode_time(&v))))
         }
-        Op::DueAlarms { until, limit } => {
+        Op::DueAlarms { until, after, limit } => {
             let end = successor_of_prefix(&until.to_be_bytes()).unwrap_or_else(|| vec![0xFF; 9]);
+            let start = match after {
+                Some(k) => Bound::Excluded(k.into_vec()),
+                None => Bound::Unbounded,
+            };
             let mut due = Vec::new();
-            for guard in ks.alarm_queue.range(Vec::new()..end).take(limit) {
+            for guard in ks.alarm_queue.range((start, Bound::Excluded(end))).take(limit) {
                 let key = guard.key()?;
-                let time = decode_time(&key);
-                if let Some((party, room, _)) = key.get(8..).and_then(Namespace::decode) {
-                    due.push((party, room, time));
-                }
+                // A key that does not decode (never written by this code) is skipped, but
+                // still moves the cursor on: it is returned with an empty party.
+                let (party, room) = key
+                    .get(8..)
+                    .and_then(Namespace::decode)
+                    .map_or_else(Default::default, |(p, r, _)| (p, r));
+                due.push(crate::DueAlarm {
+                    party,
+                    room,
+                    time: decode_time(&key),
+                    key: (*key).into(),
+                });
             }
             Ok(Reply::Alarms(due))
         }

@@ -133,8 +133,14 @@ impl Party for Ephemeral {
                 &[],
             );
         }
-        match self.live(1, false).await?.first() {
-            Some(next) => storage.set_alarm(next.expires).await?,
+        // The oldest message left sets the next alarm; read without filtering by the clock,
+        // which moved while this ran (a time already past fires at once).
+        let oldest =
+            ListOptions { prefix: Some(PREFIX.into()), limit: Some(1), ..ListOptions::default() };
+        match storage.list(oldest).await?.first() {
+            Some((_, value)) => {
+                storage.set_alarm(serde_json::from_slice::<Note>(value)?.expires).await?
+            }
             None => storage.delete_alarm().await?,
         }
         Ok(())

@@ -123,11 +123,13 @@ impl Items {
     }
 }
 
-/// A storage refusal is the client's fault (413/400); anything else is ours (500).
+/// A storage refusal is the client's fault (413/400); an overloaded store is 503; anything
+/// else is ours (500).
 fn client_error(e: &crate::Error) -> Option<Response> {
     match e.downcast_ref::<StorageError>()? {
         StorageError::ValueTooLarge { .. } => Some(Response::text(413, format!("{e}\n"))),
         StorageError::KeyTooLarge { .. } => Some(Response::text(400, format!("{e}\n"))),
+        StorageError::Busy => Some(Response::text(503, format!("{e}\n"))),
         _ => None,
     }
 }
@@ -168,7 +170,7 @@ impl Party for Items {
         let sub = self.room.sub_path(&request).trim_start_matches('/');
         if sub.is_empty() {
             return match request.method.as_str() {
-                "GET" | "HEAD" => self.page(&request).await,
+                "GET" | "HEAD" => self.page(&request).await.or_else(|e| client_error(&e).ok_or(e)),
                 _ => Ok(Response::text(405, "use GET\n").with_header("allow", "GET, HEAD")),
             };
         }

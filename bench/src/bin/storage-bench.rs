@@ -158,20 +158,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Reads first, so both group-commit settings read the same data (one version of each
     // key); then the puts.
-    let (read_rate, read_latency, _) = phase(&store, &args, false, |room, i| {
+    let read = |room: &RoomStorage, i: u64| {
         let room = room.clone();
         let key = &keys[usize::try_from(i).unwrap_or(0) % keys.len()];
         async move {
             room.get(key).await.expect("get").expect("written before");
         }
-    });
-    let (cached_rate, cached_latency, _) = phase(&store, &args, true, |room, i| {
-        let room = room.clone();
-        let key = &keys[usize::try_from(i).unwrap_or(0) % keys.len()];
-        async move {
-            room.get(key).await.expect("get").expect("written before");
-        }
-    });
+    };
+    let (read_rate, read_latency, _) = phase(&store, &args, false, read);
+    let (cached_rate, cached_latency, _) = phase(&store, &args, true, read);
 
     let before = store.stats();
     let (put_rate, put_latency, _) = phase(&store, &args, false, |room, i| {

@@ -54,6 +54,7 @@ fn check_id(id: &str) -> Result<()> {
 }
 
 impl Items {
+    /// The item count outside any transaction.
     async fn count(&self) -> Result<u64> {
         Ok(self.room.storage().get_json(COUNT).await?.unwrap_or(0))
     }
@@ -67,10 +68,7 @@ impl Items {
         let created = txn.get(&key).await?.is_none();
         txn.put(&key, serde_json::to_vec(value)?)?;
         if created {
-            let count: u64 = match txn.get(COUNT).await? {
-                Some(c) => serde_json::from_slice(&c)?,
-                None => 0,
-            };
+            let count = count_in(&txn).await?;
             txn.put(COUNT, serde_json::to_vec(&(count + 1))?)?;
         }
         txn.commit().await?;
@@ -84,10 +82,7 @@ impl Items {
         let mut txn = storage.transaction().await?;
         let existed = txn.delete(format!("{ITEM}{id}")).await?;
         if existed {
-            let count: u64 = match txn.get(COUNT).await? {
-                Some(c) => serde_json::from_slice(&c)?,
-                None => 0,
-            };
+            let count = count_in(&txn).await?;
             txn.put(COUNT, serde_json::to_vec(&count.saturating_sub(1))?)?;
         }
         txn.commit().await?;
@@ -120,6 +115,14 @@ impl Items {
         let next = if more { items.last().map(|i| i["id"].clone()) } else { None };
         let body = json!({ "count": self.count().await?, "items": items, "next": next });
         Ok(Response::json(200, body.to_string()))
+    }
+}
+
+/// The item count as transaction `txn` sees it.
+async fn count_in(txn: &crate::Transaction<'_>) -> Result<u64> {
+    match txn.get(COUNT).await? {
+        Some(c) => Ok(serde_json::from_slice(&c)?),
+        None => Ok(0),
     }
 }
 

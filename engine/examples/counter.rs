@@ -21,8 +21,7 @@ impl Party for Counter {
 
     async fn on_message(&mut self, _message: Message, _sender: &Connection) -> Result<()> {
         self.count += 1;
-        self.room.broadcast(self.count.to_string(), &[]);
-        Ok(())
+        self.room.broadcast(self.count.to_string(), &[])
     }
 }
 

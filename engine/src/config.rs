@@ -24,6 +24,11 @@ pub struct Config {
     pub prefix: String,
     /// Listen backlog of each shard's socket.
     pub backlog: i32,
+    /// Whether other processes may listen on the same address (SO_REUSEPORT across
+    /// processes, for several partyline processes behind one port). Off by default: a
+    /// second server on a port in use is refused at start, naming the address, instead of
+    /// silently splitting connections (and rooms) with the first.
+    pub reuse_port: bool,
     /// Whether the process may use transparent huge pages. Off by default: khugepaged
     /// fills the holes that freed connection memory leaves in 2 MiB regions, which
     /// doubled the resident memory of 15,000 idle sockets (docs/benchmarks.md).
@@ -44,6 +49,7 @@ impl Default for Config {
             data: PathBuf::from(".partyline"),
             prefix: "parties".into(),
             backlog: 4096,
+            reuse_port: false,
             huge_pages: false,
             env: BTreeMap::new(),
             limits: Limits::default(),

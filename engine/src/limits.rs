@@ -1,11 +1,18 @@
-//! Every limit of the engine in one place: what each bounds, its default, and what breaks
-//! if it is raised. [`Limits`] carries the configured values; config files may change them.
+//! Every limit of the engine in one place: what each bounds, its default, what happens past
+//! it, and what breaks if it is raised. [`Limits`] carries the configured values (config
+//! files may change them); the constants are fixed. Relations between limits are checked
+//! at compile time here and at start by [`Limits::validate`].
+//!
+//! Memory as a whole is the sum of these budgets (docs/operations.md adds it up): per
+//! socket records, the output and input budgets, the rooms' budget, mailboxes and mesh
+//! queues, and storage's caches. Each budget has a defined outcome past it, never an
+//! unbounded queue.
 
 use partyline_protocol::limits as wire;
 use serde::Deserialize;
 
 /// Largest per-connection outbound queue by default. A client that stops reading is
-/// closed with 1013 once this many bytes wait for it, and the queue is freed. Raising it
+/// closed with 1008 once this many bytes wait for it, and the queue is freed. Raising it
 /// lets each slow client pin more memory.
 pub const OUTBOUND_BYTES_MAX: usize = 4 * 1024 * 1024;
 
@@ -15,25 +22,78 @@ pub const CONNECTION_STATE_SIZE_MAX: usize = 16 * 1024;
 /// Most tags per connection, the connection id included (PartyKit's rule).
 pub const CONNECTION_TAG_COUNT_MAX: usize = 10;
 
-/// Longest tag, in characters (PartyKit's rule).
+/// Longest tag, in characters (PartyKit's rule). The connection id is a tag, so a `_pk`
+/// longer than this is refused with 400 before the upgrade.
 pub const CONNECTION_TAG_CHARS_MAX: usize = 256;
 
-/// Events waiting in one room's mailbox. The shard loop that feeds a full mailbox waits,
-/// which pushes back on the sockets sending to that room.
-pub const ROOM_MAILBOX_MAX: usize = 1024;
+/// Events queued for one room before the edges stop reading the room's sockets (the room
+/// is *paused*); reading resumes below [`ROOM_MAILBOX_RESUME`]. Backpressure reaches the
+/// sockets feeding a busy room, and no channel other rooms share ever waits for it.
+pub const ROOM_MAILBOX_PAUSE: usize = 256;
+
+/// Queued message bytes that pause a room like [`ROOM_MAILBOX_PAUSE`] events do.
+pub const ROOM_MAILBOX_PAUSE_BYTES: usize = 1024 * 1024;
+
+/// Events (and a quarter of the pause bytes) below which a paused room's sockets are read
+/// again.
+pub const ROOM_MAILBOX_RESUME: usize = 64;
+
+/// Hard cap on one room's queued events, for what arrives while edges learn of a pause
+/// (messages already in mesh channels). Past it a message's sender is closed with 1013
+/// and a connect or request is answered 503; a close is always queued (each connection
+/// has one). Raising it lets one room hold more memory while flooded.
+pub const ROOM_MAILBOX_MAX: usize = 4096;
+
+/// Hard cap on one room's queued message bytes, with the same outcome as
+/// [`ROOM_MAILBOX_MAX`].
+pub const ROOM_MAILBOX_BYTES_MAX: usize = 16 * 1024 * 1024;
 
 /// Messages in flight in one cross-shard channel (one per ordered pair of shards).
 pub const MESH_CHANNEL_MAX: usize = 4096;
 
-/// Delivery messages (home to edge) waiting behind a full mesh channel, per peer shard.
-/// Beyond it, sends from party code fail with an error instead of buffering without end.
+/// Frames and broadcasts (home to edge) waiting behind a full mesh channel, per peer
+/// shard. Past it, `Connection::send` and `Room::broadcast` fail with an overload error
+/// (control messages such as connect outcomes, closes and replies always queue: each is
+/// bounded by the sockets or requests waiting for it).
 pub const MESH_OUTBOX_MAX: usize = 65536;
+
+/// Outbox backlog at which rooms with connections on that peer stop taking events until
+/// it drains below [`MESH_OUTBOX_LOW`]: a room sending faster than an edge can write waits,
+/// its mailbox fills, and its sockets stop being read.
+pub const MESH_OUTBOX_HIGH: usize = MESH_OUTBOX_MAX / 4;
+
+/// See [`MESH_OUTBOX_HIGH`].
+pub const MESH_OUTBOX_LOW: usize = MESH_OUTBOX_HIGH / 4;
 
 /// Bytes of the shard-wide read buffer every socket on the shard reads into.
 pub const SCRATCH_BYTES: usize = 64 * 1024;
 
+/// Reads one socket's task makes in a row (each up to [`SCRATCH_BYTES`]) before it lets the
+/// shard's other tasks run: a client that always has bytes ready cannot hold the shard,
+/// and a pause from its room reaches its edge promptly.
+pub const READS_PER_TURN_MAX: u32 = 8;
+
 /// Frames gathered into one `sendmsg` call.
 pub const WRITE_BATCH_FRAMES_MAX: usize = 64;
+
+/// How long a closing socket may take to flush its last bytes and see the peer's FIN while
+/// its reads are drained, so closing never resets a connection whose peer is still
+/// sending (a reset discards the response or close frame the peer has not read yet).
+pub const CLOSE_LINGER_MS: u64 = 2_000;
+
+/// How long a shard waits at shutdown for its sockets to finish closing.
+pub const SHUTDOWN_DRAIN_MS: u64 = 3_000;
+
+/// Memory a loaded room is charged for itself (host, task, registry maps), against
+/// `rooms_memory_max`; measured with `size_of` plus allocator overhead, rounded up.
+pub const ROOM_BASE_BYTES: usize = 2048;
+
+/// Memory a room is charged per open connection (its record and index entries).
+pub const ROOM_CONNECTION_BYTES: usize = 256;
+
+/// Warnings about client misbehaviour (bad frames, failing messages) logged per shard per
+/// second; the rest are counted and the count is logged with the next one.
+pub const CLIENT_WARNINGS_PER_S: u32 = 20;
 
 /// Limits configured for one server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -45,8 +105,14 @@ pub struct Limits {
     pub http_head_size_max: usize,
     /// Largest HTTP request body (413 beyond).
     pub http_body_size_max: usize,
-    /// Outbound bytes queued per connection before it is closed as a slow consumer.
+    /// Outbound bytes queued per connection before it is closed (1008) as a slow consumer.
     pub outbound_bytes_max: usize,
+    /// Outbound bytes queued for all sockets of the process together; past it the sockets
+    /// with the most queued are closed with 1008 until the total is under 90% of it.
+    pub outbound_total_bytes_max: usize,
+    /// Bytes held for partly received messages (partial frames and fragments) by all
+    /// sockets of the process; past it the largest holders are closed with 1009.
+    pub inbound_total_bytes_max: usize,
     /// Open connections per room; the next one gets 503. PartyKit allows 32,000 with
     /// hibernation.
     pub connections_per_room_max: usize,
@@ -54,8 +120,22 @@ pub struct Limits {
     /// derives it from the open-files limit: (limit - 256) / shards, so the server refuses
     /// cleanly before accept() ever fails with EMFILE.
     pub connections_per_shard_max: usize,
-    /// Rooms loaded per shard; empty rooms are evicted to make space, else 503.
+    /// Rooms loaded per shard; idle rooms are unloaded to make space, else 503.
     pub rooms_per_shard_max: usize,
+    /// Memory all loaded rooms of the process may be charged together: a base per room,
+    /// per connection, and what `Party::memory_bytes` reports. Past it idle rooms are
+    /// unloaded, least recently used first, then new rooms get 503.
+    pub rooms_memory_max: usize,
+    /// A loaded room with no connections and nothing to do for this long is unloaded (its
+    /// storage stays; the next event loads it again with `on_start`).
+    pub room_unload_after_ms: u64,
+    /// A hook still running after this long is cancelled: the event fails as if the hook
+    /// had panicked (1011 to a connecting or sending socket, 504 to a request, an alarm
+    /// retried), and the next event gets a fresh instance.
+    pub hook_timeout_ms: u64,
+    /// How long an edge waits for a room's answer to a connect or a request (and a room or
+    /// gate for another room's fetch) before answering 504 itself.
+    pub room_answer_timeout_ms: u64,
     /// Per-connection state size (`set_state`).
     pub connection_state_size_max: usize,
     /// Time allowed to send a whole request head (and body), against slowloris.
@@ -78,9 +158,15 @@ impl Default for Limits {
             http_head_size_max: wire::HTTP_HEAD_SIZE_MAX,
             http_body_size_max: wire::HTTP_BODY_SIZE_MAX,
             outbound_bytes_max: OUTBOUND_BYTES_MAX,
+            outbound_total_bytes_max: 1024 * 1024 * 1024,
+            inbound_total_bytes_max: 256 * 1024 * 1024,
             connections_per_room_max: 32_000,
             connections_per_shard_max: 0,
             rooms_per_shard_max: 100_000,
+            rooms_memory_max: 2 * 1024 * 1024 * 1024,
+            room_unload_after_ms: 60_000,
+            hook_timeout_ms: 25_000,
+            room_answer_timeout_ms: 30_000,
             connection_state_size_max: CONNECTION_STATE_SIZE_MAX,
             handshake_timeout_ms: 10_000,
             http_idle_timeout_ms: 30_000,
@@ -112,10 +198,25 @@ impl Limits {
                         message of the maximum size could ever be sent"
                 .into());
         }
+        if self.outbound_total_bytes_max < self.outbound_bytes_max {
+            return Err("outbound_total_bytes_max must be at least outbound_bytes_max".into());
+        }
+        if self.inbound_total_bytes_max < self.message_size_max {
+            return Err("inbound_total_bytes_max must be at least message_size_max, or no \
+                        message of the maximum size could ever be received"
+                .into());
+        }
         if self.connections_per_room_max == 0 {
             return Err("connections_per_room_max must be positive".into());
         }
-        if self.handshake_timeout_ms == 0 || self.ws_idle_timeout_ms == 0 {
+        if self.rooms_memory_max < ROOM_BASE_BYTES {
+            return Err(format!("rooms_memory_max must be at least {ROOM_BASE_BYTES}"));
+        }
+        if self.handshake_timeout_ms == 0
+            || self.ws_idle_timeout_ms == 0
+            || self.hook_timeout_ms == 0
+            || self.room_answer_timeout_ms == 0
+        {
             return Err("timeouts must be positive".into());
         }
         Ok(())
@@ -130,3 +231,9 @@ pub const OPEN_FILES_RESERVE: u64 = 256;
 /// file I/O, so this stays small: the default (10 MiB) exceeds the usual 8 MiB memlock
 /// limit of unprivileged users once there are a few shards.
 pub const SHARD_IO_MEMORY: usize = 512 * 1024;
+
+const _: () = assert!(ROOM_MAILBOX_RESUME < ROOM_MAILBOX_PAUSE);
+const _: () = assert!(ROOM_MAILBOX_PAUSE < ROOM_MAILBOX_MAX);
+const _: () = assert!(ROOM_MAILBOX_PAUSE_BYTES < ROOM_MAILBOX_BYTES_MAX);
+const _: () = assert!(MESH_OUTBOX_LOW < MESH_OUTBOX_HIGH && MESH_OUTBOX_HIGH < MESH_OUTBOX_MAX);
+const _: () = assert!(SCRATCH_BYTES > wire::WS_FRAME_HEADER_MAX);

@@ -1,96 +1,27 @@
 //! Starting and stopping a server: the party registry, one executor per shard, listening
 //! sockets, the cross-shard mesh, and orderly shutdown on SIGTERM/SIGINT.
 
+use crate::api::Party;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::edge::{FetchHandler, Gates};
+use crate::home::{SpawnRoom, spawn_room};
 use crate::limits;
-use crate::party::{Gate, Party, Request, Result};
-use crate::room::{SpawnRoom, spawn_room};
+use crate::shard::{Gauges, ShardSetup, ShardStats};
 use glommio::{LocalExecutorBuilder, Placement};
-use partyline_protocol::http::Response;
 use std::collections::HashMap;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-/// The future an edge gate returns.
-pub(crate) type GateFuture = Pin<Box<dyn Future<Output = Result<Gate>>>>;
-
-/// A server-wide handler for paths that are not party paths (`None`: 404).
-pub type FetchHandler = fn(Request) -> Pin<Box<dyn Future<Output = Option<Response>>>>;
-
-/// What the server knows about one party name.
-#[derive(Clone, Copy)]
-pub(crate) struct PartyEntry {
-    pub spawn_room: SpawnRoom,
-    pub before_connect: fn(Request) -> GateFuture,
-    pub before_request: fn(Request) -> GateFuture,
-}
-
-fn before_connect<P: Party>(request: Request) -> GateFuture {
-    Box::pin(P::on_before_connect(request))
-}
-
-fn before_request<P: Party>(request: Request) -> GateFuture {
-    Box::pin(P::on_before_request(request))
-}
-
-/// Read-only state every shard shares.
-pub(crate) struct ServerShared {
-    pub config: Config,
-    pub parties: HashMap<String, PartyEntry>,
-    pub on_fetch: Option<FetchHandler>,
-    pub shard_count: usize,
-    pub shutdown: Arc<AtomicBool>,
-    /// One gauge set per shard, published by its sweeper.
-    pub gauges: Arc<[Gauges]>,
-    /// Every room's storage (its thread does the disk I/O, never a shard).
-    pub store: partyline_storage::Store,
-    pub clock: Clock,
-}
-
-/// A shard's counts, refreshed by its sweeper a few times a second (relaxed atomics: a
-/// snapshot for operators and tests, not a synchronization point).
-#[derive(Debug, Default)]
-pub(crate) struct Gauges {
-    pub sockets: AtomicUsize,
-    pub websockets: AtomicUsize,
-    pub parked: AtomicUsize,
-    pub rooms: AtomicUsize,
-}
-
-impl Gauges {
-    fn read(&self) -> ShardStats {
-        ShardStats {
-            sockets: self.sockets.load(Ordering::Relaxed),
-            websockets: self.websockets.load(Ordering::Relaxed),
-            parked: self.parked.load(Ordering::Relaxed),
-            rooms: self.rooms.load(Ordering::Relaxed),
-        }
-    }
-}
-
-/// What one shard holds, as of its last sweep (at most about 200 ms old).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct ShardStats {
-    /// Sockets accepted on this shard (as their edge) and not yet closed.
-    pub sockets: usize,
-    /// Of those, open WebSockets.
-    pub websockets: usize,
-    /// Of those, parked: idle, with no task ([`crate::limits::Limits::ws_park_after_ms`]).
-    pub parked: usize,
-    /// Rooms loaded on this shard (as their home).
-    pub rooms: usize,
-}
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// A server being configured: register parties, then [`Server::start`] or
 /// [`Server::serve`].
 pub struct Server {
     config: Config,
-    parties: HashMap<String, PartyEntry>,
+    /// Each party's edge gates and room task, by name.
+    gates: HashMap<String, Gates>,
+    spawners: HashMap<String, SpawnRoom>,
     on_fetch: Option<FetchHandler>,
     clock: Clock,
 }
@@ -99,26 +30,26 @@ impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
             .field("config", &self.config)
-            .field("parties", &self.parties.keys().collect::<Vec<_>>())
+            .field("parties", &self.gates.keys().collect::<Vec<_>>())
             .finish()
     }
 }
 
 impl Server {
     pub fn new(config: Config) -> Self {
-        Server { config, parties: HashMap::new(), on_fetch: None, clock: Clock::system() }
+        Server {
+            config,
+            gates: HashMap::new(),
+            spawners: HashMap::new(),
+            on_fetch: None,
+            clock: Clock::system(),
+        }
     }
 
     /// Registers party type `P` under `name` (`/parties/<name>/<room>`).
     pub fn party<P: Party>(mut self, name: &str) -> Self {
-        self.parties.insert(
-            name.to_owned(),
-            PartyEntry {
-                spawn_room: spawn_room::<P>,
-                before_connect: before_connect::<P>,
-                before_request: before_request::<P>,
-            },
-        );
+        self.gates.insert(name.to_owned(), Gates::of::<P>());
+        self.spawners.insert(name.to_owned(), spawn_room::<P>);
         self
     }
 
@@ -175,8 +106,12 @@ impl Server {
                  accepts may fail with EMFILE before the 503 limit applies"
             );
         }
-        let (listeners, addr) =
-            crate::rt::bind_listeners(self.config.listen, count, self.config.backlog)?;
+        let (listeners, addr) = crate::rt::bind_listeners(
+            self.config.listen,
+            count,
+            self.config.backlog,
+            self.config.reuse_port,
+        )?;
         let store_path = self.config.storage_path();
         let store = partyline_storage::Store::open(&store_path, self.config.storage)
             .map_err(|e| io::Error::other(format!("storage in {}: {e}", store_path.display())))?;
@@ -184,26 +119,27 @@ impl Server {
         let gauges: Arc<[Gauges]> = (0..count).map(|_| Gauges::default()).collect();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pin = self.config.pin_cores && count <= cores;
-        let shared = Arc::new(ServerShared {
-            config: self.config,
-            parties: self.parties,
+        let per_shard_max = self.config.limits.connections_per_shard_max;
+        let setup = Arc::new(ShardSetup {
+            config: Arc::new(self.config),
+            clock: self.clock,
+            store: store.clone(),
+            gates: Arc::new(self.gates),
+            spawners: Arc::new(self.spawners),
             on_fetch: self.on_fetch,
-            shard_count: count,
             shutdown: shutdown.clone(),
             gauges: gauges.clone(),
-            store: store.clone(),
-            clock: self.clock,
         });
-        let mesh = crate::mesh::build(count, limits::MESH_CHANNEL_MAX);
+        let mesh = crate::route::mesh::build(count, limits::MESH_CHANNEL_MAX);
         let mut handles = Vec::with_capacity(count);
         for (id, (listener, ends)) in listeners.into_iter().zip(mesh).enumerate() {
-            let shared = shared.clone();
+            let setup = setup.clone();
             let placement = if pin { Placement::Fixed(id) } else { Placement::Unbound };
             let handle = LocalExecutorBuilder::new(placement)
                 .name(&format!("shard-{id}"))
                 // Network shards do no direct file I/O; keep locked memory small.
                 .io_memory(limits::SHARD_IO_MEMORY)
-                .spawn(move || crate::shard::run(id, shared, listener, ends));
+                .spawn(move || crate::shard::run(id, setup, listener, ends));
             match handle {
                 Ok(handle) => handles.push(handle),
                 Err(e) => {
@@ -218,7 +154,7 @@ impl Server {
             %addr,
             shards = count,
             pinned = pin,
-            connections_per_shard_max = shared.config.limits.connections_per_shard_max,
+            connections_per_shard_max = per_shard_max,
             "partyline listening"
         );
         Ok(RunningServer { addr, shutdown, handles, gauges, store })

@@ -6,7 +6,8 @@ mod common;
 
 use common::*;
 use partyline::{
-    ConnectContext, Connection, Gate, Message, Party, Request, Response, Result, Room, Server,
+    CloseCode, ConnectContext, Connection, Gate, Lobby, Message, Party, Request, Response, Result,
+    Room, Server,
 };
 use std::time::Duration;
 
@@ -56,7 +57,7 @@ impl Party for Probe {
             ("panic", _) => panic!("on_message panics on request"),
             ("fail", _) => return Err("on_message failed on request".into()),
             ("close", _) => {
-                sender.close(4000, "bye");
+                sender.close(CloseCode(4000), "bye");
                 return Ok(());
             }
             ("state", value) if !value.is_empty() => {
@@ -85,7 +86,7 @@ impl Party for Probe {
         ))
     }
 
-    async fn on_before_connect(request: Request) -> Result<Gate> {
+    async fn on_before_connect(request: Request, _lobby: &Lobby) -> Result<Gate> {
         if !request.target.contains("/gated/") {
             return Ok(Gate::Continue(request));
         }

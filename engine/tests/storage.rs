@@ -74,7 +74,7 @@ impl Party for Kv {
         storage
             .put_json("fired", &json!({ "room": self.room.id(), "at": self.room.now_ms() }))
             .await?;
-        self.room.broadcast(format!("alarm in {}", self.room.id()), &[]);
+        self.room.broadcast(format!("alarm in {}", self.room.id()), &[])?;
         // Room ids starting with "fail" fail until their attempt number in the id
         // ("fail-3" succeeds on the third attempt; "fail-never" never does).
         if let Some(n) = self.room.id().strip_prefix("fail-") {

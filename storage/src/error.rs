@@ -12,8 +12,9 @@ pub enum Error {
     BatchTooLarge { count: usize, max: usize },
     /// A transaction buffered more writes than one commit may carry (nothing written).
     TransactionTooLarge { max: usize },
-    /// A party name or room id too long to namespace.
-    NameTooLong,
+    /// A party name and room id too long together to namespace (`size` bytes with their
+    /// length prefixes): no key of the room could be stored.
+    NameTooLong { size: usize, max: usize },
     /// An earlier write or fsync failed: the store refuses writes until it is reopened,
     /// rather than acknowledge writes it cannot make durable.
     Poisoned,
@@ -43,7 +44,10 @@ impl std::fmt::Display for Error {
             Error::TransactionTooLarge { max } => {
                 write!(f, "a transaction may buffer at most {max} writes")
             }
-            Error::NameTooLong => f.write_str("party name or room id too long for storage"),
+            Error::NameTooLong { size, max } => write!(
+                f,
+                "party name and room id take {size} bytes; storage allows at most {max}"
+            ),
             Error::Poisoned => f.write_str(
                 "storage is poisoned: an earlier write failed to reach the disk; restart the server",
             ),

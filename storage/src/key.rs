@@ -4,26 +4,27 @@
 //! range, whatever bytes names hold), so one room's `list` or `delete_all` is a range scan
 //! and its keys sort in the user's byte order within it.
 
-use crate::limits::NAME_SIZE_MAX;
+use crate::limits::NAMESPACE_SIZE_MAX;
 
 /// The encoded namespace of one room.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Namespace(Box<[u8]>);
 
 impl Namespace {
-    /// The namespace of room `room` of party `party`; `None` if a name is over 65,535
-    /// bytes (routes refuse such names long before).
-    pub fn new(party: &str, room: &str) -> Option<Namespace> {
-        if party.len() > NAME_SIZE_MAX || room.len() > NAME_SIZE_MAX {
-            return None;
+    /// The namespace of room `room` of party `party`; `Err` with its size if it would be
+    /// over [`NAMESPACE_SIZE_MAX`] bytes (then a key under it could not be stored).
+    pub fn new(party: &str, room: &str) -> Result<Namespace, usize> {
+        let size = 4 + party.len() + room.len();
+        if size > NAMESPACE_SIZE_MAX {
+            return Err(size);
         }
         let mut bytes = Vec::with_capacity(4 + party.len() + room.len());
         for name in [party, room] {
-            let len = u16::try_from(name.len()).ok()?;
+            let len = u16::try_from(name.len()).map_err(|_| size)?;
             bytes.extend_from_slice(&len.to_be_bytes());
             bytes.extend_from_slice(name.as_bytes());
         }
-        Some(Namespace(bytes.into_boxed_slice()))
+        Ok(Namespace(bytes.into_boxed_slice()))
     }
 
     /// Decodes a namespace at the start of `bytes`: (party, room, bytes used).
@@ -90,7 +91,15 @@ mod tests {
         let r2 = Namespace::new("p", "r\u{0}x").unwrap();
         let k2 = r2.key(b"");
         assert!(!(r1.as_bytes() <= k2.as_slice() && k2.as_slice() < r1.end().as_slice()));
-        assert!(Namespace::new("p", &"x".repeat(70_000)).is_none());
+        assert!(Namespace::new("p", &"x".repeat(70_000)).is_err());
+        // The longest namespace leaves room for the longest key and the alarm prefix.
+        let longest = "x".repeat(NAMESPACE_SIZE_MAX - 5);
+        let ns = Namespace::new("p", &longest).unwrap();
+        assert!(ns.key(&[0; crate::limits::KEY_SIZE_MAX]).len() <= u16::MAX as usize);
+        assert_eq!(
+            Namespace::new("p", &format!("{longest}x")).unwrap_err(),
+            NAMESPACE_SIZE_MAX + 1
+        );
     }
 
     #[test]

@@ -34,6 +34,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use thread::{Op, Reply, Request};
 
+fn namespace(party: &str, room: &str) -> Result<key::Namespace> {
+    key::Namespace::new(party, room)
+        .map_err(|size| Error::NameTooLong { size, max: limits::NAMESPACE_SIZE_MAX })
+}
+
 /// How to open a store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -100,6 +105,8 @@ pub(crate) struct Counters {
     pub requests: AtomicU64,
     pub writes: AtomicU64,
     pub fsyncs: AtomicU64,
+    /// A write or fsync failed: no later write will be acknowledged.
+    pub poisoned: std::sync::atomic::AtomicBool,
 }
 
 struct Inner {
@@ -185,9 +192,25 @@ impl Store {
         }
     }
 
+    /// Whether the store can take writes: `Poisoned` after a failed write or fsync,
+    /// `Closed` after [`Store::close`], `Io` if the storage thread has stopped.
+    pub fn health(&self) -> Result<()> {
+        if self.inner.counters.poisoned.load(Ordering::Relaxed) {
+            return Err(Error::Poisoned);
+        }
+        match self.inner.thread.lock().as_deref() {
+            Ok(Some(thread)) if thread.is_finished() => {
+                Err(Error::Io("the storage thread has stopped".into()))
+            }
+            Ok(Some(_)) => Ok(()),
+            Ok(None) => Err(Error::Closed),
+            Err(_) => Err(Error::Io("the storage thread's handle is poisoned".into())),
+        }
+    }
+
     /// The storage of one room.
     pub fn room(&self, party: &str, room: &str) -> Result<RoomStorage> {
-        let ns = key::Namespace::new(party, room).ok_or(Error::NameTooLong)?;
+        let ns = namespace(party, room)?;
         Ok(RoomStorage::new(self.clone(), ns, 0))
     }
 
@@ -197,7 +220,7 @@ impl Store {
     /// number of handles from [`Store::room`] may read and write beside it, but may then
     /// read stale values through it.
     pub fn room_with_cache(&self, party: &str, room: &str) -> Result<RoomStorage> {
-        let ns = key::Namespace::new(party, room).ok_or(Error::NameTooLong)?;
+        let ns = namespace(party, room)?;
         Ok(RoomStorage::new(self.clone(), ns, self.inner.config.room_cache_bytes))
     }
 

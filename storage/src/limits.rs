@@ -21,8 +21,17 @@ pub const TRANSACTION_WRITES_MAX: usize = 4_096;
 /// with `start_after`.
 pub const LIST_LIMIT_DEFAULT: usize = 1_000;
 
-/// Longest party name or room id a namespace may hold (they are length-prefixed with a u16).
-pub const NAME_SIZE_MAX: usize = u16::MAX as usize;
+/// Longest key fjall stores (it panics beyond: a key's length is a u16).
+pub const STORED_KEY_SIZE_MAX: usize = u16::MAX as usize;
+
+/// Bytes an alarm's queue key puts before the room's namespace (its time).
+pub const ALARM_QUEUE_PREFIX_SIZE: usize = 8;
+
+/// Longest room namespace (two length prefixes, the party name and the room id): every
+/// stored key is a namespace plus a key of at most [`KEY_SIZE_MAX`] bytes, or an alarm
+/// prefix plus a namespace, and each must stay within [`STORED_KEY_SIZE_MAX`]. A room
+/// whose name is longer gets `Error::NameTooLong` from every storage call.
+pub const NAMESPACE_SIZE_MAX: usize = STORED_KEY_SIZE_MAX - KEY_SIZE_MAX;
 
 /// Requests waiting for the storage thread. Beyond it a call fails at once with
 /// `Error::Busy` (callers may be reactor threads, which must not block).
@@ -85,4 +94,6 @@ impl Profile {
 }
 
 const _: () = assert!(KEY_SIZE_MAX < LARGE_ENTRY_SIZE_MAX);
+const _: () = assert!(NAMESPACE_SIZE_MAX + KEY_SIZE_MAX <= STORED_KEY_SIZE_MAX);
+const _: () = assert!(ALARM_QUEUE_PREFIX_SIZE + NAMESPACE_SIZE_MAX <= STORED_KEY_SIZE_MAX);
 const _: () = assert!(GROUP_MAX <= QUEUE_MAX);

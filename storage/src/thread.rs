@@ -3,7 +3,10 @@
 //! it takes it, in arrival order: a read is answered at once; a write is committed as one
 //! atomic batch (visible to the reads after it at once) and acknowledged only after the
 //! one fsync that makes the whole group durable: group commit. A failed commit or fsync poisons the store: no
-//! later write is acknowledged.
+//! later write is acknowledged. A panic inside fjall is caught per request: the request
+//! fails, a write poisons the store (its batch may be half applied), and the thread goes
+//! on answering (reads, and `Poisoned` for writes), so a bad request can never silently
+//! end storage for every room; `Store::health` reports the state.
 
 use crate::Counters;
 use crate::error::{Error, Result};
@@ -144,7 +147,17 @@ fn run_one(
         let _ = reply.send(Err(Error::Poisoned));
         return;
     }
-    match execute(ks, op) {
+    let executed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| execute(ks, op)))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, write = is_write, "storage request panicked");
+            Err(Error::Io(format!("storage request panicked: {what}")))
+        });
+    match executed {
         Ok(answer) if is_write => pending.push((reply, answer)),
         Ok(answer) => {
             let _ = reply.send(Ok(answer));
@@ -154,6 +167,7 @@ fn run_one(
                 // A commit that failed half-way leaves fjall poisoned; so are we.
                 tracing::error!(error = %e, "storage write failed; store poisoned");
                 *poisoned = true;
+                counters.poisoned.store(true, Ordering::Relaxed);
             }
             let _ = reply.send(Err(e));
         }
@@ -181,6 +195,7 @@ fn finish(
         Err(e) => {
             tracing::error!(error = %e, "storage fsync failed; store poisoned");
             *poisoned = true;
+            counters.poisoned.store(true, Ordering::Relaxed);
             for (reply, _) in pending.drain(..) {
                 let _ = reply.send(Err(Error::Poisoned));
             }

@@ -10,8 +10,8 @@
 //! room keeps a copy in memory for new connections and `GET`.
 
 use crate::{
-    ConnectContext, Connection, ListOptions, Message, Party, Request, Response, Result, Room,
-    StorageError,
+    ConnectContext, Connection, Error, ListOptions, Message, Party, Request, Response, Result,
+    Room, StorageError,
 };
 use std::collections::VecDeque;
 
@@ -102,15 +102,19 @@ impl Party for Chat {
         if let Message::Text(text) = &message {
             self.append(text).await?;
         }
-        self.room.broadcast(message, &[sender.id()]);
+        self.room.broadcast(message, &[sender.id()])
+    }
+
+    async fn on_error(&mut self, conn: &Connection, error: &Error) -> Result<()> {
+        if conn.is_open() {
+            conn.send_json(&serde_json::json!({ "error": error.to_string() }))?;
+        }
         Ok(())
     }
 
-    async fn on_error(&mut self, conn: &Connection, error: &str) -> Result<()> {
-        if conn.is_open() {
-            conn.send_json(&serde_json::json!({ "error": error }))?;
-        }
-        Ok(())
+    fn memory_bytes(&self) -> usize {
+        // The texts, plus each entry's sequence number and string header.
+        self.history_bytes + self.history.len() * std::mem::size_of::<(u64, String)>()
     }
 
     async fn on_request(&mut self, request: Request) -> Result<Response> {
@@ -121,13 +125,13 @@ impl Party for Chat {
                 match self.append(&text).await {
                     Ok(()) => {}
                     Err(e) => {
-                        if let Some(StorageError::ValueTooLarge { .. }) = e.downcast_ref() {
+                        if let Some(StorageError::ValueTooLarge { .. }) = e.storage_error() {
                             return Ok(Response::text(413, format!("{e}\n")));
                         }
                         return Err(e);
                     }
                 }
-                self.room.broadcast(text.as_str(), &[]);
+                self.room.broadcast(text.as_str(), &[])?;
                 Ok(Response::json(201, "{\"ok\":true}"))
             }
             _ => {

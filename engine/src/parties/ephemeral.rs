@@ -100,8 +100,7 @@ impl Party for Ephemeral {
         }
         let mut out = serde_json::to_value(&note)?;
         out["type"] = "message".into();
-        self.room.broadcast(out.to_string(), &[]);
-        Ok(())
+        self.room.broadcast(out.to_string(), &[])
     }
 
     async fn on_alarm(&mut self) -> Result<()> {
@@ -131,7 +130,7 @@ impl Party for Ephemeral {
             self.room.broadcast(
                 serde_json::json!({ "type": "expired", "ids": expired }).to_string(),
                 &[],
-            );
+            )?;
         }
         // The oldest message left sets the next alarm; read without filtering by the clock,
         // which moved while this ran (a time already past fires at once).

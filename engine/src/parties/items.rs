@@ -17,8 +17,8 @@
 //! connection as the same JSON.
 
 use crate::{
-    ConnectContext, Connection, ListOptions, Message, Party, Request, Response, Result, Room,
-    StorageError,
+    ConnectContext, Connection, Error, ListOptions, Message, Party, Request, Response, Result,
+    Room, StorageError,
 };
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -128,8 +128,8 @@ async fn count_in(txn: &crate::Transaction<'_>) -> Result<u64> {
 
 /// A storage refusal is the client's fault (413/400); an overloaded store is 503; anything
 /// else is ours (500).
-fn client_error(e: &crate::Error) -> Option<Response> {
-    match e.downcast_ref::<StorageError>()? {
+fn client_error(e: &Error) -> Option<Response> {
+    match e.storage_error()? {
         StorageError::ValueTooLarge { .. } => Some(Response::text(413, format!("{e}\n"))),
         StorageError::KeyTooLarge { .. } => Some(Response::text(400, format!("{e}\n"))),
         StorageError::Busy => Some(Response::text(503, format!("{e}\n"))),
@@ -150,21 +150,23 @@ impl Party for Items {
         match serde_json::from_str::<Change>(message.text()?)? {
             Change::Put { id, value } => {
                 self.put(&id, &value).await?;
-                self.room
-                    .broadcast(json!({ "type": "put", "id": id, "value": value }).to_string(), &[]);
+                self.room.broadcast(
+                    json!({ "type": "put", "id": id, "value": value }).to_string(),
+                    &[],
+                )?;
             }
             Change::Delete { id } => {
                 if self.delete(&id).await? {
-                    self.room.broadcast(json!({ "type": "delete", "id": id }).to_string(), &[]);
+                    self.room.broadcast(json!({ "type": "delete", "id": id }).to_string(), &[])?;
                 }
             }
         }
         Ok(())
     }
 
-    async fn on_error(&mut self, conn: &Connection, error: &str) -> Result<()> {
+    async fn on_error(&mut self, conn: &Connection, error: &Error) -> Result<()> {
         if conn.is_open() {
-            conn.send_json(&json!({ "type": "error", "error": error }))?;
+            conn.send_json(&json!({ "type": "error", "error": error.to_string() }))?;
         }
         Ok(())
     }
@@ -198,19 +200,19 @@ impl Party for Items {
                         return Ok(Response::text(400, format!("the body must be JSON: {e}\n")));
                     }
                 };
-                self.put(&id, &value).await.map(|created| {
+                self.put(&id, &value).await.and_then(|created| {
                     self.room.broadcast(
                         json!({ "type": "put", "id": id, "value": value }).to_string(),
                         &[],
-                    );
-                    json!({ "created": created })
+                    )?;
+                    Ok(json!({ "created": created }))
                 })
             }
-            "DELETE" => self.delete(&id).await.map(|deleted| {
+            "DELETE" => self.delete(&id).await.and_then(|deleted| {
                 if deleted {
-                    self.room.broadcast(json!({ "type": "delete", "id": id }).to_string(), &[]);
+                    self.room.broadcast(json!({ "type": "delete", "id": id }).to_string(), &[])?;
                 }
-                json!({ "deleted": deleted })
+                Ok(json!({ "deleted": deleted }))
             }),
             _ => {
                 return Ok(Response::text(405, "use GET, PUT or DELETE\n")

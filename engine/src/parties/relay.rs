@@ -15,7 +15,6 @@ impl Party for Relay {
     }
 
     async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
-        self.room.broadcast(message, &[sender.id()]);
-        Ok(())
+        self.room.broadcast(message, &[sender.id()])
     }
 }

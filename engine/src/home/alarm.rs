@@ -12,8 +12,8 @@
 //! least once, as Durable Objects do. A failing handler is retried with exponential
 //! backoff ([`RETRY_BASE_MS`], doubling, [`RETRIES_MAX`] times), then the alarm is dropped.
 
-use crate::mesh::{RoomKey, ToHome};
-use crate::shard::Shard;
+use super::Home;
+use crate::route::{RoomKey, ToHome};
 use futures_lite::FutureExt;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use std::cell::RefCell;
@@ -63,14 +63,14 @@ pub(crate) struct Alarms {
 
 impl Alarms {
     /// Remembers that `room` (homed on this shard) has an alarm at `time_ms`, if that is
-    /// within the horizon; a later poll brings farther ones.
-    pub fn schedule(&self, shard: &Shard, room: RoomKey, time_ms: u64) {
-        if time_ms > shard.server.clock.now_ms().saturating_add(HORIZON_MS) {
+    /// within the horizon of `now_ms`; a later poll brings farther ones.
+    pub fn schedule(&self, now_ms: u64, room: RoomKey, time_ms: u64) {
+        if time_ms > now_ms.saturating_add(HORIZON_MS) {
             return;
         }
         let mut queue = self.queue.borrow_mut();
         if queue.len() >= SCHEDULED_MAX {
-            tracing::warn!(shard = shard.id, "alarm schedule full; a later poll brings the rest");
+            tracing::warn!("alarm schedule full; a later poll brings the rest");
             return;
         }
         let earliest = queue.first().is_none_or(|(first, _)| time_ms < *first);
@@ -96,24 +96,24 @@ impl Alarms {
 }
 
 /// Starts the shard's alarm tasks: the timer, and on shard 0 the store poller.
-pub(crate) fn start(shard: &Rc<Shard>) {
+pub(crate) fn start(home: &Rc<Home>) {
     let (tx, rx) = local_channel::new_bounded(1);
-    *shard.alarms.wake.borrow_mut() = Some(tx);
-    glommio::spawn_local(timer(shard.clone(), rx)).detach();
-    if shard.id == 0 {
-        glommio::spawn_local(poller(shard.clone())).detach();
+    *home.alarms.wake.borrow_mut() = Some(tx);
+    glommio::spawn_local(timer(home.clone(), rx)).detach();
+    if home.here().shard == 0 {
+        glommio::spawn_local(poller(home.clone())).detach();
     }
 }
 
 /// Fires due alarms: each goes to its room (loaded for it if need be) as an event.
-async fn timer(shard: Rc<Shard>, wake: LocalReceiver<()>) {
-    let clock = shard.server.clock.clone();
-    while !shard.shutting_down.get() {
+async fn timer(home: Rc<Home>, wake: LocalReceiver<()>) {
+    let clock = home.runtime.clock.clone();
+    while !home.is_stopping() {
         let now = clock.now_ms();
-        for (time, room) in shard.alarms.take_due(now) {
-            shard.fire_alarm(room, time);
+        for (time, room) in home.alarms.take_due(now) {
+            home.fire_alarm(room, time);
         }
-        let mut sleep = match shard.alarms.next() {
+        let mut sleep = match home.alarms.next() {
             Some(t) => Duration::from_millis(t.saturating_sub(now)),
             None => TIMER_MAX_SLEEP,
         };
@@ -131,10 +131,11 @@ async fn timer(shard: Rc<Shard>, wake: LocalReceiver<()>) {
 
 /// One poll: pages through the alarms due by `until` and sends each to its home. Returns
 /// how long to wait before the next.
-async fn poll(shard: &Rc<Shard>, until: u64) -> u64 {
+async fn poll(home: &Rc<Home>, until: u64) -> u64 {
     let (mut last, mut orphans) = (None, 0usize);
+    let router = &home.runtime.router;
     for _ in 0..POLL_PAGES_MAX {
-        let page = match shard.server.store.due_alarms(until, last.as_ref(), POLL_PAGE_MAX).await {
+        let page = match home.runtime.store.due_alarms(until, last.as_ref(), POLL_PAGE_MAX).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read due alarms; retrying");
@@ -143,7 +144,7 @@ async fn poll(shard: &Rc<Shard>, until: u64) -> u64 {
         };
         let full = page.len() >= POLL_PAGE_MAX;
         for alarm in &page {
-            if !shard.server.parties.contains_key(&alarm.party) {
+            if !home.has_party(&alarm.party) {
                 // Its party is not registered (removed from this server?): left stored,
                 // and skipped by the cursor, so it never holds up other alarms.
                 orphans += 1;
@@ -151,7 +152,7 @@ async fn poll(shard: &Rc<Shard>, until: u64) -> u64 {
             }
             let room =
                 RoomKey { party: alarm.party.as_str().into(), room: alarm.room.as_str().into() };
-            shard.to_home(ToHome::Alarm { room, time: alarm.time }).await;
+            router.send_home(ToHome::Alarm { room, time: alarm.time }).await;
         }
         if !full {
             if orphans > 0 {
@@ -165,13 +166,13 @@ async fn poll(shard: &Rc<Shard>, until: u64) -> u64 {
 }
 
 /// Shard 0: brings alarms entering the horizon from the store to their home shards.
-async fn poller(shard: Rc<Shard>) {
-    let clock = shard.server.clock.clone();
+async fn poller(home: Rc<Home>) {
+    let clock = home.runtime.clock.clone();
     let mut next_poll = 0;
-    while !shard.shutting_down.get() {
+    while !home.is_stopping() {
         let now = clock.now_ms();
         if now >= next_poll {
-            next_poll = now + poll(&shard, now.saturating_add(HORIZON_MS)).await;
+            next_poll = now + poll(&home, now.saturating_add(HORIZON_MS)).await;
         }
         let wait = if clock.is_manual() {
             crate::clock::MANUAL_TICK

@@ -1,10 +1,11 @@
 //! [`Connection`]: a WebSocket as party code sees it, on the room's home shard, whichever
 //! shard holds the socket. Sends become frames queued on the socket's edge shard.
 
+use super::runtime::Runtime;
+use crate::error::{Error, Result};
 use crate::limits;
-use crate::mesh::{ConnRef, ToEdge};
-use crate::party::{Message, Result};
-use crate::shard::Shard;
+use crate::payload::Message;
+use crate::route::{ConnId, ToEdge};
 use bytes::Bytes;
 use partyline_protocol::ws::{CloseCode, encode};
 use std::cell::{Cell, RefCell};
@@ -15,8 +16,8 @@ use std::rc::Rc;
 pub struct Connection(Rc<Inner>);
 
 struct Inner {
-    shard: Rc<Shard>,
-    cref: ConnRef,
+    runtime: Rc<Runtime>,
+    cid: ConnId,
     /// Shared with the room's id index.
     id: Rc<str>,
     uri: Box<str>,
@@ -36,11 +37,19 @@ impl std::fmt::Debug for Connection {
     }
 }
 
+/// Encodes a message as one server frame (shared bytes, for any number of sockets).
+pub(crate) fn frame_of(message: Message) -> Bytes {
+    match message {
+        Message::Text(s) => encode::text(&s),
+        Message::Binary(b) => encode::binary(&b),
+    }
+}
+
 impl Connection {
-    pub(crate) fn new(shard: Rc<Shard>, cref: ConnRef, id: String, uri: String) -> Self {
+    pub(crate) fn new(runtime: Rc<Runtime>, cid: ConnId, id: String, uri: String) -> Self {
         Connection(Rc::new(Inner {
-            shard,
-            cref,
+            runtime,
+            cid,
             extra_tags: RefCell::new(Box::default()),
             id: id.into(),
             uri: uri.into_boxed_str(),
@@ -49,8 +58,8 @@ impl Connection {
         }))
     }
 
-    pub(crate) fn cref(&self) -> ConnRef {
-        self.0.cref
+    pub(crate) fn cid(&self) -> ConnId {
+        self.0.cid
     }
 
     pub(crate) fn mark_closed(&self) {
@@ -112,17 +121,23 @@ impl Connection {
         self.0.open.get()
     }
 
-    /// Sends a text or binary message.
+    /// Sends a text or binary message. Fails if the connection is closed, or with an
+    /// overload error (1013 to close with) if the socket's shard cannot keep up.
     pub fn send(&self, message: impl Into<Message>) -> Result<()> {
         if !self.is_open() {
             return Err(format!("connection {} is closed", self.0.id).into());
         }
-        let frame = match message.into() {
-            Message::Text(s) => encode::text(&s),
-            Message::Binary(b) => encode::binary(&b),
-        };
-        self.0.shard.to_edge(self.0.cref.edge, ToEdge::Frame { conn: self.0.cref, frame });
-        Ok(())
+        let frame = frame_of(message.into());
+        self.0
+            .runtime
+            .router
+            .to_edge(self.0.cid.edge, ToEdge::Frame { conn: self.0.cid, frame })
+            .map_err(|o| {
+                Error::overloaded(format!(
+                    "connection {}: shard {} has too many deliveries waiting",
+                    self.0.id, o.edge
+                ))
+            })
     }
 
     /// Sends a value as a JSON text message.
@@ -130,14 +145,13 @@ impl Connection {
         self.send(serde_json::to_string(value)?)
     }
 
-    /// Closes the connection with `code` (1000 if it may not be sent) and `reason`; the
-    /// room's `on_close` runs once the socket has closed.
-    pub fn close(&self, code: u16, reason: &str) {
-        let code = if CloseCode(code).is_allowed_on_wire() { code } else { CloseCode::NORMAL.0 };
-        self.0.shard.to_edge(
-            self.0.cref.edge,
-            ToEdge::Close { conn: self.0.cref, code, reason: reason.to_owned() },
-        );
+    /// Closes the connection with `code` (1000 if it may not be sent on the wire) and
+    /// `reason`; the room's `on_close` runs once the socket has closed.
+    pub fn close(&self, code: CloseCode, reason: &str) {
+        let code = if code.is_allowed_on_wire() { code } else { CloseCode::NORMAL };
+        let close = ToEdge::Close { conn: self.0.cid, code, reason: reason.to_owned() };
+        // Control deliveries are never refused.
+        let _ = self.0.runtime.router.to_edge(self.0.cid.edge, close);
     }
 
     /// The connection's state, as last set.
@@ -148,7 +162,7 @@ impl Connection {
     /// Sets the connection's state: at most the configured size (16 KiB by default).
     pub fn set_state(&self, state: impl Into<Bytes>) -> Result<()> {
         let state = state.into();
-        let max = self.0.shard.limits().connection_state_size_max;
+        let max = self.0.runtime.limits().connection_state_size_max;
         if state.len() > max {
             return Err(format!("connection state of {} bytes exceeds {max}", state.len()).into());
         }

@@ -33,8 +33,8 @@
 //! }
 //! ```
 
-use crate::mesh::RoomKey;
-use crate::shard::Shard;
+use super::runtime::Runtime;
+use crate::route::{RoomKey, ToHome};
 use bytes::Bytes;
 use partyline_storage::{Error, ListOptions, Result, RoomStorage, Transaction};
 use std::cell::Cell;
@@ -45,7 +45,7 @@ pub struct Storage {
     /// `Err` only if the room's address cannot be namespaced (names over 64 KiB, which
     /// routes refuse long before): then every call returns that error.
     inner: std::result::Result<RoomStorage, Error>,
-    shard: Rc<Shard>,
+    runtime: Rc<Runtime>,
     key: RoomKey,
     /// Bumped by every `set_alarm` / `delete_alarm`: after `on_alarm`, the runtime clears
     /// the alarm that fired only if the handler did not set or delete one itself.
@@ -62,10 +62,10 @@ impl std::fmt::Debug for Storage {
 }
 
 impl Storage {
-    pub(crate) fn new(shard: Rc<Shard>, key: RoomKey) -> Storage {
+    pub(crate) fn new(runtime: Rc<Runtime>, key: RoomKey) -> Storage {
         // The room is the only writer of its keys: its cache sees every change.
-        let inner = shard.server.store.room_with_cache(&key.party, &key.room);
-        Storage { inner, shard, key, alarm_changes: Cell::new(0) }
+        let inner = runtime.store.room_with_cache(&key.party, &key.room);
+        Storage { inner, runtime, key, alarm_changes: Cell::new(0) }
     }
 
     fn room(&self) -> Result<&RoomStorage> {
@@ -182,7 +182,10 @@ impl Storage {
     /// Sets the alarm and schedules it, without counting as a change by party code.
     pub(crate) async fn set_alarm_quietly(&self, time_ms: u64) -> Result<()> {
         self.room()?.set_alarm(time_ms).await?;
-        self.shard.alarms.schedule(&self.shard, self.key.clone(), time_ms);
+        // The room's home is this shard: a direct call that never waits.
+        let schedule = ToHome::Alarm { room: self.key.clone(), time: time_ms };
+        let waits = self.runtime.router.to_home(schedule).is_some();
+        debug_assert!(!waits, "a room's alarm is scheduled on its own shard");
         Ok(())
     }
 

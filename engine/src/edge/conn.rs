@@ -1,0 +1,389 @@
+//! [`EdgeConn`]: the part of a socket that other tasks touch: its phase, its write queue,
+//! its wake-up, requests to close it, flow control from its room, and the sweeper's
+//! stamps. Its fields are private; the edge changes them only through these methods, and
+//! the phase only through its transitions:
+//!
+//! ```text
+//!  Http ──upgrade──► Connecting ──accepted──► Open ──close──► Closing
+//!   │                     │ refused / failed / no answer        ▲
+//!   └─────────────────────┴─────────────────────────────────────┘
+//! ```
+
+use super::out_queue::{Flush, OutQueue};
+use super::park::Parking;
+use crate::route::{ConnId, ConnectOutcome, RoomKey, RoomUid};
+use bytes::Bytes;
+use partyline_protocol::ws::CloseCode;
+use std::cell::{Cell, RefCell};
+use std::os::fd::RawFd;
+use std::rc::Rc;
+use std::task::{Context, Poll, Waker};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Phase {
+    /// Reading HTTP requests (keep-alive), until one upgrades or the socket ends.
+    Http,
+    /// Upgrading: waiting for the room's answer.
+    Connecting,
+    /// An open WebSocket in its room.
+    Open,
+    /// Writing its last bytes; nothing new is queued.
+    Closing,
+}
+
+/// Where an open socket's room is: its address and, for the edge's member lists, the uid
+/// of the room's current loading. One per room on this edge, shared by its members.
+#[derive(Debug)]
+pub(super) struct RoomLink {
+    pub key: RoomKey,
+    pub uid: RoomUid,
+}
+
+/// Flags packed in one byte (an idle socket's record is what a parked connection costs).
+const PARK_WANTED: u8 = 1;
+const SENT: u8 = 2;
+const PINGED: u8 = 4;
+const READ_PAUSED: u8 = 8;
+
+pub(super) struct EdgeConn {
+    id: ConnId,
+    phase: Cell<Phase>,
+    flags: Cell<u8>,
+    out: RefCell<OutQueue>,
+    waker: RefCell<Option<Waker>>,
+    /// Boxed, as is `outcome`: both are rare, and every idle socket would otherwise carry
+    /// their size.
+    close_request: RefCell<Option<Box<(CloseCode, String)>>>,
+    outcome: RefCell<Option<Box<ConnectOutcome>>>,
+    room: RefCell<Option<Rc<RoomLink>>>,
+    /// The descriptor of a parked socket (no task holds it), or -1.
+    parked_fd: Cell<RawFd>,
+    parking: Rc<Parking>,
+    /// Index in its room's member list on this edge (for O(1) removal).
+    member_pos: Cell<u32>,
+    /// Bytes held for partly received messages, as last counted against the shard's
+    /// input budget.
+    inbound_bytes: Cell<u32>,
+    /// When a byte last arrived / a frame was last queued, in shard seconds.
+    last_rx_s: Cell<u32>,
+    last_tx_s: Cell<u32>,
+}
+
+/// What the sweeper decided for one socket.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Sweep {
+    Nothing,
+    Ping,
+    Close,
+}
+
+impl EdgeConn {
+    pub fn new(id: ConnId, now_s: u32, parking: Rc<Parking>) -> Self {
+        EdgeConn {
+            id,
+            phase: Cell::new(Phase::Http),
+            flags: Cell::new(0),
+            out: RefCell::new(OutQueue::default()),
+            waker: RefCell::new(None),
+            close_request: RefCell::new(None),
+            outcome: RefCell::new(None),
+            room: RefCell::new(None),
+            parked_fd: Cell::new(-1),
+            parking,
+            member_pos: Cell::new(u32::MAX),
+            inbound_bytes: Cell::new(0),
+            last_rx_s: Cell::new(now_s),
+            last_tx_s: Cell::new(now_s),
+        }
+    }
+
+    pub fn id(&self) -> ConnId {
+        self.id
+    }
+
+    // ---- Phase transitions ----------------------------------------------------------
+
+    pub fn phase(&self) -> Phase {
+        self.phase.get()
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.phase.get() == Phase::Open
+    }
+
+    /// Http → Connecting: the upgrade was sent to the room.
+    pub fn begin_connecting(&self) {
+        debug_assert_eq!(self.phase.get(), Phase::Http);
+        self.phase.set(Phase::Connecting);
+    }
+
+    /// Connecting → Open, in room `link`.
+    pub fn open(&self, link: Rc<RoomLink>, now_s: u32) {
+        debug_assert_eq!(self.phase.get(), Phase::Connecting);
+        *self.room.borrow_mut() = Some(link);
+        self.phase.set(Phase::Open);
+        self.last_rx_s.set(now_s);
+    }
+
+    /// Any phase → Closing: nothing more is queued; the close handshake or the last
+    /// response is on its way.
+    pub fn begin_closing(&self) {
+        self.phase.set(Phase::Closing);
+    }
+
+    /// The room of an open socket.
+    pub fn room(&self) -> Option<Rc<RoomLink>> {
+        self.room.borrow().clone()
+    }
+
+    pub fn room_uid(&self) -> Option<RoomUid> {
+        self.room.borrow().as_ref().map(|l| l.uid)
+    }
+
+    // ---- Output --------------------------------------------------------------------
+
+    /// Queues a frame. Frames for a closing socket are dropped. Returns the bytes now
+    /// queued, or `None` when the socket's own limit `limit` was passed: its unsent frames
+    /// are dropped and it is asked to close with 1008 (slow consumer).
+    pub fn enqueue(&self, frame: Bytes, limit: usize) -> Option<usize> {
+        if self.phase.get() == Phase::Closing || self.close_request.borrow().is_some() {
+            return Some(self.queued());
+        }
+        let mut out = self.out.borrow_mut();
+        if out.queued() + frame.len() > limit {
+            out.drop_unsent();
+            drop(out);
+            tracing::info!(seq = self.id.seq, limit, "slow consumer closed");
+            self.request_close(CloseCode::POLICY_VIOLATION, "slow consumer: outbound queue full");
+            return None;
+        }
+        let was_empty = out.is_empty();
+        out.push(frame);
+        let queued = out.queued();
+        drop(out);
+        self.set_flag(SENT, true);
+        if was_empty {
+            self.wake();
+        }
+        Some(queued)
+    }
+
+    /// Bytes queued to write.
+    pub fn queued(&self) -> usize {
+        self.out.borrow().queued()
+    }
+
+    pub fn has_output(&self) -> bool {
+        !self.out.borrow().is_empty()
+    }
+
+    /// Drops what is queued and not yet started (see [`OutQueue::drop_unsent`]).
+    pub fn drop_unsent(&self) {
+        self.out.borrow_mut().drop_unsent();
+    }
+
+    /// Drops everything queued (the socket is gone).
+    pub fn drop_output(&self) {
+        *self.out.borrow_mut() = OutQueue::default();
+    }
+
+    /// Queues `frame` as the very next thing to write (the 101 before `on_connect`'s
+    /// frames).
+    pub fn push_front(&self, frame: Bytes) {
+        self.out.borrow_mut().push_front(frame);
+    }
+
+    /// Queues a frame even while closing (the close frame itself).
+    pub fn push_last(&self, frame: Bytes) {
+        self.out.borrow_mut().push(frame);
+    }
+
+    /// Writes what is queued without blocking; when the socket is full, arms a
+    /// writability wake-up through `write` (glommio's stream).
+    pub fn poll_flush(
+        &self,
+        fd: RawFd,
+        cx: &mut Context<'_>,
+        mut write: impl FnMut(&mut Context<'_>, &[u8]) -> Poll<std::io::Result<usize>>,
+    ) -> std::io::Result<()> {
+        let mut out = self.out.borrow_mut();
+        loop {
+            if out.is_empty() {
+                return Ok(());
+            }
+            match out.flush(fd)? {
+                Flush::Done => return Ok(()),
+                Flush::Blocked => {
+                    let written = match out.head() {
+                        Some(head) => write(cx, head),
+                        None => return Ok(()),
+                    };
+                    match written {
+                        Poll::Ready(Ok(n)) => out.advance(n),
+                        Poll::Ready(Err(e)) => return Err(e),
+                        Poll::Pending => return Ok(()),
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- Requests from other tasks --------------------------------------------------
+
+    /// Asks the socket's task to close with `code` (the first request wins).
+    pub fn request_close(&self, code: CloseCode, reason: &str) {
+        if self.phase.get() == Phase::Closing {
+            return;
+        }
+        let mut req = self.close_request.borrow_mut();
+        if req.is_none() {
+            *req = Some(Box::new((code, reason.to_owned())));
+            drop(req);
+            self.wake();
+        }
+    }
+
+    pub fn take_close_request(&self) -> Option<(CloseCode, String)> {
+        self.close_request.borrow_mut().take().map(|b| *b)
+    }
+
+    pub fn close_requested(&self) -> bool {
+        self.close_request.borrow().is_some()
+    }
+
+    /// The room's answer to the connect.
+    pub fn set_connected(&self, outcome: ConnectOutcome) {
+        *self.outcome.borrow_mut() = Some(Box::new(outcome));
+        self.wake();
+    }
+
+    pub fn take_outcome(&self) -> Option<ConnectOutcome> {
+        self.outcome.borrow_mut().take().map(|b| *b)
+    }
+
+    /// Stops or starts reading the socket (its room's mailbox is full / has drained).
+    pub fn set_read_paused(&self, paused: bool) {
+        let was = self.set_flag(READ_PAUSED, paused);
+        if was && !paused {
+            self.wake();
+        }
+    }
+
+    pub fn read_paused(&self) -> bool {
+        self.flag(READ_PAUSED)
+    }
+
+    /// Wakes the socket's task, or resumes it if it is parked.
+    pub fn wake(&self) {
+        if self.parked_fd.get() >= 0 {
+            self.parking.request_resume(self.id.seq);
+        } else if let Some(w) = self.waker.borrow().as_ref() {
+            w.wake_by_ref();
+        }
+    }
+
+    /// Registers the socket's task as the one to wake.
+    pub fn register(&self, waker: &Waker) {
+        let mut slot = self.waker.borrow_mut();
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+
+    // ---- Parking ---------------------------------------------------------------------
+
+    pub fn is_parked(&self) -> bool {
+        self.parked_fd.get() >= 0
+    }
+
+    /// Asks the socket's task to park when it is next idle (the sweeper's call).
+    pub fn want_park(&self) {
+        if !self.is_parked() && !self.set_flag(PARK_WANTED, true) {
+            self.wake();
+        }
+    }
+
+    /// Whether parking was asked for; clears the request.
+    pub fn take_park_wanted(&self) -> bool {
+        self.set_flag(PARK_WANTED, false)
+    }
+
+    /// The task ended and left the socket as `fd`: the record holds it until it resumes.
+    pub fn park(&self, fd: RawFd) {
+        // The finished task's waker would keep its memory alive.
+        *self.waker.borrow_mut() = None;
+        self.parked_fd.set(fd);
+    }
+
+    /// Takes the descriptor of a parked socket, leaving it unparked; `None` if it is not
+    /// parked (already resumed).
+    pub fn take_parked(&self) -> Option<RawFd> {
+        let fd = self.parked_fd.replace(-1);
+        (fd >= 0).then_some(fd)
+    }
+
+    // ---- Membership in the room's list on this edge -----------------------------------
+
+    pub fn member_pos(&self) -> usize {
+        self.member_pos.get() as usize
+    }
+
+    pub fn set_member_pos(&self, pos: usize) {
+        self.member_pos.set(u32::try_from(pos).unwrap_or(u32::MAX));
+    }
+
+    // ---- Input accounting --------------------------------------------------------------
+
+    /// Records the bytes the socket now holds for partial messages; the change.
+    pub fn set_inbound(&self, bytes: usize) -> isize {
+        let bytes = u32::try_from(bytes).unwrap_or(u32::MAX);
+        let before = self.inbound_bytes.replace(bytes);
+        bytes as isize - before as isize
+    }
+
+    pub fn inbound(&self) -> usize {
+        self.inbound_bytes.get() as usize
+    }
+
+    // ---- Liveness --------------------------------------------------------------------
+
+    /// Bytes arrived: the socket is alive.
+    pub fn heard_from(&self, now_s: u32) {
+        self.last_rx_s.set(now_s);
+        self.set_flag(PINGED, false);
+    }
+
+    /// The sweeper's look at an open socket: stamps output, asks an idle socket to park,
+    /// and says whether to ping it or close it as dead.
+    pub fn sweep(&self, now_s: u32, idle_s: u32, park_after_s: Option<u32>) -> Sweep {
+        if self.set_flag(SENT, false) {
+            self.last_tx_s.set(now_s);
+        }
+        let silent = now_s.saturating_sub(self.last_rx_s.get());
+        if let Some(after) = park_after_s
+            && !self.is_parked()
+            && silent >= after
+            && now_s.saturating_sub(self.last_tx_s.get()) >= after
+        {
+            self.want_park();
+        }
+        if silent >= 2 * idle_s {
+            Sweep::Close
+        } else if silent >= idle_s && !self.set_flag(PINGED, true) {
+            Sweep::Ping
+        } else {
+            Sweep::Nothing
+        }
+    }
+
+    fn flag(&self, bit: u8) -> bool {
+        self.flags.get() & bit != 0
+    }
+
+    /// Sets or clears `bit`; whether it was set before.
+    fn set_flag(&self, bit: u8, on: bool) -> bool {
+        let flags = self.flags.get();
+        self.flags.set(if on { flags | bit } else { flags & !bit });
+        flags & bit != 0
+    }
+}

@@ -1,0 +1,461 @@
+//! The edge side of a shard: every socket its listener accepted, for the socket's whole
+//! life. One task per active socket ([`socket`]) parses HTTP ([`http`]), runs the edge
+//! gates ([`gate`]), performs the upgrade and reads and writes frames ([`websocket`]);
+//! idle sockets park ([`park`]). [`Edge`] is the shard's registry of them: the sockets by
+//! sequence number, each room's members here (for broadcasts and flow control), and the
+//! shard's share of the output and input budgets, past which the largest holders are
+//! closed (1008 for output, 1009 for input).
+//!
+//! Depends on api (gates, lobby, runtime) and route; the home never calls in here except
+//! through the router, which hands this shard's deliveries to [`Edge`] as an `EdgeSink`.
+
+mod accept;
+mod conn;
+mod gate;
+mod http;
+mod out_queue;
+mod park;
+mod socket;
+mod websocket;
+
+use crate::api::runtime::Runtime;
+use crate::limits::{self, Limits};
+use crate::log::warn_client;
+use crate::route::{EdgeSink, RoomKey, RoomUid, Router, ShardAddr, ToEdge, ToHome};
+use bytes::Bytes;
+use conn::{EdgeConn, RoomLink, Sweep};
+pub(crate) use gate::Gates;
+pub use http::FetchHandler;
+use park::Parking;
+use partyline_protocol::route::RouteConfig;
+use partyline_protocol::ws::CloseCode;
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Context;
+use std::time::Instant;
+
+/// A room's sockets on this edge.
+#[derive(Default)]
+struct EdgeRoom {
+    /// Made when the first socket joins (a pause may come before any).
+    link: Option<Rc<RoomLink>>,
+    members: Vec<Rc<EdgeConn>>,
+    /// The room's home asked to stop reading its sockets.
+    paused: bool,
+}
+
+/// What a shard's edge holds, for its gauges.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct EdgeStats {
+    pub sockets: usize,
+    pub websockets: usize,
+    pub parked: usize,
+    pub outbound_bytes: usize,
+    pub inbound_bytes: usize,
+    pub closed_for_output: u64,
+    pub closed_for_input: u64,
+}
+
+/// One shard's sockets.
+pub(crate) struct Edge {
+    pub runtime: Rc<Runtime>,
+    here: ShardAddr,
+    route: RouteConfig,
+    gates: Arc<HashMap<String, Gates>>,
+    on_fetch: Option<FetchHandler>,
+    started: Instant,
+    /// The read buffer every socket of this shard reads into, borrowed only inside a poll.
+    scratch: RefCell<Box<[u8]>>,
+    conns: RefCell<HashMap<u64, Rc<EdgeConn>>>,
+    rooms: RefCell<HashMap<RoomUid, EdgeRoom>>,
+    parking: Rc<Parking>,
+    next_seq: Cell<u64>,
+    /// Bytes queued to write on all sockets, and this shard's share of the budget.
+    out_total: Cell<usize>,
+    out_max: usize,
+    /// Bytes held for partial messages by all sockets, and this shard's share.
+    in_total: Cell<usize>,
+    in_max: usize,
+    closed_for_output: Cell<u64>,
+    closed_for_input: Cell<u64>,
+    shutting_down: Cell<bool>,
+}
+
+impl Edge {
+    pub fn new(
+        runtime: Rc<Runtime>,
+        gates: Arc<HashMap<String, Gates>>,
+        on_fetch: Option<FetchHandler>,
+    ) -> std::io::Result<Rc<Edge>> {
+        let parking = Rc::new(Parking::new()?);
+        let shards = runtime.router.placement().shards();
+        let limits = *runtime.limits();
+        let route = RouteConfig::with_prefix(&runtime.config.prefix).unwrap_or_default();
+        Ok(Rc::new(Edge {
+            here: runtime.router.here(),
+            runtime,
+            route,
+            gates,
+            on_fetch,
+            started: Instant::now(),
+            scratch: RefCell::new(vec![0u8; limits::SCRATCH_BYTES].into_boxed_slice()),
+            conns: RefCell::new(HashMap::new()),
+            rooms: RefCell::new(HashMap::new()),
+            parking,
+            next_seq: Cell::new(1),
+            out_total: Cell::new(0),
+            out_max: (limits.outbound_total_bytes_max / shards).max(limits.outbound_bytes_max),
+            in_total: Cell::new(0),
+            in_max: (limits.inbound_total_bytes_max / shards).max(limits.message_size_max),
+            closed_for_output: Cell::new(0),
+            closed_for_input: Cell::new(0),
+            shutting_down: Cell::new(false),
+        }))
+    }
+
+    /// Starts the edge's tasks: the accept loop on `listener`, the parking waiter and the
+    /// unparker. Returns the accept loop (dropping it stops accepting) and the waiter
+    /// (which ends after [`Edge::stop_parking`]).
+    pub fn start(
+        self: &Rc<Self>,
+        listener: socket2::Socket,
+    ) -> (glommio::Task<()>, glommio::Task<()>) {
+        let listener = crate::rt::adopt_listener(listener);
+        let acceptor = glommio::spawn_local(accept::accept_loop(self.clone(), listener));
+        let parking = self.parking.clone();
+        let waiter = glommio::spawn_local(async move { parking.run_waiter().await });
+        glommio::spawn_local(socket::unparker(self.clone())).detach();
+        (acceptor, waiter)
+    }
+
+    pub fn limits(&self) -> &Limits {
+        self.runtime.limits()
+    }
+
+    pub fn router(&self) -> &Rc<Router> {
+        &self.runtime.router
+    }
+
+    pub fn here(&self) -> ShardAddr {
+        self.here
+    }
+
+    /// Seconds since the shard started: the clock of idle checks (4 bytes per connection).
+    pub fn now_s(&self) -> u32 {
+        u32::try_from(self.started.elapsed().as_secs()).unwrap_or(u32::MAX)
+    }
+
+    // ---- Sockets ---------------------------------------------------------------------
+
+    fn add_conn(&self) -> Rc<EdgeConn> {
+        let seq = self.next_seq.get();
+        self.next_seq.set(seq + 1);
+        let id = crate::route::ConnId { edge: self.here, seq };
+        let conn = Rc::new(EdgeConn::new(id, self.now_s(), self.parking.clone()));
+        self.conns.borrow_mut().insert(seq, conn.clone());
+        conn
+    }
+
+    /// The socket is gone: it leaves its room's list and the shard's map, and its
+    /// buffers leave the budgets.
+    fn remove_conn(&self, conn: &EdgeConn) {
+        self.leave(conn);
+        self.drop_output(conn);
+        self.track_inbound(conn, 0);
+        self.conns.borrow_mut().remove(&conn.id().seq);
+    }
+
+    fn conn(&self, seq: u64) -> Option<Rc<EdgeConn>> {
+        self.conns.borrow().get(&seq).cloned()
+    }
+
+    /// Whether the shard is at its socket limit.
+    fn full(&self) -> bool {
+        self.conns.borrow().len() >= self.limits().connections_per_shard_max
+    }
+
+    // ---- Output, within the budget --------------------------------------------------
+
+    /// Queues a frame for a socket (see [`EdgeConn::enqueue`]), within the shard's output
+    /// budget: past it, the sockets with the most queued are closed (1008).
+    fn enqueue(&self, conn: &EdgeConn, frame: Bytes) {
+        let before = conn.queued();
+        conn.enqueue(frame, self.limits().outbound_bytes_max);
+        self.account_output(before, conn.queued());
+        if self.out_total.get() > self.out_max {
+            self.shed_output();
+        }
+    }
+
+    /// Queues a frame before everything else (the 101).
+    fn push_front(&self, conn: &EdgeConn, frame: Bytes) {
+        let before = conn.queued();
+        conn.push_front(frame);
+        self.account_output(before, conn.queued());
+    }
+
+    /// Queues a frame even while closing (the close frame).
+    fn push_last(&self, conn: &EdgeConn, frame: Bytes) {
+        let before = conn.queued();
+        conn.push_last(frame);
+        self.account_output(before, conn.queued());
+    }
+
+    fn drop_output(&self, conn: &EdgeConn) {
+        let before = conn.queued();
+        conn.drop_output();
+        self.account_output(before, 0);
+    }
+
+    /// Writes what the socket has queued (see [`EdgeConn::poll_flush`]).
+    fn flush(
+        &self,
+        conn: &EdgeConn,
+        stream: &mut crate::rt::TcpStream,
+        cx: &mut Context<'_>,
+    ) -> std::io::Result<()> {
+        let before = conn.queued();
+        let fd = crate::rt::fd_of(stream);
+        let result = conn.poll_flush(fd, cx, |cx, buf| crate::rt::poll_write(stream, cx, buf));
+        self.account_output(before, conn.queued());
+        result
+    }
+
+    fn account_output(&self, before: usize, after: usize) {
+        self.out_total.set(self.out_total.get() - before + after);
+    }
+
+    /// Closes the sockets with the most output queued until the shard is under 90% of its
+    /// share of `outbound_total_bytes_max`.
+    fn shed_output(&self) {
+        let target = self.out_max / 10 * 9;
+        let mut holders: Vec<_> = self
+            .conns
+            .borrow()
+            .values()
+            .filter(|c| c.queued() > 0 && !c.close_requested())
+            .map(|c| (c.queued(), c.clone()))
+            .collect();
+        holders.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+        for (queued, conn) in holders {
+            if self.out_total.get() <= target {
+                break;
+            }
+            let before = conn.queued();
+            conn.drop_unsent();
+            self.account_output(before, conn.queued());
+            conn.request_close(CloseCode::POLICY_VIOLATION, "server output budget exceeded");
+            self.closed_for_output.set(self.closed_for_output.get() + 1);
+            warn_client!(
+                seq = conn.id().seq,
+                queued,
+                budget = self.out_max,
+                "output budget exceeded; closing the socket with the most queued"
+            );
+        }
+    }
+
+    // ---- Input, within the budget ---------------------------------------------------
+
+    /// Records the bytes `conn` holds for partial messages; past the shard's share of
+    /// `inbound_total_bytes_max`, the largest holders are closed (1009).
+    fn track_inbound(&self, conn: &EdgeConn, bytes: usize) {
+        let change = conn.set_inbound(bytes);
+        self.in_total.set(self.in_total.get().saturating_add_signed(change));
+        if self.in_total.get() > self.in_max {
+            self.shed_input();
+        }
+    }
+
+    fn shed_input(&self) {
+        let target = self.in_max / 10 * 9;
+        let mut holders: Vec<_> = self
+            .conns
+            .borrow()
+            .values()
+            .filter(|c| c.inbound() > 0)
+            .map(|c| (c.inbound(), c.clone()))
+            .collect();
+        holders.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+        for (held, conn) in holders {
+            if self.in_total.get() <= target {
+                break;
+            }
+            // Its task frees the buffers when it sees the close; they leave the count now.
+            let change = conn.set_inbound(0);
+            self.in_total.set(self.in_total.get().saturating_add_signed(change));
+            conn.request_close(CloseCode::MESSAGE_TOO_BIG, "server input budget exceeded");
+            self.closed_for_input.set(self.closed_for_input.get() + 1);
+            warn_client!(
+                seq = conn.id().seq,
+                held,
+                budget = self.in_max,
+                "input budget exceeded; closing the socket holding the most"
+            );
+        }
+    }
+
+    // ---- Rooms' members on this edge ------------------------------------------------
+
+    /// `conn` was accepted into room `key` (loaded as `uid`): it joins the room's list
+    /// here and opens. Its reads wait if the room is paused.
+    fn join(&self, conn: &Rc<EdgeConn>, key: RoomKey, uid: RoomUid) {
+        let mut rooms = self.rooms.borrow_mut();
+        let room = rooms.entry(uid).or_default();
+        let link = room.link.get_or_insert_with(|| Rc::new(RoomLink { key, uid })).clone();
+        conn.set_member_pos(room.members.len());
+        room.members.push(conn.clone());
+        conn.set_read_paused(room.paused);
+        conn.open(link, self.now_s());
+    }
+
+    /// Removes a socket from its room's list (O(1): swap with the last).
+    fn leave(&self, conn: &EdgeConn) {
+        let Some(uid) = conn.room_uid() else { return };
+        let mut rooms = self.rooms.borrow_mut();
+        let Some(room) = rooms.get_mut(&uid) else { return };
+        let pos = conn.member_pos();
+        if pos < room.members.len() && room.members[pos].id() == conn.id() {
+            room.members.swap_remove(pos);
+            if let Some(moved) = room.members.get(pos) {
+                moved.set_member_pos(pos);
+            }
+            if room.members.is_empty() && !room.paused {
+                rooms.remove(&uid);
+            }
+        }
+    }
+
+    /// Stops or starts reading the room's sockets here. A pause may come before any of
+    /// them joined (they join paused); a resume ends the room's entry if it has none.
+    fn set_paused(&self, uid: RoomUid, paused: bool) {
+        let mut rooms = self.rooms.borrow_mut();
+        if !paused && !rooms.contains_key(&uid) {
+            return;
+        }
+        let room = rooms.entry(uid).or_default();
+        room.paused = paused;
+        for member in &room.members {
+            member.set_read_paused(paused);
+        }
+        if !paused && room.members.is_empty() {
+            rooms.remove(&uid);
+        }
+    }
+
+    // ---- Housekeeping --------------------------------------------------------------
+
+    /// Pings WebSockets silent for `ws_idle_timeout_ms`, closes those silent for twice as
+    /// long, and asks those idle both ways for `ws_park_after_ms` to park. Runs a few
+    /// times a second over all sockets: a few bytes per socket instead of a timer each.
+    pub fn sweep(&self) -> EdgeStats {
+        let limits = self.limits();
+        let idle_s = u32::try_from(limits.ws_idle_timeout_ms / 1000).unwrap_or(u32::MAX).max(1);
+        let park_after_s = match limits.ws_park_after_ms {
+            0 => None,
+            ms => Some(u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)),
+        };
+        let now = self.now_s();
+        let conns: Vec<_> = self.conns.borrow().values().filter(|c| c.is_open()).cloned().collect();
+        let mut stats = self.stats();
+        stats.websockets = conns.len();
+        for c in &conns {
+            stats.parked += usize::from(c.is_parked());
+            match c.sweep(now, idle_s, park_after_s) {
+                Sweep::Nothing => {}
+                Sweep::Ping => self.enqueue(c, partyline_protocol::ws::encode::ping(b"partyline")),
+                Sweep::Close => c.request_close(CloseCode::GOING_AWAY, "idle timeout"),
+            }
+        }
+        stats
+    }
+
+    /// The edge's counts now (without the sweep's websocket and parked counts).
+    pub fn stats(&self) -> EdgeStats {
+        EdgeStats {
+            sockets: self.conns.borrow().len(),
+            websockets: 0,
+            parked: 0,
+            outbound_bytes: self.out_total.get(),
+            inbound_bytes: self.in_total.get(),
+            closed_for_output: self.closed_for_output.get(),
+            closed_for_input: self.closed_for_input.get(),
+        }
+    }
+
+    /// Shutdown: no new sockets, and every socket is asked to close with 1001.
+    pub fn close_all(&self) {
+        self.shutting_down.set(true);
+        let conns: Vec<_> = self.conns.borrow().values().cloned().collect();
+        for c in conns {
+            c.request_close(CloseCode::GOING_AWAY, "server shutting down");
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.borrow().is_empty()
+    }
+
+    /// Ends the parking waiter (at shutdown).
+    pub fn stop_parking(&self) {
+        self.parking.stop();
+    }
+}
+
+impl EdgeSink for Edge {
+    fn deliver(&self, msg: ToEdge) {
+        match msg {
+            ToEdge::Connected { conn: cid, room, uid, outcome } => {
+                let conn = self.conn(cid.seq).filter(|c| c.phase() == conn::Phase::Connecting);
+                match conn {
+                    Some(conn) => {
+                        if matches!(outcome, crate::route::ConnectOutcome::Accepted) {
+                            self.join(&conn, room, uid);
+                        }
+                        conn.set_connected(outcome);
+                    }
+                    None if matches!(outcome, crate::route::ConnectOutcome::Accepted) => {
+                        // The socket gave up waiting (or dropped) before the room answered:
+                        // the room must forget the connection it just accepted.
+                        let forget = ToHome::Close {
+                            room,
+                            conn: cid,
+                            code: CloseCode::ABNORMAL,
+                            reason: "the socket was gone before the room answered".into(),
+                        };
+                        if let Some(wait) = self.router().to_home(forget) {
+                            glommio::spawn_local(wait).detach();
+                        }
+                    }
+                    None => {}
+                }
+            }
+            ToEdge::Frame { conn, frame } => {
+                if let Some(c) = self.conn(conn.seq) {
+                    self.enqueue(&c, frame);
+                }
+            }
+            ToEdge::Broadcast { room, frame, without } => {
+                // Enqueueing never touches the member lists (a slow consumer's close only
+                // flags it), so the list stays borrowed for the whole broadcast.
+                let rooms = self.rooms.borrow();
+                for c in rooms.get(&room).map_or(&[][..], |r| &r.members[..]) {
+                    if !without.contains(&c.id()) {
+                        self.enqueue(c, frame.clone());
+                    }
+                }
+            }
+            ToEdge::Close { conn, code, reason } => {
+                if let Some(c) = self.conn(conn.seq) {
+                    c.request_close(code, &reason);
+                }
+            }
+            ToEdge::Pause { room } => self.set_paused(room, true),
+            ToEdge::Resume { room } => self.set_paused(room, false),
+            // The router hands responses to their waiters itself.
+            ToEdge::Response { .. } => {}
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! A socket's task: its phases in order, each a boxed future freed when it ends, so an
+//! open WebSocket carries only its read loop's state. The task ends when the socket
+//! closes, or when it parks (the socket then lives on as its record and a descriptor in
+//! the shard's epoll set, and [`unparker`] starts a new task for it when something
+//! concerns it again).
+
+use super::Edge;
+use super::conn::EdgeConn;
+use super::websocket::{self, Upgrade};
+use crate::rt::TcpStream;
+use std::future::Future;
+use std::os::fd::{FromRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+
+/// A phase of a socket's life, boxed so its state is freed when it ends.
+pub(super) type PhaseFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+
+/// A new socket: HTTP, then (if it upgrades) the WebSocket phases.
+pub(super) async fn serve(edge: Rc<Edge>, mut stream: TcpStream) {
+    let conn = edge.add_conn();
+    let http: PhaseFuture<'_, Option<Box<Upgrade>>> =
+        Box::pin(super::http::serve_http(&edge, &mut stream));
+    let parked = match http.await {
+        Some(upgrade) => websocket::websocket(&edge, &conn, &mut stream, upgrade).await,
+        None => None,
+    };
+    end_task(&edge, &conn, stream, parked);
+}
+
+/// The task of a socket resumed from parking: the read loop again, from a clean frame
+/// boundary (a socket only parks between messages).
+async fn resume(edge: Rc<Edge>, conn: Rc<EdgeConn>, fd: RawFd) {
+    // SAFETY: `fd` was the parked socket's descriptor, taken out of its record by the
+    // caller, so this stream is its only owner.
+    let mut stream = unsafe { TcpStream::from_raw_fd(fd) };
+    let parked = websocket::open(&edge, &conn, &mut stream, Vec::new()).await;
+    end_task(&edge, &conn, stream, parked);
+}
+
+/// The end of a socket's task: the socket parks (`parked` holds its duplicate
+/// descriptor) or is gone.
+fn end_task(edge: &Edge, conn: &EdgeConn, stream: TcpStream, parked: Option<RawFd>) {
+    drop(stream);
+    match parked {
+        Some(fd) => park(edge, conn, fd),
+        None => edge.remove_conn(conn),
+    }
+}
+
+/// Leaves the socket (now only `fd`, a duplicate of the dropped stream's descriptor) in the
+/// shard's epoll set until it is readable or something is queued for it.
+fn park(edge: &Edge, conn: &EdgeConn, fd: RawFd) {
+    conn.park(fd);
+    if let Err(e) = edge.parking.watch(fd, conn.id().seq) {
+        // Out of epoll watches (fs.epoll.max_user_watches): resume at once instead.
+        tracing::warn!(error = %e, "cannot park a socket; keeping it active");
+        edge.parking.request_resume(conn.id().seq);
+    }
+}
+
+/// Resumes parked sockets that became readable or have something to do. Waits for work
+/// for the shard's life: its queue is fed by the parking waiter and by deliveries.
+pub(super) async fn unparker(edge: Rc<Edge>) {
+    loop {
+        let batch = edge.parking.next_batch().await;
+        for seq in batch {
+            if let Some(conn) = edge.conn(seq)
+                && let Some(fd) = conn.take_parked()
+            {
+                edge.parking.unwatch(fd);
+                glommio::spawn_local(resume(edge.clone(), conn, fd)).detach();
+            }
+        }
+    }
+}

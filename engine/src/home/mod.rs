@@ -1,0 +1,303 @@
+//! The home side of a shard: the rooms that hash to it. [`Home`] is the directory of
+//! loaded rooms: it loads a room for the first connect, request or alarm that needs it,
+//! queues events into its mailbox without ever waiting ([`host`]), charges its memory
+//! against the shard's share of `rooms_memory_max`, and unloads rooms that have had no
+//! connections and nothing to do for `room_unload_after_ms`, or sooner, least recently
+//! used first, when the budget or `rooms_per_shard_max` needs the space. [`runner`] runs
+//! party hooks; [`alarm`] schedules and fires alarms.
+//!
+//! Depends on api and route; the edge never calls in here except through the router.
+
+pub(crate) mod alarm;
+pub(crate) mod host;
+pub(crate) mod runner;
+
+use crate::api::RoomCore;
+use crate::api::runtime::Runtime;
+use crate::limits::{ROOM_BASE_BYTES, ROOM_CONNECTION_BYTES};
+use crate::log::warn_client;
+use crate::route::{ConnectOutcome, HomeSink, RoomKey, RoomUid, ShardAddr, ToEdge, ToHome};
+use host::{Refused, RoomEvent, RoomHost};
+use partyline_protocol::http::Response;
+use partyline_protocol::ws::CloseCode;
+pub(crate) use runner::{SpawnRoom, spawn_room};
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+
+/// What a shard's home has done, for its gauges.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct HomeStats {
+    pub rooms: usize,
+    pub charged_bytes: usize,
+    pub unloaded: u64,
+    /// Connects, requests and alarms refused a room: no room slot or memory left.
+    pub refused_rooms: u64,
+    /// Events refused by a room past its mailbox's hard cap.
+    pub refused_events: u64,
+    pub paused_rooms: usize,
+}
+
+/// One shard's rooms.
+pub(crate) struct Home {
+    /// Itself, for the room tasks it spawns.
+    me: Weak<Home>,
+    pub runtime: Rc<Runtime>,
+    here: ShardAddr,
+    /// Party name to the function that starts a room's task.
+    spawners: Arc<HashMap<String, SpawnRoom>>,
+    rooms: RefCell<HashMap<RoomKey, Rc<RoomHost>>>,
+    /// Loaded rooms with no connections and nothing to do, least recently idle first,
+    /// with the time they became idle (ms on the server clock).
+    idle: RefCell<lru::LruCache<RoomKey, u64>>,
+    next_uid: Cell<u64>,
+    /// Memory charged to this shard's rooms, and this shard's share of the budget.
+    charged: Cell<usize>,
+    memory_max: usize,
+    pub alarms: alarm::Alarms,
+    stopping: Cell<bool>,
+    unloaded: Cell<u64>,
+    refused_rooms: Cell<u64>,
+    refused_events: Cell<u64>,
+}
+
+impl Home {
+    pub fn new(runtime: Rc<Runtime>, spawners: Arc<HashMap<String, SpawnRoom>>) -> Rc<Home> {
+        let shards = runtime.router.placement().shards();
+        let memory_max = runtime.limits().rooms_memory_max / shards;
+        Rc::new_cyclic(|me| Home {
+            me: me.clone(),
+            here: runtime.router.here(),
+            runtime,
+            spawners,
+            rooms: RefCell::new(HashMap::new()),
+            idle: RefCell::new(lru::LruCache::unbounded()),
+            next_uid: Cell::new(1),
+            charged: Cell::new(0),
+            memory_max,
+            alarms: alarm::Alarms::default(),
+            stopping: Cell::new(false),
+            unloaded: Cell::new(0),
+            refused_rooms: Cell::new(0),
+            refused_events: Cell::new(0),
+        })
+    }
+
+    /// Starts the home's tasks (the alarm timer, and on shard 0 the alarm poller).
+    pub fn start(self: &Rc<Self>) {
+        alarm::start(self);
+    }
+
+    pub fn here(&self) -> ShardAddr {
+        self.here
+    }
+
+    pub fn has_party(&self, name: &str) -> bool {
+        self.spawners.contains_key(name)
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.get()
+    }
+
+    pub fn stats(&self) -> HomeStats {
+        let rooms = self.rooms.borrow();
+        HomeStats {
+            rooms: rooms.len(),
+            charged_bytes: self.charged.get(),
+            unloaded: self.unloaded.get(),
+            refused_rooms: self.refused_rooms.get(),
+            refused_events: self.refused_events.get(),
+            paused_rooms: rooms.values().filter(|h| h.is_paused()).count(),
+        }
+    }
+
+    /// Finds the room, loading it if `load`; `Err` with the answer when it cannot be.
+    fn room(&self, key: &RoomKey, load: bool) -> Option<Result<Rc<RoomHost>, Response>> {
+        if let Some(host) = self.rooms.borrow().get(key) {
+            return Some(Ok(host.clone()));
+        }
+        load.then(|| self.load(key))
+    }
+
+    fn load(&self, key: &RoomKey) -> Result<Rc<RoomHost>, Response> {
+        let Some(spawn) = self.spawners.get(&*key.party).copied() else {
+            return Err(Response::text(404, format!("unknown party: {}\n", key.party)));
+        };
+        let limits = self.runtime.limits();
+        while self.rooms.borrow().len() >= limits.rooms_per_shard_max
+            || self.charged.get() + ROOM_BASE_BYTES > self.memory_max
+        {
+            if !self.unload_least_recent() {
+                self.refused_rooms.set(self.refused_rooms.get() + 1);
+                return Err(Response::text(503, "too many rooms loaded; try again later\n")
+                    .with_header("retry-after", "1"));
+            }
+        }
+        let uid = RoomUid { home: self.here, seq: self.next_uid.get() };
+        self.next_uid.set(uid.seq + 1);
+        let core = Rc::new(RoomCore::new(key.clone(), uid, self.runtime.clone()));
+        let host = Rc::new(RoomHost::new(core));
+        host.charged.set(ROOM_BASE_BYTES);
+        self.charged.set(self.charged.get() + ROOM_BASE_BYTES);
+        self.rooms.borrow_mut().insert(key.clone(), host.clone());
+        spawn(self.me.upgrade().expect("a home outlives its calls"), host.clone());
+        Ok(host)
+    }
+
+    /// Unloads the least recently idle room; whether there was one.
+    fn unload_least_recent(&self) -> bool {
+        loop {
+            let Some((key, _)) = self.idle.borrow_mut().pop_lru() else { return false };
+            let host = self.rooms.borrow().get(&key).cloned();
+            if let Some(host) = host {
+                host.listed_idle.set(false);
+                if host.is_idle() {
+                    self.unload(&key, &host);
+                    return true;
+                }
+            }
+        }
+    }
+
+    fn unload(&self, key: &RoomKey, host: &RoomHost) {
+        self.rooms.borrow_mut().remove(key);
+        self.charged.set(self.charged.get() - host.charged.get());
+        host.close();
+        self.unloaded.set(self.unloaded.get() + 1);
+        tracing::debug!(party = %key.party, room = %key.room, "room unloaded");
+    }
+
+    /// After an event: recharges the room's memory, lists it idle if it has nothing left
+    /// to do, and unloads idle rooms while the shard is over its memory budget.
+    pub fn settle(&self, host: &RoomHost, party_bytes: usize) {
+        let connections = host.core.registry.borrow().len();
+        let charge = ROOM_BASE_BYTES + connections * ROOM_CONNECTION_BYTES + party_bytes;
+        self.charged.set(self.charged.get() - host.charged.replace(charge) + charge);
+        if host.is_idle() && !host.listed_idle.replace(true) {
+            let now = self.runtime.clock.now_ms();
+            self.idle.borrow_mut().put(host.core.key.clone(), now);
+        }
+        while self.charged.get() > self.memory_max && self.unload_least_recent() {}
+    }
+
+    /// Unloads rooms idle for `room_unload_after_ms` (the shard's sweeper, once a second).
+    pub fn sweep(&self) {
+        let now = self.runtime.clock.now_ms();
+        let after = self.runtime.limits().room_unload_after_ms;
+        loop {
+            let oldest = self.idle.borrow().peek_lru().map(|(k, since)| (k.clone(), *since));
+            let Some((key, since)) = oldest else { return };
+            if now.saturating_sub(since) < after {
+                return;
+            }
+            self.idle.borrow_mut().pop(&key);
+            let host = self.rooms.borrow().get(&key).cloned();
+            if let Some(host) = host {
+                host.listed_idle.set(false);
+                if host.is_idle() {
+                    self.unload(&key, &host);
+                }
+            }
+        }
+    }
+
+    /// Runs a due alarm: queues it to its room, loading the room if need be.
+    pub fn fire_alarm(&self, key: RoomKey, time: u64) {
+        let host = match self.room(&key, true) {
+            Some(Ok(host)) => host,
+            Some(Err(refusal)) => {
+                // Unknown party (nothing to run) or no room slot: try again later.
+                tracing::warn!(party = %key.party, room = %key.room, status = refusal.status(), "cannot load the room for its alarm");
+                if refusal.status() == 503 {
+                    let retry = self.runtime.clock.now_ms() + alarm::POLL_FULL_MS;
+                    self.alarms.schedule(self.runtime.clock.now_ms(), key, retry);
+                }
+                return;
+            }
+            None => return,
+        };
+        self.activate(&host);
+        if host.push(RoomEvent::Alarm { time }).is_err() {
+            // A flooded room must not hold up the other alarms of this shard.
+            let now = self.runtime.clock.now_ms();
+            self.alarms.schedule(now, key, now + alarm::MAILBOX_FULL_RETRY_MS);
+        }
+    }
+
+    /// The room has something to do: it leaves the idle list.
+    fn activate(&self, host: &RoomHost) {
+        if host.listed_idle.replace(false) {
+            self.idle.borrow_mut().pop(&host.core.key);
+        }
+    }
+
+    /// Answers an event refused by a full mailbox, or for a room that cannot be loaded.
+    fn refuse(&self, event: RoomEvent, response: Response) {
+        let router = &self.runtime.router;
+        match event {
+            RoomEvent::Connect(c) => {
+                let uid = RoomUid { home: self.here, seq: 0 };
+                let outcome = ConnectOutcome::Refused(Box::new(response));
+                let _ = router.to_edge(
+                    c.conn.edge,
+                    ToEdge::Connected { conn: c.conn, room: c.room, uid, outcome },
+                );
+            }
+            RoomEvent::Request(r) => {
+                let answer = ToEdge::Response { token: r.reply.token, response };
+                let _ = router.to_edge(r.reply.to, answer);
+            }
+            RoomEvent::Message { conn, .. } => {
+                let close = ToEdge::Close {
+                    conn,
+                    code: CloseCode::TRY_AGAIN_LATER,
+                    reason: "room overloaded; try again later".into(),
+                };
+                let _ = router.to_edge(conn.edge, close);
+            }
+            RoomEvent::Close { .. } | RoomEvent::Alarm { .. } => {}
+        }
+    }
+
+    /// Stops the home: every room is unloaded, so their tasks end and the references
+    /// between rooms, the runtime and the store go.
+    pub fn stop(&self) {
+        self.stopping.set(true);
+        let rooms: Vec<_> = self.rooms.borrow_mut().drain().map(|(_, host)| host).collect();
+        for host in rooms {
+            host.close();
+        }
+        self.idle.borrow_mut().clear();
+        self.charged.set(0);
+    }
+}
+
+impl HomeSink for Home {
+    fn deliver(&self, msg: ToHome) {
+        if let ToHome::Alarm { room, time } = msg {
+            self.alarms.schedule(self.runtime.clock.now_ms(), room, time);
+            return;
+        }
+        let load = matches!(msg, ToHome::Connect(_) | ToHome::Request(_));
+        let found = self.room(msg.room(), load);
+        let Some(event) = RoomEvent::from_message(msg) else { return };
+        let host = match found {
+            Some(Ok(host)) => host,
+            Some(Err(response)) => return self.refuse(event, response),
+            // The room is gone, and its connections with it: nothing to do.
+            None => return,
+        };
+        self.activate(&host);
+        if let Err(Refused(event)) = host.push(event) {
+            self.refused_events.set(self.refused_events.get() + 1);
+            let key = &host.core.key;
+            warn_client!(party = %key.party, room = %key.room, queued = host.queued(), "room mailbox full; event refused");
+            let response = Response::text(503, "room overloaded; try again later\n")
+                .with_header("retry-after", "1");
+            self.refuse(event, response);
+        }
+        host.regulate();
+    }
+}

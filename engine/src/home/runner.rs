@@ -1,0 +1,448 @@
+//! [`Runner`]: runs one room's party hooks, one event at a time. It builds the instance
+//! with `on_start` before the first event (and again after a hook panicked or ran past
+//! `hook_timeout_ms`), registers and unregisters connections, answers connects and
+//! requests, and runs the alarm protocol ([`super::alarm`]). Every hook runs under
+//! [`run_hook`]: a panic or a missed deadline is contained to the event and the instance.
+//!
+//! The same runner serves the shard's room task ([`run_room`]) and the test harness
+//! (`TestRoom`), so a party is tested against the code that runs it.
+
+use super::alarm::{RETRIES_MAX, RETRY_BASE_MS};
+use super::host::RoomEvent;
+use crate::api::{ConnectContext, Connection, Party, Room, RoomCore};
+use crate::log::warn_client;
+use crate::payload::Request;
+use crate::route::{ConnId, ConnectOutcome, ConnectRequest, HttpRequest, ToEdge, ToHome};
+use futures_lite::FutureExt;
+use partyline_protocol::http::Response;
+use partyline_protocol::ws::CloseCode;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How a hook call ended.
+enum Ran<T> {
+    Done(T),
+    Panicked,
+    TimedOut,
+}
+
+/// Runs a hook, catching a panic, and cancels it at `hook_timeout_ms`. A hook that
+/// finishes on its first poll (most do) costs no timer.
+async fn run_hook<T>(timeout: Duration, hook: impl Future<Output = T>) -> Ran<T> {
+    let deadline = Instant::now() + timeout;
+    match crate::rt::within(deadline, AssertUnwindSafe(hook).catch_unwind()).await {
+        Some(Ok(out)) => Ran::Done(out),
+        Some(Err(_)) => Ran::Panicked,
+        None => Ran::TimedOut,
+    }
+}
+
+/// Whether the instance can go on after an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Health {
+    Fine,
+    /// A hook panicked or was cancelled mid-way: the instance may be inconsistent, so the
+    /// next event builds a fresh one with `on_start`.
+    Poisoned,
+}
+
+/// One room's party instance and the code that feeds it events.
+pub(crate) struct Runner<P> {
+    core: Rc<RoomCore>,
+    party: Option<P>,
+    /// Failed `on_alarm` runs in a row (for the retry backoff).
+    alarm_retries: u8,
+    hook_timeout: Duration,
+}
+
+impl<P: Party> Runner<P> {
+    pub fn new(core: Rc<RoomCore>) -> Runner<P> {
+        let hook_timeout = Duration::from_millis(core.runtime.limits().hook_timeout_ms);
+        Runner { core, party: None, alarm_retries: 0, hook_timeout }
+    }
+
+    /// Memory the instance holds, for the room's charge: its size plus what it reports.
+    pub fn memory_bytes(&self) -> usize {
+        self.party.as_ref().map_or(0, |p| std::mem::size_of::<P>() + p.memory_bytes())
+    }
+
+    /// Handles one event, building the instance first if there is none.
+    pub async fn handle(&mut self, event: RoomEvent) {
+        if self.party.is_none() {
+            let room = Room(self.core.clone());
+            let failure = match run_hook(self.hook_timeout, P::on_start(room)).await {
+                Ran::Done(Ok(party)) => {
+                    self.party = Some(party);
+                    None
+                }
+                Ran::Done(Err(e)) => {
+                    self.log_error("on_start failed", &e.to_string());
+                    Some((format!("on_start failed: {e}"), 500))
+                }
+                Ran::Panicked => {
+                    self.log_error("on_start panicked", "");
+                    Some(("internal error".to_owned(), 500))
+                }
+                Ran::TimedOut => {
+                    self.log_error("on_start timed out", "");
+                    Some((self.timed_out("on_start"), 504))
+                }
+            };
+            if let Some((reason, status)) = failure {
+                self.fail(event, &reason, status).await;
+                return;
+            }
+        }
+        let Some(party) = self.party.as_mut() else { return };
+        let health = match event {
+            RoomEvent::Connect(request) => {
+                connect(&self.core, party, self.hook_timeout, *request).await
+            }
+            RoomEvent::Message { conn, message } => {
+                let Some(conn) = self.core.registry.borrow().get(conn) else { return };
+                message_event(&self.core, party, self.hook_timeout, &conn, message).await
+            }
+            RoomEvent::Close { conn, code, reason } => {
+                close(&self.core, party, self.hook_timeout, conn, code, &reason).await
+            }
+            RoomEvent::Request(request) => {
+                let HttpRequest { request, reply, .. } = *request;
+                let (response, health) =
+                    request_event(&self.core, party, self.hook_timeout, request).await;
+                let answer = ToEdge::Response { token: reply.token, response };
+                let _ = self.core.runtime.router.to_edge(reply.to, answer);
+                health
+            }
+            RoomEvent::Alarm { time } => self.alarm(time).await,
+        };
+        if health == Health::Poisoned {
+            self.party = None;
+        }
+    }
+
+    fn timed_out(&self, hook: &str) -> String {
+        format!("{hook} timed out after {} ms", self.hook_timeout.as_millis())
+    }
+
+    fn log_error(&self, what: &str, error: &str) {
+        let key = &self.core.key;
+        tracing::error!(party = %key.party, room = %key.room, error, "{what}");
+    }
+
+    /// Answers an event the room cannot handle (its `on_start` failed).
+    async fn fail(&mut self, event: RoomEvent, reason: &str, status: u16) {
+        let core = &self.core;
+        match event {
+            RoomEvent::Alarm { .. } => {
+                // Only a due alarm counts as failed: a stale reminder changes nothing.
+                if alarm_due(core).await {
+                    self.alarm_failed().await;
+                }
+            }
+            RoomEvent::Connect(c) => reply_connect(
+                core,
+                c.conn,
+                ConnectOutcome::Failed {
+                    code: CloseCode::INTERNAL_ERROR,
+                    reason: reason.to_owned(),
+                },
+            ),
+            RoomEvent::Request(r) => {
+                let response = Response::text(status, format!("{reason}\n"));
+                let _ = core
+                    .runtime
+                    .router
+                    .to_edge(r.reply.to, ToEdge::Response { token: r.reply.token, response });
+            }
+            RoomEvent::Message { conn, .. } => {
+                let close = ToEdge::Close {
+                    conn,
+                    code: CloseCode::INTERNAL_ERROR,
+                    reason: reason.to_owned(),
+                };
+                let _ = core.runtime.router.to_edge(conn.edge, close);
+            }
+            RoomEvent::Close { conn, .. } => {
+                if let Some(c) = core.registry.borrow_mut().unregister(conn) {
+                    c.mark_closed();
+                }
+            }
+        }
+    }
+
+    /// Runs `on_alarm` if the room's stored alarm is due; clears it after a success,
+    /// retries a failure later ([`super::alarm`]).
+    async fn alarm(&mut self, scheduled: u64) -> Health {
+        let core = self.core.clone();
+        let key = &core.key;
+        let storage = core.storage();
+        if !alarm_due(&core).await {
+            return Health::Fine;
+        }
+        let Some(party) = self.party.as_mut() else { return Health::Fine };
+        let changes = storage.alarm_changes();
+        let (succeeded, health) = match run_hook(self.hook_timeout, party.on_alarm()).await {
+            Ran::Done(Ok(())) => (true, Health::Fine),
+            Ran::Done(Err(e)) => {
+                tracing::warn!(party = %key.party, room = %key.room, scheduled, error = %e, "on_alarm failed");
+                (false, Health::Fine)
+            }
+            Ran::Panicked => {
+                tracing::error!(party = %key.party, room = %key.room, scheduled, "on_alarm panicked");
+                (false, Health::Poisoned)
+            }
+            Ran::TimedOut => {
+                tracing::error!(party = %key.party, room = %key.room, scheduled, "on_alarm timed out");
+                (false, Health::Poisoned)
+            }
+        };
+        if storage.alarm_changes() != changes {
+            // The handler set or deleted the alarm itself: its choice stands.
+            self.alarm_retries = 0;
+        } else if succeeded {
+            self.alarm_retries = 0;
+            if let Err(e) = storage.delete_alarm_quietly().await {
+                tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot clear the alarm that ran");
+            }
+        } else {
+            self.alarm_failed().await;
+        }
+        health
+    }
+
+    /// The alarm could not run (its handler or the room's `on_start` failed): set it again
+    /// with backoff, or drop it after [`RETRIES_MAX`] retries.
+    async fn alarm_failed(&mut self) {
+        let key = &self.core.key;
+        let storage = self.core.storage();
+        self.alarm_retries += 1;
+        let result = if self.alarm_retries > RETRIES_MAX {
+            tracing::error!(party = %key.party, room = %key.room, "alarm dropped after {RETRIES_MAX} failed retries");
+            self.alarm_retries = 0;
+            storage.delete_alarm_quietly().await
+        } else {
+            let delay = RETRY_BASE_MS << (self.alarm_retries - 1);
+            storage.set_alarm_quietly(self.core.runtime.clock.now_ms() + delay).await
+        };
+        if let Err(e) = result {
+            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot reschedule the alarm");
+        }
+    }
+}
+
+fn reply_connect(core: &RoomCore, conn: ConnId, outcome: ConnectOutcome) {
+    let reply = ToEdge::Connected { conn, room: core.key.clone(), uid: core.uid, outcome };
+    // Control deliveries are never refused.
+    let _ = core.runtime.router.to_edge(conn.edge, reply);
+}
+
+async fn connect<P: Party>(
+    core: &RoomCore,
+    party: &mut P,
+    timeout: Duration,
+    request: ConnectRequest,
+) -> Health {
+    let ConnectRequest { conn: cid, id, request, .. } = request;
+    let limits = core.runtime.limits();
+    if core.registry.borrow().len() >= limits.connections_per_room_max {
+        let response = Response::text(503, "room is full; try again later\n");
+        reply_connect(core, cid, ConnectOutcome::Refused(Box::new(response)));
+        return Health::Fine;
+    }
+    let failed =
+        |reason: String| ConnectOutcome::Failed { code: CloseCode::INTERNAL_ERROR, reason };
+    let conn = Connection::new(core.runtime.clone(), cid, id, connection_uri(&request));
+    let ctx = ConnectContext { request };
+    let tags = std::panic::catch_unwind(AssertUnwindSafe(|| party.connection_tags(&conn, &ctx)));
+    let tags = match tags {
+        Ok(Ok(tags)) => tags,
+        Ok(Err(e)) => {
+            reply_connect(core, cid, failed(e.to_string()));
+            return Health::Fine;
+        }
+        Err(_) => {
+            reply_connect(core, cid, failed("internal error".into()));
+            return Health::Poisoned;
+        }
+    };
+    if let Err(reason) = conn.set_tags(tags) {
+        reply_connect(core, cid, failed(reason));
+        return Health::Fine;
+    }
+    core.registry.borrow_mut().register(&conn);
+    let (outcome, health) = match run_hook(timeout, party.on_connect(&conn, &ctx)).await {
+        Ran::Done(Ok(())) => (ConnectOutcome::Accepted, Health::Fine),
+        Ran::Done(Err(e)) => {
+            (ConnectOutcome::Failed { code: e.close_code(), reason: e.to_string() }, Health::Fine)
+        }
+        Ran::Panicked => {
+            tracing::error!(party = %core.key.party, room = %core.key.room, conn = conn.id(), "on_connect panicked");
+            (failed("internal error".into()), Health::Poisoned)
+        }
+        Ran::TimedOut => {
+            tracing::error!(party = %core.key.party, room = %core.key.room, conn = conn.id(), "on_connect timed out");
+            let reason = format!("on_connect timed out after {} ms", timeout.as_millis());
+            (failed(reason), Health::Poisoned)
+        }
+    };
+    if !matches!(outcome, ConnectOutcome::Accepted) {
+        core.registry.borrow_mut().unregister(cid);
+        conn.mark_closed();
+    }
+    reply_connect(core, cid, outcome);
+    health
+}
+
+async fn message_event<P: Party>(
+    core: &RoomCore,
+    party: &mut P,
+    timeout: Duration,
+    conn: &Connection,
+    message: crate::payload::Message,
+) -> Health {
+    let key = &core.key;
+    let kill = |reason: &str| {
+        conn.close(CloseCode::INTERNAL_ERROR, reason);
+        Health::Poisoned
+    };
+    match run_hook(timeout, party.on_message(message, conn)).await {
+        Ran::Done(Ok(())) => Health::Fine,
+        Ran::Done(Err(e)) => {
+            warn_client!(party = %key.party, room = %key.room, conn = conn.id(), error = %e, "on_message failed");
+            match run_hook(timeout, party.on_error(conn, &e)).await {
+                Ran::Done(_) => Health::Fine,
+                Ran::Panicked => kill("internal error"),
+                Ran::TimedOut => {
+                    kill(&format!("on_error timed out after {} ms", timeout.as_millis()))
+                }
+            }
+        }
+        Ran::Panicked => {
+            tracing::error!(party = %key.party, room = %key.room, conn = conn.id(), "on_message panicked");
+            kill("internal error")
+        }
+        Ran::TimedOut => {
+            tracing::error!(party = %key.party, room = %key.room, conn = conn.id(), "on_message timed out");
+            kill(&format!("on_message timed out after {} ms", timeout.as_millis()))
+        }
+    }
+}
+
+async fn close<P: Party>(
+    core: &RoomCore,
+    party: &mut P,
+    timeout: Duration,
+    cid: ConnId,
+    code: CloseCode,
+    reason: &str,
+) -> Health {
+    let key = &core.key;
+    let Some(conn) = core.registry.borrow_mut().unregister(cid) else {
+        return Health::Fine;
+    };
+    conn.mark_closed();
+    match run_hook(timeout, party.on_close(&conn, code, reason)).await {
+        Ran::Done(Ok(())) => Health::Fine,
+        Ran::Done(Err(e)) => {
+            tracing::warn!(party = %key.party, room = %key.room, conn = conn.id(), error = %e, "on_close failed");
+            Health::Fine
+        }
+        Ran::Panicked => {
+            tracing::error!(party = %key.party, room = %key.room, conn = conn.id(), "on_close panicked");
+            Health::Poisoned
+        }
+        Ran::TimedOut => {
+            tracing::error!(party = %key.party, room = %key.room, conn = conn.id(), "on_close timed out");
+            Health::Poisoned
+        }
+    }
+}
+
+async fn request_event<P: Party>(
+    core: &RoomCore,
+    party: &mut P,
+    timeout: Duration,
+    request: Request,
+) -> (Response, Health) {
+    let key = &core.key;
+    match run_hook(timeout, party.on_request(request)).await {
+        Ran::Done(Ok(response)) => (response, Health::Fine),
+        Ran::Done(Err(e)) => {
+            if matches!(e.fault(), crate::error::Fault::Client(_)) {
+                warn_client!(party = %key.party, room = %key.room, error = %e, "on_request refused the request");
+            } else {
+                tracing::warn!(party = %key.party, room = %key.room, error = %e, "on_request failed");
+            }
+            (Response::text(e.status(), format!("{e}\n")), Health::Fine)
+        }
+        Ran::Panicked => {
+            tracing::error!(party = %key.party, room = %key.room, "on_request panicked");
+            (Response::text(500, "internal error\n"), Health::Poisoned)
+        }
+        Ran::TimedOut => {
+            tracing::error!(party = %key.party, room = %key.room, "on_request timed out");
+            let message = format!("on_request timed out after {} ms\n", timeout.as_millis());
+            (Response::text(504, message), Health::Poisoned)
+        }
+    }
+}
+
+/// Whether the room's stored alarm is due now. A reminder for an alarm moved later is
+/// scheduled again; one for a deleted alarm is dropped; an unreadable alarm is tried again
+/// later.
+async fn alarm_due(core: &RoomCore) -> bool {
+    let key = &core.key;
+    let now = core.runtime.clock.now_ms();
+    let again = |time| {
+        let waits = core.runtime.router.to_home(ToHome::Alarm { room: key.clone(), time });
+        debug_assert!(waits.is_none(), "a room's alarm is scheduled on its own shard");
+    };
+    match core.storage().get_alarm().await {
+        Ok(Some(t)) if t <= now => true,
+        Ok(Some(t)) => {
+            again(t);
+            false
+        }
+        Ok(None) => false,
+        Err(e) => {
+            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read the alarm; retrying");
+            again(now + RETRY_BASE_MS);
+            false
+        }
+    }
+}
+
+/// The full URL a client upgraded with, as PartyKit's `connection.uri`.
+fn connection_uri(request: &Request) -> String {
+    let host = request.header("host").unwrap_or("localhost");
+    let scheme = match request.header("x-forwarded-proto") {
+        Some(p) if p.eq_ignore_ascii_case("https") => "wss",
+        _ => "ws",
+    };
+    format!("{scheme}://{host}{}", request.target)
+}
+
+/// Starts a room's task for party `P`; stored per party name so the loop is monomorphized
+/// and hooks are called without boxing.
+pub(crate) type SpawnRoom = fn(Rc<super::Home>, Rc<super::host::RoomHost>);
+
+pub(crate) fn spawn_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHost>) {
+    glommio::spawn_local(run_room::<P>(home, host)).detach();
+}
+
+/// A room's task: waits for edges it writes to if they are backed up, takes the next
+/// event, runs it, and settles the room's accounts; ends when the room is unloaded.
+async fn run_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHost>) {
+    let mut runner = Runner::<P>::new(host.core.clone());
+    loop {
+        host.wait_for_edges().await;
+        let Some(event) = host.next_event().await else { break };
+        host.set_running(true);
+        runner.handle(event).await;
+        host.set_running(false);
+        host.regulate();
+        home.settle(&host, runner.memory_bytes());
+    }
+}

@@ -1,0 +1,320 @@
+//! [`Router`]: how a shard reaches a room's home and a socket's edge. It decides where a
+//! message goes ([`Placement`]), hands local traffic straight to this shard's home or edge
+//! (a direct call, no channel), sends the rest over the mesh, keeps deliveries to each
+//! peer in order behind a bounded outbox when its channel is full, and matches replies to
+//! the requests waiting for them.
+//!
+//! It never names the edge or the home: they register as a [`HomeSink`] and an
+//! [`EdgeSink`], which keeps the dependencies pointing one way (edge and home depend on
+//! route, never the reverse).
+//!
+//! Waits: `to_home` waits only for room in a full channel to another shard, which that
+//! shard's receive loop drains without ever waiting itself; `drained` waits for an outbox
+//! whose drainer sends into a channel the peer drains the same way; `request` waits for a
+//! reply until the deadline its caller passes.
+
+use super::ids::{RoomKey, ShardAddr};
+use super::mesh::Connected;
+use super::message::{HttpRequest, ToEdge, ToHome};
+use super::placement::Placement;
+use super::replies::Replies;
+use crate::limits::{MESH_OUTBOX_HIGH, MESH_OUTBOX_LOW, MESH_OUTBOX_MAX};
+use crate::payload::Request;
+use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
+use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
+use partyline_protocol::http::Response;
+use std::cell::{OnceCell, RefCell};
+use std::collections::VecDeque;
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::rc::{Rc, Weak};
+use std::task::{Poll, Waker};
+use std::time::Instant;
+
+/// Receives the traffic for rooms homed on this shard. Never waits.
+pub(crate) trait HomeSink {
+    fn deliver(&self, msg: ToHome);
+}
+
+/// Receives the traffic for sockets on this shard (responses excepted: the router matches
+/// those to their waiters itself). Never waits.
+pub(crate) trait EdgeSink {
+    fn deliver(&self, msg: ToEdge);
+}
+
+/// A future waiting for room in a full channel.
+pub(crate) type Wait = Pin<Box<dyn Future<Output = ()>>>;
+
+/// A delivery was refused: the outbox to that edge is full of frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Overloaded {
+    pub edge: ShardAddr,
+}
+
+/// The receiving ends of a shard's mesh channels, by peer shard.
+pub(crate) struct Receivers {
+    home_rx: Vec<(usize, ConnectedReceiver<ToHome>)>,
+    edge_rx: Vec<(usize, ConnectedReceiver<ToEdge>)>,
+}
+
+/// One shard's router.
+pub(crate) struct Router {
+    here: ShardAddr,
+    placement: Placement,
+    /// Indexed by shard; `None` for this shard.
+    home_tx: Vec<Option<ConnectedSender<ToHome>>>,
+    edge_tx: Vec<Option<ConnectedSender<ToEdge>>>,
+    /// Deliveries waiting behind a full edge channel, per peer shard.
+    outboxes: Vec<RefCell<Outbox>>,
+    replies: Replies,
+    home: OnceCell<Weak<dyn HomeSink>>,
+    edge: OnceCell<Weak<dyn EdgeSink>>,
+}
+
+/// Deliveries to one peer that found its channel full, drained in order by a task.
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<ToEdge>,
+    /// Frames and broadcasts among `queue` (what [`MESH_OUTBOX_MAX`] bounds).
+    data: usize,
+    /// The drainer holds a popped delivery it is still sending.
+    busy: bool,
+    wake: Option<LocalSender<()>>,
+    /// Rooms waiting for the backlog to fall below [`MESH_OUTBOX_LOW`].
+    waiters: Vec<Waker>,
+}
+
+impl Router {
+    /// A router over the connected mesh ends (spawning the outbox drainers on the current
+    /// executor), and the receiving ends for [`Router::listen`].
+    pub fn new(here: ShardAddr, placement: Placement, mesh: Connected) -> (Rc<Router>, Receivers) {
+        let peers = placement.shards();
+        let router = Rc::new(Router {
+            here,
+            placement,
+            home_tx: mesh.home_tx,
+            edge_tx: mesh.edge_tx,
+            outboxes: (0..peers).map(|_| RefCell::default()).collect(),
+            replies: Replies::default(),
+            home: OnceCell::new(),
+            edge: OnceCell::new(),
+        });
+        for peer in (0..peers).filter(|&p| p != here.index()) {
+            let (tx, rx) = local_channel::new_bounded(1);
+            router.outboxes[peer].borrow_mut().wake = Some(tx);
+            glommio::spawn_local(drain_outbox(Rc::downgrade(&router), peer, rx)).detach();
+        }
+        (router, Receivers { home_rx: mesh.home_rx, edge_rx: mesh.edge_rx })
+    }
+
+    /// Registers this shard's home and edge, then starts receiving from the other shards
+    /// (so nothing arrives before there is someone to hand it to).
+    pub fn listen(
+        self: &Rc<Self>,
+        home: Weak<dyn HomeSink>,
+        edge: Weak<dyn EdgeSink>,
+        rx: Receivers,
+    ) {
+        assert!(self.home.set(home).is_ok() && self.edge.set(edge).is_ok(), "attached twice");
+        for (_, rx) in rx.home_rx {
+            glommio::spawn_local(home_loop(Rc::downgrade(self), rx)).detach();
+        }
+        for (_, rx) in rx.edge_rx {
+            glommio::spawn_local(edge_loop(Rc::downgrade(self), rx)).detach();
+        }
+    }
+
+    pub fn here(&self) -> ShardAddr {
+        self.here
+    }
+
+    pub fn placement(&self) -> &Placement {
+        &self.placement
+    }
+
+    pub fn replies(&self) -> &Replies {
+        &self.replies
+    }
+
+    // ---- To a room's home ----------------------------------------------------------
+
+    /// Sends `msg` to its room's home: handed over at once (a direct call when the home is
+    /// this shard), or a future that waits for room in the full channel to the home's
+    /// shard. Callers whose own future must stay small (a socket's read loop) hold only
+    /// the returned box, and only when a channel is full.
+    pub fn to_home(self: &Rc<Self>, msg: ToHome) -> Option<Wait> {
+        let home = self.placement.home(msg.room());
+        if home == self.here {
+            if let Some(sink) = self.home.get().and_then(Weak::upgrade) {
+                sink.deliver(msg);
+            }
+            return None;
+        }
+        let tx = self.home_tx[home.index()].as_ref()?;
+        match tx.try_send(msg) {
+            Ok(()) => None,
+            Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
+                let router = self.clone();
+                Some(Box::pin(async move {
+                    if let Some(tx) = &router.home_tx[home.index()]
+                        && tx.send(msg).await.is_err()
+                    {
+                        tracing::debug!(home = %home, "mesh channel closed (shutting down)");
+                    }
+                }))
+            }
+            Err(_) => None, // closed: shutting down
+        }
+    }
+
+    /// [`Router::to_home`], waiting if need be.
+    pub async fn send_home(self: &Rc<Self>, msg: ToHome) {
+        if let Some(wait) = self.to_home(msg) {
+            wait.await;
+        }
+    }
+
+    /// Sends `request` to room `room`'s `on_request` and waits for the response until
+    /// `deadline`; `None` if it did not come by then.
+    pub async fn request(
+        self: &Rc<Self>,
+        room: RoomKey,
+        request: Request,
+        deadline: Instant,
+    ) -> Option<Response> {
+        let slot = self.replies.open(self.here);
+        let reply = slot.reply_to();
+        let sent = crate::rt::within(
+            deadline,
+            self.send_home(ToHome::Request(Box::new(HttpRequest { room, request, reply }))),
+        );
+        sent.await?;
+        crate::rt::within(deadline, slot.wait()).await
+    }
+
+    // ---- To a socket's edge --------------------------------------------------------
+
+    /// Sends a delivery to an edge shard. Never waits: a direct call when the edge is this
+    /// shard; else the mesh channel, or the outbox behind it when the channel is full.
+    /// Frames and broadcasts are refused once [`MESH_OUTBOX_MAX`] of them wait there.
+    pub fn to_edge(&self, edge: ShardAddr, msg: ToEdge) -> Result<(), Overloaded> {
+        if edge == self.here {
+            self.deliver_here(msg);
+            return Ok(());
+        }
+        let Some(tx) = self.edge_tx.get(edge.index()).and_then(Option::as_ref) else {
+            return Ok(()); // not a shard of this node (issue 12 routes those)
+        };
+        let mut outbox = self.outboxes[edge.index()].borrow_mut();
+        // Straight into the channel only when nothing waits or is in flight before it, so
+        // deliveries to one edge stay in order.
+        if outbox.queue.is_empty() && !outbox.busy {
+            match tx.try_send(msg) {
+                Ok(()) => return Ok(()),
+                Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
+                    outbox.push(msg);
+                }
+                Err(_) => return Ok(()), // closed: shutting down
+            }
+        } else if msg.is_data() && outbox.data >= MESH_OUTBOX_MAX {
+            return Err(Overloaded { edge });
+        } else {
+            outbox.push(msg);
+        }
+        if let Some(w) = &outbox.wake {
+            let _ = w.try_send(());
+        }
+        Ok(())
+    }
+
+    /// Deliveries waiting for `edge` behind its full channel.
+    pub fn backlog(&self, edge: ShardAddr) -> usize {
+        self.outboxes.get(edge.index()).map_or(0, |o| o.borrow().queue.len())
+    }
+
+    /// Whether `edge`'s backlog is high enough that rooms writing to it should wait.
+    pub fn congested(&self, edge: ShardAddr) -> bool {
+        edge != self.here && self.backlog(edge) >= MESH_OUTBOX_HIGH
+    }
+
+    /// Waits until `edge`'s backlog is below [`MESH_OUTBOX_LOW`]. Bounded by the peer's
+    /// progress: it drains its channel without ever waiting.
+    pub async fn drained(&self, edge: ShardAddr) {
+        let Some(outbox) = self.outboxes.get(edge.index()) else {
+            return;
+        };
+        poll_fn(|cx| {
+            let mut outbox = outbox.borrow_mut();
+            if outbox.queue.len() < MESH_OUTBOX_LOW {
+                Poll::Ready(())
+            } else {
+                outbox.waiters.push(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await;
+    }
+
+    /// A delivery for this shard: responses to their waiters, the rest to the edge.
+    fn deliver_here(&self, msg: ToEdge) {
+        match msg {
+            ToEdge::Response { token, response } => self.replies.complete(token, response),
+            msg => {
+                if let Some(sink) = self.edge.get().and_then(Weak::upgrade) {
+                    sink.deliver(msg);
+                }
+            }
+        }
+    }
+}
+
+impl Outbox {
+    fn push(&mut self, msg: ToEdge) {
+        self.data += usize::from(msg.is_data());
+        self.queue.push_back(msg);
+    }
+}
+
+async fn home_loop(router: Weak<Router>, rx: ConnectedReceiver<ToHome>) {
+    while let Some(msg) = rx.recv().await {
+        let Some(router) = router.upgrade() else { return };
+        if let Some(sink) = router.home.get().and_then(Weak::upgrade) {
+            sink.deliver(msg);
+        }
+    }
+}
+
+async fn edge_loop(router: Weak<Router>, rx: ConnectedReceiver<ToEdge>) {
+    while let Some(msg) = rx.recv().await {
+        let Some(router) = router.upgrade() else { return };
+        router.deliver_here(msg);
+    }
+}
+
+async fn drain_outbox(router: Weak<Router>, peer: usize, wake: LocalReceiver<()>) {
+    while wake.recv().await.is_some() {
+        loop {
+            let Some(router) = router.upgrade() else { return };
+            let next = {
+                let mut outbox = router.outboxes[peer].borrow_mut();
+                let next = outbox.queue.pop_front();
+                if let Some(msg) = &next {
+                    outbox.data -= usize::from(msg.is_data());
+                }
+                // Busy from the first pop until the queue is empty again.
+                outbox.busy = next.is_some();
+                if outbox.queue.len() < MESH_OUTBOX_LOW {
+                    for w in outbox.waiters.drain(..) {
+                        w.wake();
+                    }
+                }
+                next
+            };
+            let Some(msg) = next else { break };
+            let Some(tx) = &router.edge_tx[peer] else { break };
+            if tx.send(msg).await.is_err() {
+                return;
+            }
+        }
+    }
+}

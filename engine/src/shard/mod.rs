@@ -1,0 +1,119 @@
+//! A shard: one executor on one core, composed of its [`Router`], its [`Home`] (the rooms
+//! that hash to it) and its [`Edge`] (the sockets it accepted). [`run`] builds them in
+//! order, connects them through the router, runs the sweeper until shutdown, then stops
+//! them in order. Everything a shard owns is `Rc`/`RefCell`, so it cannot leave its thread
+//! by construction; only route messages cross to other shards.
+//!
+//! This is the only module that knows both the edge and the home.
+
+mod stats;
+
+use crate::api::runtime::Runtime;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::edge::{Edge, FetchHandler, Gates};
+use crate::home::{Home, SpawnRoom};
+use crate::limits::SHUTDOWN_DRAIN_MS;
+use crate::route::mesh::MeshEnds;
+use crate::route::{EdgeSink, HomeSink, NodeId, Placement, Router, ShardAddr};
+pub(crate) use stats::Gauges;
+pub use stats::ShardStats;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+/// How often the sweeper runs (idle pings, parking, gauges).
+const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
+
+/// Sweeps between two looks at the home's idle rooms (once a second).
+const HOME_SWEEP_EVERY: u32 = 5;
+
+/// Least time between two forced allocator collections (one takes ~0.3-3 ms at 15,000
+/// sockets).
+const COLLECT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Everything one shard starts from, shared read-only with the others.
+pub(crate) struct ShardSetup {
+    pub config: Arc<Config>,
+    pub clock: Clock,
+    pub store: partyline_storage::Store,
+    pub gates: Arc<HashMap<String, Gates>>,
+    pub spawners: Arc<HashMap<String, SpawnRoom>>,
+    pub on_fetch: Option<FetchHandler>,
+    pub shutdown: Arc<AtomicBool>,
+    pub gauges: Arc<[Gauges]>,
+}
+
+/// Builds shard `id` and runs it until shutdown.
+pub(crate) async fn run(
+    id: usize,
+    setup: Arc<ShardSetup>,
+    listener: socket2::Socket,
+    mesh: MeshEnds,
+) {
+    let shards = setup.gauges.len();
+    let here = ShardAddr::local(NodeId::default(), id);
+    let placement = Placement::new(here.node, shards);
+    let (router, receivers) = Router::new(here, placement, mesh.connect().await);
+    let runtime = Rc::new(Runtime {
+        router: router.clone(),
+        config: setup.config.clone(),
+        clock: setup.clock.clone(),
+        store: setup.store.clone(),
+    });
+    let home = Home::new(runtime.clone(), setup.spawners.clone());
+    let edge = match Edge::new(runtime, setup.gates.clone(), setup.on_fetch) {
+        Ok(edge) => edge,
+        Err(e) => {
+            tracing::error!(shard = %here, error = %e, "cannot create the shard's epoll set");
+            return;
+        }
+    };
+    let (home_sink, edge_sink): (Weak<dyn HomeSink>, Weak<dyn EdgeSink>) =
+        (Rc::<Home>::downgrade(&home), Rc::<Edge>::downgrade(&edge));
+    router.listen(home_sink, edge_sink, receivers);
+    home.start();
+    let (acceptor, waiter) = edge.start(listener);
+    tracing::debug!(shard = %here, "shard running");
+
+    sweep_until_shutdown(&edge, &home, &setup.gauges[id], &setup.shutdown).await;
+
+    // Shutdown: stop accepting, close every socket with 1001, wait for them to drain,
+    // then unload every room (their tasks end, and with them the references to the store).
+    drop(acceptor);
+    edge.close_all();
+    let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS);
+    while !edge.is_empty() && Instant::now() < deadline {
+        crate::rt::sleep(Duration::from_millis(20)).await;
+    }
+    edge.stop_parking();
+    waiter.await;
+    home.stop();
+    tracing::debug!(shard = %here, left = edge.stats().sockets, "shard stopped");
+}
+
+/// The sweeper: idle pings, timeouts and parking on the edge, idle rooms on the home,
+/// the gauges, handing freed memory back, and the shutdown flag.
+async fn sweep_until_shutdown(edge: &Edge, home: &Home, gauges: &Gauges, shutdown: &AtomicBool) {
+    // Parked sockets free their tasks and streams; hand that memory back to the OS, at
+    // most once a second.
+    let (mut parked_before, mut collect_due, mut collected_at) = (0, false, Instant::now());
+    let mut tick = 0u32;
+    while !shutdown.load(Ordering::Relaxed) {
+        crate::rt::sleep(SWEEP_INTERVAL).await;
+        let edge_stats = edge.sweep();
+        collect_due |= edge_stats.parked > parked_before;
+        parked_before = edge_stats.parked;
+        if collect_due && collected_at.elapsed() >= COLLECT_INTERVAL {
+            crate::rt::release_freed_memory();
+            (collect_due, collected_at) = (false, Instant::now());
+        }
+        tick = tick.wrapping_add(1);
+        if tick.is_multiple_of(HOME_SWEEP_EVERY) {
+            home.sweep();
+        }
+        gauges.publish(&edge_stats, &home.stats());
+    }
+}

@@ -26,30 +26,38 @@ pub const CONNECTION_TAG_COUNT_MAX: usize = 10;
 /// longer than this is refused with 400 before the upgrade.
 pub const CONNECTION_TAG_CHARS_MAX: usize = 256;
 
-/// Events queued for one room before the edges stop reading the room's sockets (the room
-/// is *paused*); reading resumes below [`ROOM_MAILBOX_RESUME`]. Backpressure reaches the
-/// sockets feeding a busy room, and no channel other rooms share ever waits for it.
-pub const ROOM_MAILBOX_PAUSE: usize = 256;
+/// Messages one edge shard may have sent to one room that the room has not yet taken
+/// from its mailbox: the room's *window* on that edge. An edge whose window for a room is
+/// full stops reading that room's sockets until the room's credit arrives, so a busy room
+/// pushes back on the sockets that feed it, at once and on their own shard, and no channel
+/// other rooms share ever waits for it.
+pub const ROOM_WINDOW_EVENTS: u32 = 256;
 
-/// Queued message bytes that pause a room like [`ROOM_MAILBOX_PAUSE`] events do.
-pub const ROOM_MAILBOX_PAUSE_BYTES: usize = 1024 * 1024;
+/// Message bytes in a room's window on one edge, like [`ROOM_WINDOW_EVENTS`]. A socket
+/// reads when the window has room, so one read's messages (or one message of up to
+/// `message_size_max`) may go past it.
+pub const ROOM_WINDOW_BYTES: usize = 1024 * 1024;
 
-/// Events (and a quarter of the pause bytes) below which a paused room's sockets are read
-/// again.
-pub const ROOM_MAILBOX_RESUME: usize = 64;
+/// A room returns credit to an edge once it has taken this many of the edge's messages
+/// (or [`ROOM_CREDIT_BATCH_BYTES`]): a quarter of the window, so credit costs one small
+/// cross-shard message per many, and the window never stalls on credit kept back.
+pub const ROOM_CREDIT_BATCH_EVENTS: u32 = ROOM_WINDOW_EVENTS / 4;
 
-/// Hard cap on one room's queued events, for what arrives while edges learn of a pause
-/// (messages already in mesh channels). Past it a message's sender is closed with 1013
-/// and a connect or request is answered 503; a close is always queued (each connection
-/// has one). Raising it lets one room hold more memory while flooded.
-pub const ROOM_MAILBOX_MAX: usize = 4096;
+/// See [`ROOM_CREDIT_BATCH_EVENTS`].
+pub const ROOM_CREDIT_BATCH_BYTES: usize = ROOM_WINDOW_BYTES / 4;
 
-/// Hard cap on one room's queued message bytes, with the same outcome as
-/// [`ROOM_MAILBOX_MAX`].
-pub const ROOM_MAILBOX_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Hard cap on one room's queued events (messages are bounded by the windows, shards x
+/// [`ROOM_WINDOW_EVENTS`]; connects and requests by the sockets waiting for them). Past it
+/// a connect or request is answered 503 and a message's sender is closed with 1013; a
+/// close is always queued (each connection has one).
+pub const ROOM_MAILBOX_MAX: usize = 16 * 1024;
+
+/// Hard cap on one room's queued message and request bytes, with the same outcome as
+/// [`ROOM_MAILBOX_MAX`]. Raising it lets one room hold more memory while flooded.
+pub const ROOM_MAILBOX_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Messages in flight in one cross-shard channel (one per ordered pair of shards).
-pub const MESH_CHANNEL_MAX: usize = 4096;
+pub const MESH_CHANNEL_MAX: usize = 1024;
 
 /// Frames and broadcasts (home to edge) waiting behind a full mesh channel, per peer
 /// shard. Past it, `Connection::send` and `Room::broadcast` fail with an overload error
@@ -232,8 +240,9 @@ pub const OPEN_FILES_RESERVE: u64 = 256;
 /// limit of unprivileged users once there are a few shards.
 pub const SHARD_IO_MEMORY: usize = 512 * 1024;
 
-const _: () = assert!(ROOM_MAILBOX_RESUME < ROOM_MAILBOX_PAUSE);
-const _: () = assert!(ROOM_MAILBOX_PAUSE < ROOM_MAILBOX_MAX);
-const _: () = assert!(ROOM_MAILBOX_PAUSE_BYTES < ROOM_MAILBOX_BYTES_MAX);
+const _: () =
+    assert!(ROOM_CREDIT_BATCH_EVENTS > 0 && ROOM_CREDIT_BATCH_EVENTS < ROOM_WINDOW_EVENTS);
+const _: () = assert!(ROOM_CREDIT_BATCH_BYTES < ROOM_WINDOW_BYTES);
+const _: () = assert!(ROOM_WINDOW_BYTES <= ROOM_MAILBOX_BYTES_MAX / 16);
 const _: () = assert!(MESH_OUTBOX_LOW < MESH_OUTBOX_HIGH && MESH_OUTBOX_HIGH < MESH_OUTBOX_MAX);
 const _: () = assert!(SCRATCH_BYTES > wire::WS_FRAME_HEADER_MAX);

@@ -399,7 +399,7 @@ impl EdgeSink for Peer {
                     self.closing.borrow_mut().push((conn, code, reason));
                 }
             }
-            ToEdge::Pause { .. } | ToEdge::Resume { .. } | ToEdge::Response { .. } => {}
+            ToEdge::Credit { .. } | ToEdge::Response { .. } => {}
         }
     }
 }

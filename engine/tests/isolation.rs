@@ -119,10 +119,10 @@ fn a_flooded_room_does_not_stall_other_rooms() {
 
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = (0..4).flat_map(|_| flood(addr, stop.clone())).collect();
-    // Let the flood fill every queue it can, and check that it does: the flooded room is
-    // paused (its sockets are not read) at some point.
+    // Let the flood fill every queue it can, and check that it does: the flooding sockets'
+    // reads are held back for their room.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !srv.stats().iter().any(|s| s.rooms_paused > 0) {
+    while srv.stats().iter().map(|s| s.reads_held).sum::<u64>() < 100 {
         assert!(Instant::now() < deadline, "the flood never filled the room: {:?}", srv.stats());
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -147,10 +147,11 @@ fn a_flooded_room_does_not_stall_other_rooms() {
          {loaded_p50:?} p99 {loaded_p99:?}; http {http_time:?}; handshake {handshake_time:?}"
     );
     // "A few milliseconds" on a shared 2-core machine running the flood clients too.
-    let allowance = Duration::from_millis(50);
-    assert!(loaded_p50 < quiet_p50 + Duration::from_millis(10), "flooded p50 {loaded_p50:?}");
+    // (Today's main gave 1.1 to 5.8 s here; this one about 1-2 ms.)
+    let allowance = Duration::from_millis(25);
+    assert!(loaded_p50 < quiet_p50 + Duration::from_millis(5), "flooded p50 {loaded_p50:?}");
     assert!(loaded_p99 < quiet_p99 + allowance, "flooded p99 {loaded_p99:?}");
-    assert!(http_time < allowance * 2, "HTTP to another room took {http_time:?}");
-    assert!(handshake_time < allowance * 2, "a new handshake took {handshake_time:?}");
+    assert!(http_time < allowance, "HTTP to another room took {http_time:?}");
+    assert!(handshake_time < allowance, "a new handshake took {handshake_time:?}");
     srv.shutdown().unwrap();
 }

@@ -11,6 +11,7 @@
 
 use super::out_queue::{Flush, OutQueue};
 use super::park::Parking;
+use crate::limits::{ROOM_WINDOW_BYTES, ROOM_WINDOW_EVENTS};
 use crate::route::{ConnId, ConnectOutcome, RoomKey, RoomUid};
 use bytes::Bytes;
 use partyline_protocol::ws::CloseCode;
@@ -31,19 +32,63 @@ pub(super) enum Phase {
     Closing,
 }
 
-/// Where an open socket's room is: its address and, for the edge's member lists, the uid
-/// of the room's current loading. One per room on this edge, shared by its members.
+/// Where an open socket's room is: its address, the uid of the room's current loading (for
+/// the edge's member lists), and the room's window on this edge: messages sent to it and
+/// not yet credited back. One per room on this edge, shared by its members.
 #[derive(Debug)]
 pub(super) struct RoomLink {
     pub key: RoomKey,
     pub uid: RoomUid,
+    /// (messages, bytes) in flight to the room from this edge.
+    in_flight: Cell<(u32, usize)>,
+    /// Sockets of the room waiting for its window to open.
+    waiters: RefCell<Vec<Waker>>,
+}
+
+impl RoomLink {
+    pub fn new(key: RoomKey, uid: RoomUid) -> RoomLink {
+        RoomLink { key, uid, in_flight: Cell::new((0, 0)), waiters: RefCell::new(Vec::new()) }
+    }
+
+    /// A message of `bytes` went to the room.
+    pub fn charge(&self, bytes: usize) {
+        let (events, held) = self.in_flight.get();
+        self.in_flight.set((events + 1, held + bytes));
+    }
+
+    /// Whether the room has a full window of this edge's messages to take first.
+    pub fn window_full(&self) -> bool {
+        let (events, bytes) = self.in_flight.get();
+        events >= ROOM_WINDOW_EVENTS || bytes >= ROOM_WINDOW_BYTES
+    }
+
+    /// Wakes `waker` when the window opens.
+    pub fn wait(&self, waker: &Waker) {
+        let mut waiters = self.waiters.borrow_mut();
+        if !waiters.iter().any(|w| w.will_wake(waker)) {
+            waiters.push(waker.clone());
+        }
+    }
+
+    /// The room took `events` messages (`bytes`): wakes the waiting sockets if the window
+    /// opened.
+    pub fn credit(&self, events: u32, bytes: usize) {
+        let (held_events, held_bytes) = self.in_flight.get();
+        // A link made again after all its sockets left may get credit for the old one's
+        // messages: never below zero.
+        self.in_flight.set((held_events.saturating_sub(events), held_bytes.saturating_sub(bytes)));
+        if !self.window_full() {
+            for waker in self.waiters.borrow_mut().drain(..) {
+                waker.wake();
+            }
+        }
+    }
 }
 
 /// Flags packed in one byte (an idle socket's record is what a parked connection costs).
 const PARK_WANTED: u8 = 1;
 const SENT: u8 = 2;
 const PINGED: u8 = 4;
-const READ_PAUSED: u8 = 8;
 
 pub(super) struct EdgeConn {
     id: ConnId,
@@ -261,18 +306,6 @@ impl EdgeConn {
         self.outcome.borrow_mut().take().map(|b| *b)
     }
 
-    /// Stops or starts reading the socket (its room's mailbox is full / has drained).
-    pub fn set_read_paused(&self, paused: bool) {
-        let was = self.set_flag(READ_PAUSED, paused);
-        if was && !paused {
-            self.wake();
-        }
-    }
-
-    pub fn read_paused(&self) -> bool {
-        self.flag(READ_PAUSED)
-    }
-
     /// Wakes the socket's task, or resumes it if it is parked.
     pub fn wake(&self) {
         if self.parked_fd.get() >= 0 {
@@ -374,10 +407,6 @@ impl EdgeConn {
         } else {
             Sweep::Nothing
         }
-    }
-
-    fn flag(&self, bit: u8) -> bool {
-        self.flags.get() & bit != 0
     }
 
     /// Sets or clears `bit`; whether it was set before.

@@ -36,14 +36,10 @@ use std::sync::Arc;
 use std::task::Context;
 use std::time::Instant;
 
-/// A room's sockets on this edge.
-#[derive(Default)]
+/// A room's sockets on this edge, and its window here (in the shared link).
 struct EdgeRoom {
-    /// Made when the first socket joins (a pause may come before any).
-    link: Option<Rc<RoomLink>>,
+    link: Rc<RoomLink>,
     members: Vec<Rc<EdgeConn>>,
-    /// The room's home asked to stop reading its sockets.
-    paused: bool,
 }
 
 /// What a shard's edge holds, for its gauges.
@@ -56,6 +52,7 @@ pub(crate) struct EdgeStats {
     pub inbound_bytes: usize,
     pub closed_for_output: u64,
     pub closed_for_input: u64,
+    pub reads_held: u64,
 }
 
 /// One shard's sockets.
@@ -80,6 +77,8 @@ pub(crate) struct Edge {
     in_max: usize,
     closed_for_output: Cell<u64>,
     closed_for_input: Cell<u64>,
+    /// Reads held back by a full room window (see [`RoomLink`]).
+    reads_held: Cell<u64>,
     shutting_down: Cell<bool>,
 }
 
@@ -111,6 +110,7 @@ impl Edge {
             in_max: (limits.inbound_total_bytes_max / shards).max(limits.message_size_max),
             closed_for_output: Cell::new(0),
             closed_for_input: Cell::new(0),
+            reads_held: Cell::new(0),
             shutting_down: Cell::new(false),
         }))
     }
@@ -300,15 +300,16 @@ impl Edge {
     // ---- Rooms' members on this edge ------------------------------------------------
 
     /// `conn` was accepted into room `key` (loaded as `uid`): it joins the room's list
-    /// here and opens. Its reads wait if the room is paused.
+    /// here (sharing the room's link and window) and opens.
     fn join(&self, conn: &Rc<EdgeConn>, key: RoomKey, uid: RoomUid) {
         let mut rooms = self.rooms.borrow_mut();
-        let room = rooms.entry(uid).or_default();
-        let link = room.link.get_or_insert_with(|| Rc::new(RoomLink { key, uid })).clone();
+        let room = rooms.entry(uid).or_insert_with(|| EdgeRoom {
+            link: Rc::new(RoomLink::new(key, uid)),
+            members: Vec::new(),
+        });
         conn.set_member_pos(room.members.len());
         room.members.push(conn.clone());
-        conn.set_read_paused(room.paused);
-        conn.open(link, self.now_s());
+        conn.open(room.link.clone(), self.now_s());
     }
 
     /// Removes a socket from its room's list (O(1): swap with the last).
@@ -322,27 +323,15 @@ impl Edge {
             if let Some(moved) = room.members.get(pos) {
                 moved.set_member_pos(pos);
             }
-            if room.members.is_empty() && !room.paused {
+            if room.members.is_empty() {
                 rooms.remove(&uid);
             }
         }
     }
 
-    /// Stops or starts reading the room's sockets here. A pause may come before any of
-    /// them joined (they join paused); a resume ends the room's entry if it has none.
-    fn set_paused(&self, uid: RoomUid, paused: bool) {
-        let mut rooms = self.rooms.borrow_mut();
-        if !paused && !rooms.contains_key(&uid) {
-            return;
-        }
-        let room = rooms.entry(uid).or_default();
-        room.paused = paused;
-        for member in &room.members {
-            member.set_read_paused(paused);
-        }
-        if !paused && room.members.is_empty() {
-            rooms.remove(&uid);
-        }
+    /// A socket's read waits for its room's window to open.
+    fn read_held(&self) {
+        self.reads_held.set(self.reads_held.get() + 1);
     }
 
     // ---- Housekeeping --------------------------------------------------------------
@@ -382,6 +371,7 @@ impl Edge {
             inbound_bytes: self.in_total.get(),
             closed_for_output: self.closed_for_output.get(),
             closed_for_input: self.closed_for_input.get(),
+            reads_held: self.reads_held.get(),
         }
     }
 
@@ -452,8 +442,11 @@ impl EdgeSink for Edge {
                     c.request_close(code, &reason);
                 }
             }
-            ToEdge::Pause { room } => self.set_paused(room, true),
-            ToEdge::Resume { room } => self.set_paused(room, false),
+            ToEdge::Credit { room, events, bytes } => {
+                if let Some(r) = self.rooms.borrow().get(&room) {
+                    r.link.credit(events, bytes);
+                }
+            }
             // The router hands responses to their waiters itself.
             ToEdge::Response { .. } => {}
         }

@@ -1,8 +1,8 @@
 //! The WebSocket phases of a socket: *negotiate* (handshake, the `on_before_connect` gate,
 //! the room's answer within `room_answer_timeout_ms`, then the 101 and whatever
 //! `on_connect` sent), the *read loop* (decode frames from the shard's scratch buffer,
-//! answer pings, hand messages to the room, write what is queued; wait while the room is
-//! paused; park when idle), and *close* (tell the room, flush the close frame, end the
+//! answer pings, hand messages to the room, write what is queued; wait while the room has a
+//! full window of this shard's messages; park when idle), and *close* (tell the room, flush the close frame, end the
 //! connection gracefully within [`CLOSE_LINGER_MS`]).
 //!
 //! Memory held by an open WebSocket: the task, its record ([`EdgeConn`]) and glommio's
@@ -280,7 +280,7 @@ async fn ws_loop(
             reader.streak = 0;
             futures_lite::future::yield_now().await;
         }
-        let step = poll_fn(|cx| read_step(edge, conn, stream, cx, &mut reader)).await;
+        let step = poll_fn(|cx| read_step(edge, conn, link, stream, cx, &mut reader)).await;
         match step {
             Ok(Step::Read) => reader.streak += 1,
             Ok(Step::Park) => match park::dup(rt::fd_of(stream)) {
@@ -297,11 +297,12 @@ async fn ws_loop(
     }
 }
 
-/// One poll of the socket: a close request first, then writes, then (unless the room
-/// paused the socket) a read, decoded at once from the scratch buffer.
+/// One poll of the socket: a close request first, then writes, then (unless the room's
+/// window here is full) a read, decoded at once from the scratch buffer.
 fn read_step(
     edge: &Edge,
     conn: &EdgeConn,
+    link: &RoomLink,
     stream: &mut TcpStream,
     cx: &mut Context<'_>,
     reader: &mut Reader,
@@ -313,9 +314,11 @@ fn read_step(
     if let Err(e) = edge.flush(conn, stream, cx) {
         return Poll::Ready(Err(e));
     }
-    if conn.read_paused() {
-        // The room's mailbox is full: the client's bytes wait in the kernel, and TCP
-        // pushes back on the client. A resume wakes this task.
+    if link.window_full() {
+        // The room has not taken this shard's last window of messages: the client's bytes
+        // wait in the kernel, and TCP pushes back on the client. Credit wakes this task.
+        link.wait(cx.waker());
+        edge.read_held();
         reader.streak = 0;
         return Poll::Pending;
     }
@@ -356,6 +359,7 @@ enum Forwarded {
 fn forward(edge: &Rc<Edge>, conn: &EdgeConn, link: &RoomLink, event: Inbound) -> Forwarded {
     match event {
         Inbound::Message(message) => {
+            link.charge(message.len());
             let msg = ToHome::Message { room: link.key.clone(), conn: conn.id(), message };
             match edge.router().to_home(msg) {
                 Some(wait) => Forwarded::Wait(wait),

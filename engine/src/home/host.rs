@@ -1,14 +1,16 @@
 //! [`RoomHost`]: one loaded room on its home shard: its core (what party code sees), its
 //! mailbox, and the flow control that keeps a busy room from hurting others. The mailbox
-//! is a plain queue the shard pushes into without ever waiting; when it passes
-//! [`ROOM_MAILBOX_PAUSE`] events (or bytes), the edges holding the room's sockets are told
-//! to stop reading them, and to read again once the room has caught up. Past the hard cap
-//! an event is refused with a defined answer instead of queued (see [`Refused`]).
+//! is a plain queue the shard pushes into without ever waiting. Messages are bounded by
+//! each edge's window for the room ([`ROOM_WINDOW_EVENTS`]): the room hands credit back as
+//! it takes them ([`ROOM_CREDIT_BATCH_EVENTS`] at a time), and an edge with no credit left
+//! stops reading the room's sockets. Past the mailbox's hard cap an event is refused with
+//! a defined answer instead of queued (see [`Refused`]).
 
 use crate::api::RoomCore;
+#[cfg(doc)]
+use crate::limits::ROOM_WINDOW_EVENTS;
 use crate::limits::{
-    ROOM_MAILBOX_BYTES_MAX, ROOM_MAILBOX_MAX, ROOM_MAILBOX_PAUSE, ROOM_MAILBOX_PAUSE_BYTES,
-    ROOM_MAILBOX_RESUME,
+    ROOM_CREDIT_BATCH_BYTES, ROOM_CREDIT_BATCH_EVENTS, ROOM_MAILBOX_BYTES_MAX, ROOM_MAILBOX_MAX,
 };
 use crate::payload::Message;
 use crate::route::{ConnId, ConnectRequest, HttpRequest, ShardAddr, ToEdge, ToHome};
@@ -73,9 +75,9 @@ pub(crate) struct RoomHost {
     mailbox_bytes: Cell<usize>,
     /// The room's task is handling an event.
     running: Cell<bool>,
-    /// The edges in `paused_edges` were told to stop reading the room's sockets.
-    paused: Cell<bool>,
-    paused_edges: RefCell<Vec<ShardAddr>>,
+    /// Credit owed to each edge for messages taken from the mailbox: (edge, messages,
+    /// bytes), returned in batches.
+    owed: RefCell<Vec<(ShardAddr, u32, usize)>>,
     /// Unloaded: the task ends at its next look.
     closed: Cell<bool>,
     waker: RefCell<Option<Waker>>,
@@ -92,8 +94,7 @@ impl RoomHost {
             mailbox: RefCell::new(VecDeque::new()),
             mailbox_bytes: Cell::new(0),
             running: Cell::new(false),
-            paused: Cell::new(false),
-            paused_edges: RefCell::new(Vec::new()),
+            owed: RefCell::new(Vec::new()),
             closed: Cell::new(false),
             waker: RefCell::new(None),
             charged: Cell::new(0),
@@ -126,9 +127,13 @@ impl RoomHost {
             if self.closed.get() {
                 return Poll::Ready(None);
             }
-            match self.mailbox.borrow_mut().pop_front() {
+            let next = self.mailbox.borrow_mut().pop_front();
+            match next {
                 Some(event) => {
                     self.mailbox_bytes.set(self.mailbox_bytes.get() - event.bytes());
+                    if let RoomEvent::Message { conn, message } = &event {
+                        self.credit(conn.edge, message.len());
+                    }
                     Poll::Ready(Some(event))
                 }
                 None => {
@@ -166,51 +171,32 @@ impl RoomHost {
         self.mailbox.borrow().len()
     }
 
-    /// Tells edges to stop or start reading the room's sockets, as the mailbox requires:
-    /// pause past [`ROOM_MAILBOX_PAUSE`] (events or bytes), resume at or below
-    /// [`ROOM_MAILBOX_RESUME`], and pause edges that gained connections while paused.
-    /// Cheap when nothing changes: two comparisons.
-    pub fn regulate(&self) {
-        let (len, bytes) = (self.mailbox.borrow().len(), self.mailbox_bytes.get());
-        if !self.paused.get() {
-            if len >= ROOM_MAILBOX_PAUSE || bytes >= ROOM_MAILBOX_PAUSE_BYTES {
-                self.paused.set(true);
-                self.pause_new_edges();
+    /// A message from `edge` left the mailbox (taken, or refused): owe the edge its
+    /// window back, and return what is owed once it is a batch.
+    pub fn credit(&self, edge: ShardAddr, bytes: usize) {
+        let mut owed = self.owed.borrow_mut();
+        let at = match owed.iter().position(|(e, _, _)| *e == edge) {
+            Some(at) => at,
+            None => {
+                owed.push((edge, 0, 0));
+                owed.len() - 1
             }
-            return;
+        };
+        let entry = &mut owed[at];
+        entry.1 += 1;
+        entry.2 += bytes;
+        if entry.1 >= ROOM_CREDIT_BATCH_EVENTS || entry.2 >= ROOM_CREDIT_BATCH_BYTES {
+            let credit = ToEdge::Credit { room: self.core.uid, events: entry.1, bytes: entry.2 };
+            owed.swap_remove(at);
+            drop(owed);
+            // Control deliveries are never refused.
+            let _ = self.core.runtime.router.to_edge(edge, credit);
         }
-        if len <= ROOM_MAILBOX_RESUME && bytes <= ROOM_MAILBOX_PAUSE_BYTES / 4 {
-            self.paused.set(false);
-            let uid = self.core.uid;
-            for edge in self.paused_edges.borrow_mut().drain(..) {
-                // Control deliveries are never refused.
-                let _ = self.core.runtime.router.to_edge(edge, ToEdge::Resume { room: uid });
-            }
-        } else {
-            self.pause_new_edges();
-        }
-    }
-
-    fn pause_new_edges(&self) {
-        let registry = self.core.registry.borrow();
-        let mut paused = self.paused_edges.borrow_mut();
-        for edge in registry.edges() {
-            if !paused.contains(&edge) {
-                paused.push(edge);
-                let _ =
-                    self.core.runtime.router.to_edge(edge, ToEdge::Pause { room: self.core.uid });
-            }
-        }
-    }
-
-    /// Whether edges are told to hold the room's sockets.
-    pub fn is_paused(&self) -> bool {
-        self.paused.get()
     }
 
     /// Waits while an edge holding the room's connections has a backlog of deliveries:
     /// a room sending faster than its sockets' shards write stops taking events, so its
-    /// mailbox fills and its own sockets are paused. Bounded by those shards' progress.
+    /// mailbox fills and its own sockets wait for credit. Bounded by those shards' progress.
     pub async fn wait_for_edges(&self) {
         loop {
             let congested = {

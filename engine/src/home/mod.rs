@@ -36,7 +36,6 @@ pub(crate) struct HomeStats {
     pub refused_rooms: u64,
     /// Events refused by a room past its mailbox's hard cap.
     pub refused_events: u64,
-    pub paused_rooms: usize,
 }
 
 /// One shard's rooms.
@@ -109,7 +108,6 @@ impl Home {
             unloaded: self.unloaded.get(),
             refused_rooms: self.refused_rooms.get(),
             refused_events: self.refused_events.get(),
-            paused_rooms: rooms.values().filter(|h| h.is_paused()).count(),
         }
     }
 
@@ -296,8 +294,10 @@ impl HomeSink for Home {
             warn_client!(party = %key.party, room = %key.room, queued = host.queued(), "room mailbox full; event refused");
             let response = Response::text(503, "room overloaded; try again later\n")
                 .with_header("retry-after", "1");
+            if let RoomEvent::Message { conn, message } = &event {
+                host.credit(conn.edge, message.len());
+            }
             self.refuse(event, response);
         }
-        host.regulate();
     }
 }

@@ -442,7 +442,6 @@ async fn run_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHos
         host.set_running(true);
         runner.handle(event).await;
         host.set_running(false);
-        host.regulate();
         home.settle(&host, runner.memory_bytes());
     }
 }

@@ -111,13 +111,12 @@ pub(crate) enum ToEdge {
         code: CloseCode,
         reason: String,
     },
-    /// The room's mailbox is full: stop reading its sockets.
-    Pause {
+    /// The room took `events` messages (`bytes` of payload) from this edge: its window
+    /// here has that much more room.
+    Credit {
         room: RoomUid,
-    },
-    /// The room's mailbox drained: read its sockets again.
-    Resume {
-        room: RoomUid,
+        events: u32,
+        bytes: usize,
     },
     /// The answer to a request or fetch waiting on the edge (or on a room) under `token`.
     Response {

@@ -33,8 +33,9 @@ pub struct ShardStats {
     pub rooms_refused: u64,
     /// Events refused by a room's full mailbox (1013 / 503), since start.
     pub events_refused: u64,
-    /// Rooms whose sockets are paused now (their mailbox is full).
-    pub rooms_paused: usize,
+    /// Times a socket's read waited because its room had a full window of unhandled
+    /// messages from this shard (backpressure from a busy room), since start.
+    pub reads_held: u64,
 }
 
 /// One shard's published gauges.
@@ -52,7 +53,7 @@ pub(crate) struct Gauges {
     rooms_unloaded: AtomicU64,
     rooms_refused: AtomicU64,
     events_refused: AtomicU64,
-    rooms_paused: AtomicUsize,
+    reads_held: AtomicU64,
 }
 
 impl Gauges {
@@ -70,7 +71,7 @@ impl Gauges {
         self.rooms_unloaded.store(home.unloaded, r);
         self.rooms_refused.store(home.refused_rooms, r);
         self.events_refused.store(home.refused_events, r);
-        self.rooms_paused.store(home.paused_rooms, r);
+        self.reads_held.store(edge.reads_held, r);
     }
 
     pub fn read(&self) -> ShardStats {
@@ -88,7 +89,7 @@ impl Gauges {
             rooms_unloaded: self.rooms_unloaded.load(r),
             rooms_refused: self.rooms_refused.load(r),
             events_refused: self.events_refused.load(r),
-            rooms_paused: self.rooms_paused.load(r),
+            reads_held: self.reads_held.load(r),
         }
     }
 }

@@ -1,97 +1,21 @@
 //! Bad and slow clients against a real server: malformed HTTP, protocol violations with
 //! their close codes, oversized messages, a slowloris head, a slow consumer, pings, HTTP
-//! keep-alive and pipelining. Each must get the right answer and harm nobody else.
+//! keep-alive and pipelining, bodies on upgrades, overlong ids, refusals while the client
+//! is still sending, and a second server on the same port. Each must get the right answer,
+//! delivered whole (never cut off by a reset), and harm nobody else.
 
 mod common;
 
 use common::*;
 use partyline::Server;
-use partyline_protocol::ws::{CloseCode, Decoded, FrameDecoder, FrameLimits, Opcode, Role, encode};
+use partyline_protocol::ws::{CloseCode, Opcode, encode};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 fn server() -> Server {
     Server::new(config(1)).with_builtin_parties()
 }
-
-/// A WebSocket client at the byte level.
-struct Raw {
-    stream: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Raw {
-    fn connect(addr: SocketAddr, path: &str) -> Raw {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        write!(
-            stream,
-            "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
-             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
-        )
-        .unwrap();
-        let mut raw = Raw { stream, buf: Vec::new() };
-        let end = loop {
-            if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            raw.fill();
-        };
-        let head = String::from_utf8_lossy(&raw.buf[..end]).into_owned();
-        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
-        raw.buf.drain(..end);
-        raw
-    }
-
-    fn fill(&mut self) {
-        let mut chunk = [0u8; 65536];
-        let n = self.stream.read(&mut chunk).unwrap();
-        assert!(n > 0, "server closed during the handshake");
-        self.buf.extend_from_slice(&chunk[..n]);
-    }
-
-    fn send(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).unwrap();
-    }
-
-    /// The next frame from the server: (opcode, payload); `None` at end of stream.
-    fn frame(&mut self) -> Option<(Opcode, Vec<u8>)> {
-        let decoder = FrameDecoder::new(Role::Client, FrameLimits { message_size_max: 64 << 20 });
-        loop {
-            match decoder.decode(&mut self.buf).unwrap() {
-                Decoded::Frame { frame, len } => {
-                    let out = (frame.opcode, frame.payload.to_vec());
-                    self.buf.drain(..len);
-                    return Some(out);
-                }
-                Decoded::NeedMore { .. } => {
-                    let mut chunk = [0u8; 65536];
-                    match self.stream.read(&mut chunk) {
-                        Ok(0) | Err(_) => return None,
-                        Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            }
-        }
-    }
-
-    /// Reads frames until a close; returns its code.
-    fn close_code(&mut self) -> u16 {
-        while let Some((op, payload)) = self.frame() {
-            if op == Opcode::Close {
-                return if payload.len() >= 2 {
-                    u16::from_be_bytes([payload[0], payload[1]])
-                } else {
-                    1005
-                };
-            }
-        }
-        panic!("stream ended without a close frame");
-    }
-}
-
-const MASK: [u8; 4] = [1, 2, 3, 4];
 
 #[test]
 fn protocol_violations_close_with_the_right_code() {
@@ -258,4 +182,114 @@ fn slow_consumer_is_closed_and_others_keep_receiving() {
     }
     assert!(total < 32 << 20, "slow client received {total} bytes");
     srv.shutdown().unwrap();
+}
+
+#[test]
+fn upgrades_with_a_body_or_an_overlong_id_and_bad_text_are_400() {
+    let (srv, addr) = start(server());
+    let upgrade = |extra: &str, path: &str| {
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n{extra}\r\n"
+        )
+    };
+    // A body on an upgrade would otherwise be read as frames.
+    let with_body = upgrade("Content-Length: 5\r\n", "/parties/echo/r") + "hello";
+    let answer = raw_http(addr, with_body.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("cannot have a body"), "{answer}");
+    // A _pk longer than a tag may be is refused before the upgrade, not after it.
+    let long_id = format!("/parties/echo/r?_pk={}", "x".repeat(257));
+    let answer = raw_http(addr, upgrade("", &long_id).as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let ok_id = format!("/parties/echo/r?_pk={}", "x".repeat(256));
+    let (mut ws, _) = ws(addr, &ok_id);
+    send_text(&mut ws, "ok");
+    assert_eq!(read_text(&mut ws), "ok");
+    // Bytes that are not UTF-8 posted to `main` are the client's error.
+    let mut post = b"POST /parties/main/utf HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n".to_vec();
+    post.extend_from_slice(&[0xff, 0xfe]);
+    let answer = raw_http(addr, &post);
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn a_refused_request_arrives_whole_while_the_client_is_still_sending() {
+    let mut cfg = config(1);
+    cfg.limits.http_body_size_max = 64 * 1024;
+    let (srv, addr) = start(Server::new(cfg).with_builtin_parties());
+    for _ in 0..5 {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        stream
+            .write_all(
+                b"POST /parties/main/r HTTP/1.1\r\nHost: x\r\nContent-Length: 8388608\r\n\r\n",
+            )
+            .unwrap();
+        // Keep sending the body: the server answers 413 early and must not reset the
+        // connection while these bytes arrive.
+        let mut writer = stream.try_clone().unwrap();
+        let sending = std::thread::spawn(move || {
+            let chunk = vec![b'b'; 64 * 1024];
+            for _ in 0..128 {
+                if writer.write_all(&chunk).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut answer = Vec::new();
+        let result = stream.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(result.is_ok(), "read failed ({result:?}) after {answer:?}");
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.ends_with('\n'), "the answer was cut: {answer:?}");
+        sending.join().unwrap();
+    }
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn a_slow_consumer_reads_its_close_frame_when_it_reads_again() {
+    let mut cfg = config(1);
+    cfg.limits.message_size_max = 16 * 1024;
+    cfg.limits.outbound_bytes_max = 64 * 1024;
+    let (srv, addr) = start(Server::new(cfg).with_builtin_parties());
+    let mut slow = Raw::connect_with(addr, "/parties/relay/slow", Some(4096));
+    let (mut reader, _) = ws(addr, "/parties/relay/slow");
+    let (mut sender, _) = ws(addr, "/parties/relay/slow");
+    let payload = "s".repeat(16 * 1024);
+    // About 6.5 MB: more than the slow socket's kernel buffer and its 64 KiB queue.
+    for _ in 0..400 {
+        send_text(&mut sender, &payload);
+        assert_eq!(read_text(&mut reader).len(), payload.len());
+    }
+    // Whole frames (the one cut short by the close is finished first), then 1008.
+    let mut last = None;
+    while let Some(frame) = slow.frame() {
+        last = Some(frame);
+    }
+    let (op, payload) = last.expect("frames");
+    assert_eq!(op, Opcode::Close);
+    assert_eq!(u16::from_be_bytes([payload[0], payload[1]]), 1008);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn a_second_server_on_a_port_in_use_is_refused_unless_it_opts_in() {
+    let (first, addr) = start(server());
+    let mut cfg = config(1);
+    cfg.listen = addr;
+    let err = Server::new(cfg.clone()).with_builtin_parties().start().unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    assert!(err.to_string().contains(&addr.to_string()), "{err}");
+    // Processes meant to share a port say so.
+    cfg.reuse_port = true;
+    cfg.data = data_dir();
+    let second =
+        Server::new(cfg).with_builtin_parties().start().expect("an opted-in server starts");
+    second.shutdown().unwrap();
+    // The first still serves.
+    assert_eq!(http(addr, "GET", "/health", ""), (200, "ok\n".into()));
+    first.shutdown().unwrap();
 }

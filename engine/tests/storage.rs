@@ -433,3 +433,29 @@ fn items_shard_a_large_collection_across_keys() {
     assert_eq!(get_json(addr, "/parties/items/shop?limit=1")["count"], 298);
     srv.shutdown().unwrap();
 }
+
+#[test]
+fn a_room_id_too_long_for_storage_gets_a_clear_error_and_storage_lives_on() {
+    let data = data_dir();
+    let mut cfg = config(1);
+    cfg.data = data;
+    cfg.limits.http_head_size_max = 1024 * 1024;
+    cfg.limits.handshake_timeout_ms = 10_000;
+    let (srv, addr) = start(Server::new(cfg).with_builtin_parties().party::<Kv>("kv"));
+    // 65,510 bytes of room id: with its namespace and any key, over fjall's key limit.
+    let long = "r".repeat(65_510);
+    let (status, body) = http(addr, "PUT", &format!("/parties/kv/{long}/k/x"), "v");
+    assert_eq!(status, 500, "{body}");
+    assert!(body.contains("storage allows at most"), "{body}");
+    // `main` answers the same way, and storage goes on for every other room.
+    let (status, body) = http(addr, "POST", &format!("/parties/main/{long}"), "hi");
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(http(addr, "PUT", "/parties/kv/short/k/x", "v"), (200, "stored".into()));
+    assert_eq!(http(addr, "GET", "/parties/kv/short/k/x", ""), (200, "v".into()));
+    assert_eq!(http(addr, "GET", "/health", ""), (200, "ok\n".into()));
+    // When storage is down, /health says so (a balancer stops sending clients here).
+    srv.store().close();
+    let (status, body) = http(addr, "GET", "/health", "");
+    assert_eq!((status, body.as_str()), (503, "storage: storage is closed\n"));
+    srv.shutdown().unwrap();
+}

@@ -199,21 +199,37 @@ struct Reader {
     assembler: MessageAssembler,
     leftover: Vec<u8>,
     inbound: VecDeque<Inbound>,
+    /// Payload bytes of the messages in `inbound`.
+    inbound_bytes: usize,
     /// Reads in a row without waiting (see [`READS_PER_TURN_MAX`]).
     streak: u32,
 }
 
 impl Reader {
-    /// Bytes held for partial messages (counted against the shard's input budget).
+    /// Bytes held for messages not yet handed to the room: a partial frame, a message
+    /// being assembled, decoded messages waiting for the room's window (counted against
+    /// the shard's input budget).
     fn held(&self) -> usize {
-        self.leftover.capacity() + self.assembler.buffered()
+        self.leftover.capacity() + self.assembler.buffered() + self.inbound_bytes
+    }
+
+    /// The next decoded event to hand on; `None` when there is none, or when it is a
+    /// message and the room's window here is full (events stay in order).
+    fn next_event(&mut self, link: &RoomLink) -> Option<Inbound> {
+        if matches!(self.inbound.front(), Some(Inbound::Message(_))) && link.window_full() {
+            return None;
+        }
+        let event = self.inbound.pop_front()?;
+        if let Inbound::Message(m) = &event {
+            self.inbound_bytes -= m.len();
+        }
+        Some(event)
     }
 
     /// Decodes `fresh` bytes (after any leftover), keeping only a partial frame's tail.
     fn take(&mut self, edge: &Edge, conn: &EdgeConn, fresh: &mut [u8]) {
         if self.leftover.is_empty() {
-            let used =
-                decode(edge, conn, &self.decoder, &mut self.assembler, fresh, &mut self.inbound);
+            let used = self.decode(edge, conn, Some(fresh));
             self.leftover.extend_from_slice(&fresh[used..]);
         } else {
             self.leftover.extend_from_slice(fresh);
@@ -226,15 +242,24 @@ impl Reader {
     }
 
     fn decode_leftover(&mut self, edge: &Edge, conn: &EdgeConn) {
-        let used = decode(
-            edge,
-            conn,
-            &self.decoder,
-            &mut self.assembler,
-            &mut self.leftover,
-            &mut self.inbound,
-        );
+        let used = self.decode(edge, conn, None);
         self.leftover.drain(..used);
+    }
+
+    /// Decodes `fresh` (or the leftover, when `None`) into `inbound`; the bytes used.
+    fn decode(&mut self, edge: &Edge, conn: &EdgeConn, fresh: Option<&mut [u8]>) -> usize {
+        let queued = self.inbound.len();
+        let buf = match fresh {
+            Some(fresh) => fresh,
+            None => &mut self.leftover[..],
+        };
+        let used = decode(edge, conn, &self.decoder, &mut self.assembler, buf, &mut self.inbound);
+        for event in self.inbound.range(queued..) {
+            if let Inbound::Message(m) = event {
+                self.inbound_bytes += m.len();
+            }
+        }
+        used
     }
 
     /// Whether the socket is between messages with nothing partial: it may park.
@@ -257,6 +282,7 @@ async fn ws_loop(
         assembler: MessageAssembler::new(limit),
         leftover,
         inbound: VecDeque::new(),
+        inbound_bytes: 0,
         streak: 0,
     };
     // Frames that arrived together with the upgrade request.
@@ -269,7 +295,7 @@ async fn ws_loop(
     }
     edge.track_inbound(conn, reader.held());
     loop {
-        while let Some(event) = reader.inbound.pop_front() {
+        while let Some(event) = reader.next_event(link) {
             match forward(edge, conn, link, event) {
                 Forwarded::Sent => {}
                 Forwarded::Wait(wait) => wait.await,
@@ -321,6 +347,10 @@ fn read_step(
         edge.read_held();
         reader.streak = 0;
         return Poll::Pending;
+    }
+    if !reader.inbound.is_empty() {
+        // The window opened for messages decoded earlier: hand them on before reading more.
+        return Poll::Ready(Ok(Step::Read));
     }
     let mut scratch = edge.scratch.borrow_mut();
     match rt::poll_read(stream, cx, &mut scratch[..]) {

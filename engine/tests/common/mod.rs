@@ -5,6 +5,7 @@
 #![allow(dead_code)] // Each test file uses part of the harness.
 
 use partyline::{Config, Limits, RunningServer, Server};
+use partyline_protocol::ws::{Decoded, FrameDecoder, FrameLimits, Opcode, Role};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
@@ -121,4 +122,95 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, Str
         .unwrap_or_else(|| panic!("no status in {text:?}"));
     let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
     (status, body)
+}
+
+/// The mask client frames are sent with.
+pub const MASK: [u8; 4] = [1, 2, 3, 4];
+
+/// A WebSocket client at the byte level.
+pub struct Raw {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+}
+
+impl Raw {
+    pub fn connect(addr: SocketAddr, path: &str) -> Raw {
+        Raw::connect_with(addr, path, None)
+    }
+
+    /// Like [`Raw::connect`], with a small receive buffer (`rcvbuf` bytes) so that what
+    /// the client does not read stays queued on the server.
+    pub fn connect_with(addr: SocketAddr, path: &str, rcvbuf: Option<usize>) -> Raw {
+        let socket =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        if let Some(size) = rcvbuf {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        socket.connect(&addr.into()).unwrap();
+        let mut stream: TcpStream = socket.into();
+        stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Raw { stream, buf: Vec::new() };
+        let end = loop {
+            if let Some(i) = raw.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+            raw.fill();
+        };
+        let head = String::from_utf8_lossy(&raw.buf[..end]).into_owned();
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        raw.buf.drain(..end);
+        raw
+    }
+
+    pub fn fill(&mut self) {
+        let mut chunk = [0u8; 65536];
+        let n = self.stream.read(&mut chunk).unwrap();
+        assert!(n > 0, "server closed during the handshake");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next frame from the server: (opcode, payload); `None` at end of stream.
+    pub fn frame(&mut self) -> Option<(Opcode, Vec<u8>)> {
+        let decoder = FrameDecoder::new(Role::Client, FrameLimits { message_size_max: 64 << 20 });
+        loop {
+            match decoder.decode(&mut self.buf).unwrap() {
+                Decoded::Frame { frame, len } => {
+                    let out = (frame.opcode, frame.payload.to_vec());
+                    self.buf.drain(..len);
+                    return Some(out);
+                }
+                Decoded::NeedMore { .. } => {
+                    let mut chunk = [0u8; 65536];
+                    match self.stream.read(&mut chunk) {
+                        Ok(0) | Err(_) => return None,
+                        Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads frames until a close; returns its code.
+    pub fn close_code(&mut self) -> u16 {
+        while let Some((op, payload)) = self.frame() {
+            if op == Opcode::Close {
+                return if payload.len() >= 2 {
+                    u16::from_be_bytes([payload[0], payload[1]])
+                } else {
+                    1005
+                };
+            }
+        }
+        panic!("stream ended without a close frame");
+    }
 }

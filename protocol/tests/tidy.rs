@@ -98,3 +98,128 @@ fn every_file_opens_with_a_doc_paragraph_and_no_placeholders() {
     }
     assert!(problems.is_empty(), "tidy problems:\n{}", problems.join("\n"));
 }
+
+/// The engine's modules by layer, as docs/ARCHITECTURE.md states them (between the
+/// `engine-layers` markers): `layer N: module module ...`, lowest first.
+fn documented_layers(root: &Path) -> Vec<(usize, Vec<String>)> {
+    let doc = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).expect("architecture doc");
+    let start =
+        doc.find("<!-- engine-layers -->").expect("an engine-layers block in ARCHITECTURE.md");
+    let end = doc.find("<!-- /engine-layers -->").expect("the end of the engine-layers block");
+    doc[start..end]
+        .lines()
+        .filter_map(|line| {
+            let (layer, modules) = line.trim().strip_prefix("layer ")?.split_once(':')?;
+            let layer = layer.trim().parse().expect("a layer number");
+            Some((layer, modules.split_whitespace().map(str::to_owned).collect()))
+        })
+        .collect()
+}
+
+/// The top-level modules a Rust source refers to as `crate::<module>` (in code, not in
+/// comments), including inside `use crate::{a::X, b::Y}` groups.
+fn crate_modules_used(text: &str) -> Vec<String> {
+    let code: String =
+        text.lines().filter(|l| !l.trim_start().starts_with("//")).collect::<Vec<_>>().join("\n");
+    let mut used = Vec::new();
+    let mut rest = code.as_str();
+    while let Some(at) = rest.find("crate::") {
+        rest = &rest[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            // Top-level items of the brace group: the first path segment of each.
+            let (mut depth, mut item_start, mut items) = (0usize, 0usize, Vec::new());
+            for (i, c) in group.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => {
+                        items.push(&group[item_start..i]);
+                        break;
+                    }
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        items.push(&group[item_start..i]);
+                        item_start = i + 1;
+                    }
+                    _ => {}
+                }
+            }
+            used.extend(items.iter().filter_map(|item| first_segment(item.trim())));
+        } else if let Some(name) = first_segment(rest) {
+            used.push(name);
+        }
+    }
+    used
+}
+
+/// `a` of `a::b::C` when `a` is a module path segment (lower case, followed by `::`).
+fn first_segment(path: &str) -> Option<String> {
+    let end = path.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+    let name = &path[..end];
+    let is_module =
+        path[end..].starts_with("::") && name.starts_with(|c: char| c.is_ascii_lowercase());
+    is_module.then(|| name.to_owned())
+}
+
+#[test]
+fn engine_modules_depend_only_on_lower_layers() {
+    let root = workspace_root();
+    let layers = documented_layers(&root);
+    let layer_of =
+        |m: &str| layers.iter().find(|(_, ms)| ms.iter().any(|x| x == m)).map(|(l, _)| *l);
+    let src = root.join("engine/src");
+    let mut problems = Vec::new();
+    let mut modules = Vec::new();
+    for entry in std::fs::read_dir(&src).expect("engine/src") {
+        let path = entry.expect("entry").path();
+        let name = path.file_stem().and_then(|n| n.to_str()).unwrap_or("").to_owned();
+        if matches!(name.as_str(), "lib" | "main") {
+            continue;
+        }
+        let mut files = Vec::new();
+        if path.is_dir() {
+            rust_files(&path, &mut files);
+        } else {
+            files.push(path.clone());
+        }
+        modules.push(name.clone());
+        let Some(layer) = layer_of(&name) else {
+            problems.push(format!("module `{name}` has no layer in docs/ARCHITECTURE.md"));
+            continue;
+        };
+        for file in files {
+            let text = std::fs::read_to_string(&file).expect("UTF-8 source");
+            for used in crate_modules_used(&text) {
+                if used == name {
+                    continue;
+                }
+                match layer_of(&used) {
+                    Some(l) if l < layer => {}
+                    Some(l) => problems.push(format!(
+                        "{}: `{name}` (layer {layer}) uses `{used}` (layer {l}); a module may \
+                         use only lower layers",
+                        file.strip_prefix(&root).unwrap_or(&file).display()
+                    )),
+                    None => problems.push(format!(
+                        "{}: uses `crate::{used}`, which has no layer",
+                        file.strip_prefix(&root).unwrap_or(&file).display()
+                    )),
+                }
+            }
+        }
+    }
+    for (_, names) in &layers {
+        for m in names {
+            if !modules.contains(m) {
+                problems.push(format!("docs/ARCHITECTURE.md lists `{m}`, which is not a module"));
+            }
+        }
+    }
+    assert!(problems.is_empty(), "engine layering problems:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn the_layer_check_sees_grouped_and_nested_uses() {
+    let text =
+        "use crate::{a::X, b::{c::Y, Z}, Root};\n// crate::hidden::Z\nlet v = crate::d::f();";
+    assert_eq!(crate_modules_used(text), ["a", "b", "d"]);
+}

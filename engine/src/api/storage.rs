@@ -27,8 +27,7 @@
 //!         sender.send_json(&score.points)
 //!     }
 //!     async fn on_alarm(&mut self) -> Result<()> {
-//!         self.room.broadcast(format!("a minute passed in {}", self.room.id()), &[]);
-//!         Ok(())
+//!         self.room.broadcast(format!("a minute passed in {}", self.room.id()), &[])
 //!     }
 //! }
 //! ```

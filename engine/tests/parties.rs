@@ -1,0 +1,191 @@
+//! The built-in parties, tested the way party authors test theirs: with `TestRoom`, no
+//! sockets and no server, on a manual clock, reading what each connection received, what
+//! was broadcast and stored, and which alarm is set. (engine/tests/storage.rs and
+//! binary.rs test the same parties end to end over real sockets.)
+
+use partyline::parties::{Chat, Echo, Ephemeral, Items, Relay};
+use partyline::{
+    CloseCode, Config, ConnectContext, Connection, Message, Party, Request, Response, Result, Room,
+    TestRoom,
+};
+use serde_json::{Value, json};
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+#[test]
+fn chat_sends_history_first_then_messages_to_everyone_else() {
+    let mut room = TestRoom::<Chat>::new("main", "lobby");
+    let a = room.connect("a");
+    assert_eq!(room.received_text(&a), ["[]"]);
+    room.send(&a, "hello");
+    let b = room.connect("b");
+    assert_eq!(room.received_text(&b), [r#"["hello"]"#]);
+    room.send(&b, "hi a");
+    assert_eq!(room.received_text(&a), ["hi a"]);
+    assert!(room.received(&b).is_empty(), "the sender gets no echo");
+    // Each message is durable under its own key.
+    assert_eq!(room.stored("h:0000000000000001").as_deref(), Some(&b"hi a"[..]));
+    // HTTP: the history, and a POST that goes to everyone.
+    let history = room.request(Request::new("GET", "/parties/main/lobby"));
+    assert_eq!((history.status(), &history.body()[..]), (200, &br#"["hello","hi a"]"#[..]));
+    let posted = room.request(Request::new("POST", "/parties/main/lobby").with_body("from http"));
+    assert_eq!(posted.status(), 201);
+    assert_eq!(room.received_text(&a), ["from http"]);
+    assert_eq!(room.received_text(&b), ["from http"]);
+}
+
+#[test]
+fn chat_refuses_bad_input_and_changes_nothing() {
+    let mut room = TestRoom::<Chat>::new("main", "strict");
+    let a = room.connect("a");
+    room.received(&a);
+    // Not UTF-8: the client's fault, 400.
+    let bad =
+        room.request(Request::new("POST", "/parties/main/strict").with_body(vec![0xff, 0xfe]));
+    assert_eq!(bad.status(), 400);
+    // Over the storage value limit: 413 over HTTP, an error back over the socket.
+    let huge = "x".repeat(200_000);
+    let too_big =
+        room.request(Request::new("POST", "/parties/main/strict").with_body(huge.clone()));
+    assert_eq!(too_big.status(), 413);
+    room.send(&a, huge.as_str());
+    let reply = json_of(&room.received_text(&a)[0]);
+    assert!(reply["error"].as_str().unwrap().contains("exceeds the limit"), "{reply}");
+    let history = room.request(Request::new("GET", "/parties/main/strict"));
+    assert_eq!(&history.body()[..], b"[]");
+    assert!(room.broadcasts().is_empty());
+}
+
+#[test]
+fn echo_and_relay() {
+    let mut echo = TestRoom::<Echo>::new("echo", "e");
+    let a = echo.connect("a");
+    echo.send(&a, "text");
+    echo.send(&a, vec![0u8, 1, 2]);
+    assert_eq!(echo.received(&a), [Message::from("text"), Message::from(vec![0u8, 1, 2])]);
+
+    let mut relay = TestRoom::<Relay>::new("relay", "r");
+    let (a, b, c) = (relay.connect("a"), relay.connect("b"), relay.connect("c"));
+    relay.send(&a, "from a");
+    assert!(relay.received(&a).is_empty());
+    assert_eq!(relay.received_text(&b), ["from a"]);
+    assert_eq!(relay.received_text(&c), ["from a"]);
+    relay.close(&c, CloseCode::NORMAL, "bye");
+    relay.send(&b, "from b");
+    assert_eq!(relay.received_text(&a), ["from b"]);
+    assert!(relay.received(&c).is_empty(), "a closed connection receives nothing");
+}
+
+#[test]
+fn ephemeral_messages_expire_when_the_alarm_fires() {
+    let mut config = Config::default();
+    config.env.insert("EPHEMERAL_TTL_MS".into(), "1000".into());
+    let mut room = TestRoom::<Ephemeral>::with_config("ephemeral", "e", config);
+    let a = room.connect("a");
+    assert_eq!(json_of(&room.received_text(&a)[0]), json!({ "type": "history", "messages": [] }));
+    let sent_at = room.now_ms();
+    room.send(&a, "soon gone");
+    let message = json_of(&room.received_text(&a)[0]);
+    assert_eq!(
+        (message["type"].as_str(), message["text"].as_str()),
+        (Some("message"), Some("soon gone"))
+    );
+    assert_eq!(room.alarm(), Some(sent_at + 1000));
+    // Not yet: 1 ms before the alarm nothing happens.
+    room.advance(999);
+    assert!(room.received(&a).is_empty());
+    room.advance(1);
+    assert_eq!(json_of(&room.received_text(&a)[0]), json!({ "type": "expired", "ids": [0] }));
+    assert_eq!(room.alarm(), None, "no message left, no alarm");
+    let live = room.request(Request::new("GET", "/parties/ephemeral/e"));
+    assert_eq!(&live.body()[..], b"[]");
+}
+
+#[test]
+fn items_are_stored_one_key_each_and_changes_are_broadcast() {
+    let mut room = TestRoom::<Items>::new("items", "shop");
+    let watcher = room.connect("w");
+    assert_eq!(json_of(&room.received_text(&watcher)[0]), json!({ "type": "count", "count": 0 }));
+    let put =
+        room.request(Request::new("PUT", "/parties/items/shop/apple").with_body(r#"{"n":1}"#));
+    assert_eq!((put.status(), &put.body()[..]), (200, &br#"{"created":true}"#[..]));
+    assert_eq!(
+        json_of(&room.received_text(&watcher)[0]),
+        json!({ "type": "put", "id": "apple", "value": { "n": 1 } })
+    );
+    assert_eq!(room.stored("item:apple").as_deref(), Some(&br#"{"n":1}"#[..]));
+    assert_eq!(room.stored("meta:count").as_deref(), Some(&b"1"[..]));
+    let get = room.request(Request::new("GET", "/parties/items/shop/apple"));
+    assert_eq!(&get.body()[..], br#"{"n":1}"#);
+    let not_json = room.request(Request::new("PUT", "/parties/items/shop/pear").with_body("{"));
+    assert_eq!(not_json.status(), 400);
+    let delete = room.request(Request::new("DELETE", "/parties/items/shop/apple"));
+    assert_eq!(&delete.body()[..], br#"{"deleted":true}"#);
+    assert_eq!(room.stored("meta:count").as_deref(), Some(&b"0"[..]));
+    assert_eq!(room.request(Request::new("GET", "/parties/items/shop/apple")).status(), 404);
+}
+
+/// A party for the harness's own guarantees: hook failures and panics are contained as on
+/// a server, a close the room asks for runs `on_close`, and fetches to other rooms reach
+/// the test's handler.
+struct Strict {
+    room: Room,
+    closed: Vec<String>,
+}
+
+impl Party for Strict {
+    async fn on_start(room: Room) -> Result<Self> {
+        Ok(Strict { room, closed: Vec::new() })
+    }
+
+    async fn on_connect(&mut self, conn: &Connection, ctx: &ConnectContext) -> Result<()> {
+        if ctx.request.target.contains("deny") {
+            return Err("not you".into());
+        }
+        conn.send(format!("closed so far: {}", self.closed.join(",")))
+    }
+
+    async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
+        match message.text()? {
+            "panic" => panic!("asked to"),
+            "leave" => {
+                sender.close(CloseCode(4001), "asked to leave");
+                Ok(())
+            }
+            "ask" => {
+                let answer = self.room.fetch("other", "x", Request::new("GET", "/q")).await?;
+                sender.send(String::from_utf8_lossy(answer.body()).into_owned())
+            }
+            other => sender.send(other.to_owned()),
+        }
+    }
+
+    async fn on_close(&mut self, conn: &Connection, code: CloseCode, _reason: &str) -> Result<()> {
+        self.closed.push(format!("{}:{}", conn.id(), code.0));
+        Ok(())
+    }
+}
+
+#[test]
+fn the_harness_contains_failures_and_reports_closes_as_a_server_does() {
+    let mut room = TestRoom::<Strict>::new("strict", "s");
+    let denied = room.connect_with("d", Request::new("GET", "/parties/strict/s/deny"));
+    assert_eq!(room.closed(&denied), Some((CloseCode::INTERNAL_ERROR, "not you".into())));
+    let a = room.connect("a");
+    assert_eq!(room.received_text(&a), ["closed so far: "]);
+    room.send(&a, "leave");
+    assert_eq!(room.closed(&a), Some((CloseCode(4001), "asked to leave".into())));
+    let b = room.connect("b");
+    assert_eq!(room.received_text(&b), ["closed so far: a:4001"], "on_close ran");
+    room.on_fetch(|party, id, _request| Response::text(200, format!("{party}/{id} says hi")));
+    room.send(&b, "ask");
+    assert_eq!(room.received_text(&b), ["other/x says hi"]);
+    // A panic closes the sender with 1011 and drops the instance: the next connection
+    // meets a fresh one (its list of closes starts again, with b's).
+    room.send(&b, "panic");
+    assert_eq!(room.closed(&b), Some((CloseCode::INTERNAL_ERROR, "internal error".into())));
+    let c = room.connect("c");
+    assert_eq!(room.received_text(&c), ["closed so far: b:1011"]);
+}

@@ -3,6 +3,8 @@
 # `partyline serve --shards 1`, with the load tester on the same machine. Each scenario
 # runs RUNS times (default 3); reports land in $OUT (default target/bench-quick).
 # Usage: bench/scripts/engine-quick.sh   (after `cargo build --release`)
+#   SERVER_BIN=path/to/partyline runs another build of the server (bench/scripts/compare-quick.sh
+#   uses it to run two builds side by side).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-3}
@@ -11,9 +13,10 @@ PORT=${PORT:-19100}
 mkdir -p "$OUT"
 # SERVER_ARGS: extra flags, e.g. "--config variant.toml" for side-by-side variants.
 # shellcheck disable=SC2086
-target/release/partyline serve --listen "127.0.0.1:$PORT" --shards 1 --data "$OUT/data" ${SERVER_ARGS:-} > "$OUT/server.log" 2>&1 &
+${SERVER_BIN:-target/release/partyline} serve --listen "127.0.0.1:$PORT" --shards 1 --data "$OUT/data" ${SERVER_ARGS:-} > "$OUT/server.log" 2>&1 &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
+# Wait for it to exit: the next run's server refuses a port still in use.
+trap 'kill $SERVER 2>/dev/null; wait $SERVER 2>/dev/null || true' EXIT
 sleep 1
 LT="target/release/partyline-loadtest --target 127.0.0.1:$PORT --workers 1 --server-pid $SERVER"
 for run in $(seq 1 "$RUNS"); do

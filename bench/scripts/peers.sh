@@ -6,7 +6,8 @@
 #
 # Usage: cargo build --release && bench/scripts/peers.sh
 #   RUNS=3 (runs per server), SERVERS="partyline-1 partyline-all uws ws partykit" (also:
-#   uws-batched, uWS.js publishing once per event-loop turn),
+#   uws-batched, uWS.js publishing once per event-loop turn; partyline-base, a baseline
+#   build of partyline at BASE_BIN with 1 shard, for before/after figures),
 #   OUT=target/bench-peers, SCENARIOS="idle echo fanout-fixed fanout-max connect" (a subset
 #   re-runs only those), REPORT_ONLY=1 (just print the table from $OUT). Prints a markdown
 #   table of medians and ratios; raw JSON in $OUT.
@@ -30,6 +31,7 @@ if [ "${1:-}" = "--inside" ]; then
   case $server in
     partyline-1) "$ROOT/target/release/partyline" serve --listen "127.0.0.1:$PORT" --shards 1 --data "$dir/data" > "$dir/server.log" 2>&1 & ;;
     partyline-all) "$ROOT/target/release/partyline" serve --listen "127.0.0.1:$PORT" --data "$dir/data" > "$dir/server.log" 2>&1 & ;;
+    partyline-base) "${BASE_BIN:?set BASE_BIN to the baseline partyline binary}" serve --listen "127.0.0.1:$PORT" --shards 1 --data "$dir/data" > "$dir/server.log" 2>&1 & ;;
     uws) PORT=$PORT node "$ROOT/bench/peers/uws-server.mjs" > "$dir/server.log" 2>&1 & ;;
     uws-batched) PORT=$PORT node "$ROOT/bench/peers/uws-batched-server.mjs" > "$dir/server.log" 2>&1 & ;;
     ws) PORT=$PORT node "$ROOT/bench/peers/ws-server.mjs" > "$dir/server.log" 2>&1 & ;;
@@ -62,7 +64,10 @@ if [ "${1:-}" = "--inside" ]; then
   exit 0
 fi
 
-(cd bench/peers && [ -d node_modules/partykit ] || npm ci --ignore-scripts --no-audit --no-fund)
+case " $SERVERS " in
+  *" uws "*|*" uws-batched "*|*" ws "*|*" partykit "*)
+    (cd bench/peers && [ -d node_modules/partykit ] || npm ci --ignore-scripts --no-audit --no-fund) ;;
+esac
 mkdir -p "$OUT"
 [ "$REPORT_ONLY" = 1 ] || for run in $(seq 1 "$RUNS"); do
   for server in $SERVERS; do

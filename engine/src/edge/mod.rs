@@ -347,10 +347,12 @@ impl Edge {
             ms => Some(u32::try_from(ms.div_ceil(1000)).unwrap_or(u32::MAX)),
         };
         let now = self.now_s();
-        let conns: Vec<_> = self.conns.borrow().values().filter(|c| c.is_open()).cloned().collect();
         let mut stats = self.stats();
-        stats.websockets = conns.len();
-        for c in &conns {
+        // Pinging (enqueue, and any shedding it causes) only reads the map, so it stays
+        // borrowed for the whole pass.
+        let conns = self.conns.borrow();
+        for c in conns.values().filter(|c| c.is_open()) {
+            stats.websockets += 1;
             stats.parked += usize::from(c.is_parked());
             match c.sweep(now, idle_s, park_after_s) {
                 Sweep::Nothing => {}

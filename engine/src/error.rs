@@ -88,6 +88,8 @@ impl<E: Into<Box<dyn StdError>>> From<E> for Error {
     fn from(e: E) -> Error {
         let source = e.into();
         let fault = match source.downcast_ref::<partyline_storage::Error>() {
+            // The room's name came from the client's URL.
+            Some(partyline_storage::Error::NameTooLong { .. }) => Fault::Client(414),
             Some(_) => Fault::Storage,
             None => Fault::Party,
         };
@@ -124,6 +126,9 @@ mod tests {
         assert_eq!(poisoned.status(), 500);
         assert_eq!(poisoned.storage_error(), Some(&partyline_storage::Error::Poisoned));
         assert_eq!(Error::overloaded("full").close_code(), CloseCode::TRY_AGAIN_LATER);
+        let long: Error =
+            partyline_storage::Error::NameTooLong { size: 70_000, max: 63_487 }.into();
+        assert_eq!(long.status(), 414, "the client chose the room's name");
         assert_eq!(Error::timed_out("late").status(), 504);
         assert_eq!(party.to_string(), "boom");
     }

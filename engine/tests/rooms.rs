@@ -6,8 +6,8 @@ mod common;
 
 use common::*;
 use partyline::{
-    CloseCode, ConnectContext, Connection, Gate, Lobby, Message, Party, Request, Response, Result,
-    Room, Server,
+    CloseCode, ConnectContext, Connection, Error, Gate, Lobby, Message, Party, Request, Response,
+    Result, Room, Server,
 };
 use std::time::Duration;
 
@@ -86,20 +86,32 @@ impl Party for Probe {
         ))
     }
 
-    async fn on_before_connect(request: Request, _lobby: &Lobby) -> Result<Gate> {
+    /// Gated paths need a token; the gate asks another room (through the lobby) who the
+    /// token belongs to, and adds the realm from the server's env.
+    async fn on_before_connect(request: Request, lobby: &Lobby) -> Result<Gate> {
         if !request.target.contains("/gated/") {
             return Ok(Gate::Continue(request));
         }
-        match request.header("x-token") {
-            None => Err("missing token".into()),
-            Some("teapot") => Ok(Gate::Respond(Response::text(418, "short and stout"))),
-            Some(_) => Ok(Gate::Continue(request.with_header("x-user", "alice"))),
-        }
+        let token = match request.header("x-token") {
+            None => return Err("missing token".into()),
+            Some("teapot") => return Ok(Gate::Respond(Response::text(418, "short and stout"))),
+            Some("forbidden") => return Err(Error::client(403, "no entry")),
+            Some(token) => token.to_owned(),
+        };
+        assert_eq!((lobby.name(), lobby.id()), ("probe", "gated"));
+        let lookup = Request::new("POST", "/parties/probe/directory").with_body(token);
+        let answer = lobby.fetch("probe", "directory", lookup).await?;
+        let user =
+            String::from_utf8_lossy(answer.body()).rsplit(' ').next().unwrap_or("").to_owned();
+        let realm = lobby.env("REALM").unwrap_or("none");
+        Ok(Gate::Continue(request.with_header("x-user", format!("{user}@{realm}"))))
     }
 }
 
 fn server(shards: usize) -> Server {
-    Server::new(config(shards)).with_builtin_parties().party::<Probe>("probe")
+    let mut cfg = config(shards);
+    cfg.env.insert("REALM".into(), "test-realm".into());
+    Server::new(cfg).with_builtin_parties().party::<Probe>("probe")
 }
 
 #[test]
@@ -210,8 +222,16 @@ fn before_connect_gate() {
         other => panic!("expected 418, got {:?}", other.map(|_| ())),
     }
     let stream = std::net::TcpStream::connect(addr).unwrap();
+    match tungstenite::client::client(request("forbidden"), stream) {
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(r))) => {
+            assert_eq!(r.status(), 403, "a client error from a gate keeps its status")
+        }
+        other => panic!("expected 403, got {:?}", other.map(|_| ())),
+    }
+    let stream = std::net::TcpStream::connect(addr).unwrap();
     let (mut ws, _) = tungstenite::client::client(request("good"), stream).unwrap();
-    assert!(read_text(&mut ws).ends_with(" alice"));
+    let hello = read_text(&mut ws);
+    assert!(hello.ends_with(" good@test-realm"), "{hello}");
     srv.shutdown().unwrap();
 }
 

@@ -445,11 +445,11 @@ fn a_room_id_too_long_for_storage_gets_a_clear_error_and_storage_lives_on() {
     // 65,510 bytes of room id: with its namespace and any key, over fjall's key limit.
     let long = "r".repeat(65_510);
     let (status, body) = http(addr, "PUT", &format!("/parties/kv/{long}/k/x"), "v");
-    assert_eq!(status, 500, "{body}");
+    assert_eq!(status, 414, "{body}");
     assert!(body.contains("storage allows at most"), "{body}");
     // `main` answers the same way, and storage goes on for every other room.
     let (status, body) = http(addr, "POST", &format!("/parties/main/{long}"), "hi");
-    assert_eq!(status, 500, "{body}");
+    assert_eq!(status, 414, "{body}");
     assert_eq!(http(addr, "PUT", "/parties/kv/short/k/x", "v"), (200, "stored".into()));
     assert_eq!(http(addr, "GET", "/parties/kv/short/k/x", ""), (200, "v".into()));
     assert_eq!(http(addr, "GET", "/health", ""), (200, "ok\n".into()));

@@ -79,7 +79,7 @@ impl<P: Party> Runner<P> {
                 }
                 Ran::Done(Err(e)) => {
                     self.log_error("on_start failed", &e.to_string());
-                    Some((format!("on_start failed: {e}"), 500))
+                    Some((format!("on_start failed: {e}"), e.status()))
                 }
                 Ran::Panicked => {
                     self.log_error("on_start panicked", "");

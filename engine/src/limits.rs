@@ -46,14 +46,15 @@ pub const ROOM_CREDIT_BATCH_EVENTS: u32 = ROOM_WINDOW_EVENTS / 4;
 /// See [`ROOM_CREDIT_BATCH_EVENTS`].
 pub const ROOM_CREDIT_BATCH_BYTES: usize = ROOM_WINDOW_BYTES / 4;
 
-/// Hard cap on one room's queued events (messages are bounded by the windows, shards x
-/// [`ROOM_WINDOW_EVENTS`]; connects and requests by the sockets waiting for them). Past it
-/// a connect or request is answered 503 and a message's sender is closed with 1013; a
-/// close is always queued (each connection has one).
+/// Cap on one room's queued events, past which a connect or request is answered 503 (and
+/// an alarm tried again later). Messages and closes are always queued: messages are
+/// bounded by the windows (per edge, at most two windows and one message: a window starts
+/// again when its room's last socket on that edge leaves and a new one joins while the old
+/// messages are still queued), closes by the connections.
 pub const ROOM_MAILBOX_MAX: usize = 16 * 1024;
 
-/// Hard cap on one room's queued message and request bytes, with the same outcome as
-/// [`ROOM_MAILBOX_MAX`]. Raising it lets one room hold more memory while flooded.
+/// Cap on one room's queued message and request bytes, like [`ROOM_MAILBOX_MAX`]. Raising
+/// it lets connects and requests queue behind more of a flooded room's work.
 pub const ROOM_MAILBOX_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Messages in flight in one cross-shard channel (one per ordered pair of shards).

@@ -89,6 +89,16 @@ impl Server {
             tracing::warn!(error = %e, "cannot turn transparent huge pages off");
         }
         let count = self.config.shard_count();
+        if self.config.limits.rooms_memory_max / count < limits::ROOM_BASE_BYTES {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "rooms_memory_max must be at least {} (one room per shard, {} bytes each)",
+                    count * limits::ROOM_BASE_BYTES,
+                    limits::ROOM_BASE_BYTES
+                ),
+            ));
+        }
         let (open_files, _) = crate::rt::raise_open_files_limit()?;
         let fit =
             usize::try_from(open_files.saturating_sub(limits::OPEN_FILES_RESERVE) / count as u64)

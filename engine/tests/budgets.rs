@@ -97,6 +97,14 @@ fn rooms_per_shard_unloads_idle_rooms_then_refuses_new_ones() {
 }
 
 #[test]
+fn a_rooms_budget_too_small_for_one_room_per_shard_is_refused_at_start() {
+    let mut cfg = config(2);
+    cfg.limits.rooms_memory_max = 3_000;
+    let err = Server::new(cfg).party::<Probe>("probe").start().unwrap_err();
+    assert!(err.to_string().contains("rooms_memory_max must be at least 4096"), "{err}");
+}
+
+#[test]
 fn idle_rooms_unload_after_room_unload_after_ms() {
     let mut cfg = config(2);
     cfg.limits.room_unload_after_ms = 300;
@@ -245,6 +253,8 @@ fn a_busy_room_holds_back_its_senders_and_loses_nothing() {
     }
     assert!(total(&srv, |s| s.reads_held) > 0, "the sender was never held back");
     assert_eq!(total(&srv, |s| s.events_refused), 0);
+    // Messages handed on no longer count against the input budget.
+    wait_stats(&srv, "no input held", |s| s.iter().all(|s| s.inbound_bytes == 0));
     srv.shutdown().unwrap();
 }
 

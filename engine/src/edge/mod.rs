@@ -72,6 +72,10 @@ pub(crate) struct Edge {
     /// Bytes queued to write on all sockets, and this shard's share of the budget.
     out_total: Cell<usize>,
     out_max: usize,
+    /// The total past which the next shedding pass runs: `out_max`, or above what was
+    /// left after a pass that could not get under its target (what closing sockets still
+    /// hold is theirs to flush), so a broadcast does not rescan every socket per frame.
+    shed_above: Cell<usize>,
     /// Bytes held for partial messages by all sockets, and this shard's share.
     in_total: Cell<usize>,
     in_max: usize,
@@ -106,6 +110,9 @@ impl Edge {
             next_seq: Cell::new(1),
             out_total: Cell::new(0),
             out_max: (limits.outbound_total_bytes_max / shards).max(limits.outbound_bytes_max),
+            shed_above: Cell::new(
+                (limits.outbound_total_bytes_max / shards).max(limits.outbound_bytes_max),
+            ),
             in_total: Cell::new(0),
             in_max: (limits.inbound_total_bytes_max / shards).max(limits.message_size_max),
             closed_for_output: Cell::new(0),
@@ -184,7 +191,7 @@ impl Edge {
         let before = conn.queued();
         conn.enqueue(frame, self.limits().outbound_bytes_max);
         self.account_output(before, conn.queued());
-        if self.out_total.get() > self.out_max {
+        if self.out_total.get() > self.shed_above.get() {
             self.shed_output();
         }
     }
@@ -225,17 +232,22 @@ impl Edge {
 
     fn account_output(&self, before: usize, after: usize) {
         self.out_total.set(self.out_total.get() - before + after);
+        if after < before && self.out_total.get() <= self.out_max {
+            self.shed_above.set(self.out_max);
+        }
     }
 
     /// Closes the sockets with the most output queued until the shard is under 90% of its
     /// share of `outbound_total_bytes_max`.
     fn shed_output(&self) {
         let target = self.out_max / 10 * 9;
+        // Sockets already closing are flushing their last bytes: shedding them frees
+        // nothing more.
         let mut holders: Vec<_> = self
             .conns
             .borrow()
             .values()
-            .filter(|c| c.queued() > 0 && !c.close_requested())
+            .filter(|c| c.queued() > 0 && !c.close_requested() && c.phase() != conn::Phase::Closing)
             .map(|c| (c.queued(), c.clone()))
             .collect();
         holders.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));

@@ -295,12 +295,17 @@ async fn ws_loop(
     }
     edge.track_inbound(conn, reader.held());
     loop {
+        let waiting = reader.inbound_bytes;
         while let Some(event) = reader.next_event(link) {
             match forward(edge, conn, link, event) {
                 Forwarded::Sent => {}
                 Forwarded::Wait(wait) => wait.await,
                 Forwarded::End(end) => return end,
             }
+        }
+        if reader.inbound_bytes != waiting {
+            // Handed on: no longer this socket's to hold.
+            edge.track_inbound(conn, reader.held());
         }
         if reader.streak >= READS_PER_TURN_MAX {
             reader.streak = 0;

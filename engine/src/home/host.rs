@@ -64,7 +64,7 @@ impl RoomEvent {
 }
 
 /// An event the mailbox could not take (the room is past its hard cap), to be answered:
-/// a message's sender is closed with 1013, a connect or request gets 503.
+/// a connect or request gets 503, an alarm is tried again later.
 #[derive(Debug)]
 pub(crate) struct Refused(pub RoomEvent);
 
@@ -102,14 +102,15 @@ impl RoomHost {
         }
     }
 
-    /// Queues an event without waiting. A close is always taken (each connection sends
-    /// one); other events are refused past the hard cap.
+    /// Queues an event without waiting. Messages and closes are always taken (messages
+    /// are bounded by the edges' windows, closes by the connections); a connect, request
+    /// or alarm is refused past the hard cap.
     pub fn push(&self, event: RoomEvent) -> Result<(), Refused> {
         let bytes = event.bytes();
         let len = self.mailbox.borrow().len();
         let over =
             len >= ROOM_MAILBOX_MAX || self.mailbox_bytes.get() + bytes > ROOM_MAILBOX_BYTES_MAX;
-        if over && !matches!(event, RoomEvent::Close { .. }) {
+        if over && !matches!(event, RoomEvent::Close { .. } | RoomEvent::Message { .. }) {
             return Err(Refused(event));
         }
         self.mailbox.borrow_mut().push_back(event);
@@ -143,6 +144,11 @@ impl RoomHost {
             }
         })
         .await
+    }
+
+    /// Whether the room was unloaded.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
     }
 
     pub fn set_running(&self, running: bool) {

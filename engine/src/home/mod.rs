@@ -19,7 +19,6 @@ use crate::log::warn_client;
 use crate::route::{ConnectOutcome, HomeSink, RoomKey, RoomUid, ShardAddr, ToEdge, ToHome};
 use host::{Refused, RoomEvent, RoomHost};
 use partyline_protocol::http::Response;
-use partyline_protocol::ws::CloseCode;
 pub(crate) use runner::{SpawnRoom, spawn_room};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -34,7 +33,7 @@ pub(crate) struct HomeStats {
     pub unloaded: u64,
     /// Connects, requests and alarms refused a room: no room slot or memory left.
     pub refused_rooms: u64,
-    /// Events refused by a room past its mailbox's hard cap.
+    /// Connects, requests and alarms refused by a room past its mailbox's cap.
     pub refused_events: u64,
 }
 
@@ -170,6 +169,9 @@ impl Home {
     /// After an event: recharges the room's memory, lists it idle if it has nothing left
     /// to do, and unloads idle rooms while the shard is over its memory budget.
     pub fn settle(&self, host: &RoomHost, party_bytes: usize) {
+        if host.is_closed() {
+            return; // Unloaded (or stopped) while its last event ran: no longer charged.
+        }
         let connections = host.core.registry.borrow().len();
         let charge = ROOM_BASE_BYTES + connections * ROOM_CONNECTION_BYTES + party_bytes;
         self.charged.set(self.charged.get() - host.charged.replace(charge) + charge);
@@ -247,15 +249,9 @@ impl Home {
                 let answer = ToEdge::Response { token: r.reply.token, response };
                 let _ = router.to_edge(r.reply.to, answer);
             }
-            RoomEvent::Message { conn, .. } => {
-                let close = ToEdge::Close {
-                    conn,
-                    code: CloseCode::TRY_AGAIN_LATER,
-                    reason: "room overloaded; try again later".into(),
-                };
-                let _ = router.to_edge(conn.edge, close);
-            }
-            RoomEvent::Close { .. } | RoomEvent::Alarm { .. } => {}
+            // Never refused: messages are bounded by the edges' windows, closes by the
+            // connections; an alarm that finds the mailbox full is tried again later.
+            RoomEvent::Message { .. } | RoomEvent::Close { .. } | RoomEvent::Alarm { .. } => {}
         }
     }
 
@@ -294,9 +290,6 @@ impl HomeSink for Home {
             warn_client!(party = %key.party, room = %key.room, queued = host.queued(), "room mailbox full; event refused");
             let response = Response::text(503, "room overloaded; try again later\n")
                 .with_header("retry-after", "1");
-            if let RoomEvent::Message { conn, message } = &event {
-                host.credit(conn.edge, message.len());
-            }
             self.refuse(event, response);
         }
     }

@@ -31,7 +31,7 @@ pub struct ShardStats {
     pub rooms_unloaded: u64,
     /// Connects, requests and alarms that could not load their room (503), since start.
     pub rooms_refused: u64,
-    /// Events refused by a room's full mailbox (1013 / 503), since start.
+    /// Connects and requests refused by a room's full mailbox (503), since start.
     pub events_refused: u64,
     /// Times a socket's read waited because its room had a full window of unhandled
     /// messages from this shard (backpressure from a busy room), since start.

@@ -243,15 +243,8 @@ impl Edge {
         let target = self.out_max / 10 * 9;
         // Sockets already closing are flushing their last bytes: shedding them frees
         // nothing more.
-        let mut holders: Vec<_> = self
-            .conns
-            .borrow()
-            .values()
-            .filter(|c| c.queued() > 0 && !c.close_requested() && c.phase() != conn::Phase::Closing)
-            .map(|c| (c.queued(), c.clone()))
-            .collect();
-        holders.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
-        for (queued, conn) in holders {
+        let open = |c: &EdgeConn| !c.close_requested() && c.phase() != conn::Phase::Closing;
+        for (queued, conn) in self.largest(|c| if open(c) { c.queued() } else { 0 }) {
             if self.out_total.get() <= target {
                 break;
             }
@@ -267,6 +260,22 @@ impl Edge {
                 "output budget exceeded; closing the socket with the most queued"
             );
         }
+        // What is left belongs to sockets flushing their last bytes: the next pass waits
+        // until the total grows by a sixteenth of the budget (or falls under it).
+        self.shed_above.set(self.out_max.max(self.out_total.get() + self.out_max / 16));
+    }
+
+    /// The sockets for which `size` is not zero, largest first.
+    fn largest(&self, size: impl Fn(&EdgeConn) -> usize) -> Vec<(usize, Rc<EdgeConn>)> {
+        let conns = self.conns.borrow();
+        let mut holders: Vec<_> = conns
+            .values()
+            .map(|c| (size(c), c))
+            .filter(|(n, _)| *n > 0)
+            .map(|(n, c)| (n, c.clone()))
+            .collect();
+        holders.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
+        holders
     }
 
     // ---- Input, within the budget ---------------------------------------------------
@@ -283,15 +292,7 @@ impl Edge {
 
     fn shed_input(&self) {
         let target = self.in_max / 10 * 9;
-        let mut holders: Vec<_> = self
-            .conns
-            .borrow()
-            .values()
-            .filter(|c| c.inbound() > 0)
-            .map(|c| (c.inbound(), c.clone()))
-            .collect();
-        holders.sort_unstable_by_key(|h| std::cmp::Reverse(h.0));
-        for (held, conn) in holders {
+        for (held, conn) in self.largest(EdgeConn::inbound) {
             if self.in_total.get() <= target {
                 break;
             }

@@ -187,30 +187,33 @@ impl EdgeConn {
 
     // ---- Output --------------------------------------------------------------------
 
-    /// Queues a frame. Frames for a closing socket are dropped. Returns the bytes now
-    /// queued, or `None` when the socket's own limit `limit` was passed: its unsent frames
-    /// are dropped and it is asked to close with 1008 (slow consumer).
-    pub fn enqueue(&self, frame: Bytes, limit: usize) -> Option<usize> {
+    /// Queues a frame. Frames for a closing socket are dropped. Past the socket's own
+    /// limit `limit` its unsent frames are dropped and it is asked to close with 1008
+    /// (slow consumer). Returns the bytes queued before and after, for the shard's budget.
+    pub fn enqueue(&self, frame: Bytes, limit: usize) -> (usize, usize) {
         if self.phase.get() == Phase::Closing || self.close_request.borrow().is_some() {
-            return Some(self.queued());
+            let queued = self.queued();
+            return (queued, queued);
         }
         let mut out = self.out.borrow_mut();
-        if out.queued() + frame.len() > limit {
+        let before = out.queued();
+        if before + frame.len() > limit {
             out.drop_unsent();
+            let after = out.queued();
             drop(out);
             tracing::info!(seq = self.id.seq, limit, "slow consumer closed");
             self.request_close(CloseCode::POLICY_VIOLATION, "slow consumer: outbound queue full");
-            return None;
+            return (before, after);
         }
         let was_empty = out.is_empty();
         out.push(frame);
-        let queued = out.queued();
+        let after = out.queued();
         drop(out);
         self.set_flag(SENT, true);
         if was_empty {
             self.wake();
         }
-        Some(queued)
+        (before, after)
     }
 
     /// Bytes queued to write.
@@ -244,33 +247,37 @@ impl EdgeConn {
     }
 
     /// Writes what is queued without blocking; when the socket is full, arms a
-    /// writability wake-up through `write` (glommio's stream).
+    /// writability wake-up through `write` (glommio's stream). Returns the outcome and the
+    /// bytes queued before and after, for the shard's budget.
     pub fn poll_flush(
         &self,
         fd: RawFd,
         cx: &mut Context<'_>,
         mut write: impl FnMut(&mut Context<'_>, &[u8]) -> Poll<std::io::Result<usize>>,
-    ) -> std::io::Result<()> {
+    ) -> (std::io::Result<()>, usize, usize) {
         let mut out = self.out.borrow_mut();
-        loop {
+        let before = out.queued();
+        let result = loop {
             if out.is_empty() {
-                return Ok(());
+                break Ok(());
             }
-            match out.flush(fd)? {
-                Flush::Done => return Ok(()),
-                Flush::Blocked => {
+            match out.flush(fd) {
+                Err(e) => break Err(e),
+                Ok(Flush::Done) => break Ok(()),
+                Ok(Flush::Blocked) => {
                     let written = match out.head() {
                         Some(head) => write(cx, head),
-                        None => return Ok(()),
+                        None => break Ok(()),
                     };
                     match written {
                         Poll::Ready(Ok(n)) => out.advance(n),
-                        Poll::Ready(Err(e)) => return Err(e),
-                        Poll::Pending => return Ok(()),
+                        Poll::Ready(Err(e)) => break Err(e),
+                        Poll::Pending => break Ok(()),
                     }
                 }
             }
-        }
+        };
+        (result, before, out.queued())
     }
 
     // ---- Requests from other tasks --------------------------------------------------

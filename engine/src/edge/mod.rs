@@ -69,6 +69,8 @@ pub(crate) struct Edge {
     rooms: RefCell<HashMap<RoomUid, EdgeRoom>>,
     parking: Rc<Parking>,
     next_seq: Cell<u64>,
+    /// `outbound_bytes_max`, read on every frame queued.
+    out_per_socket_max: usize,
     /// Bytes queued to write on all sockets, and this shard's share of the budget.
     out_total: Cell<usize>,
     out_max: usize,
@@ -108,6 +110,7 @@ impl Edge {
             rooms: RefCell::new(HashMap::new()),
             parking,
             next_seq: Cell::new(1),
+            out_per_socket_max: limits.outbound_bytes_max,
             out_total: Cell::new(0),
             out_max: (limits.outbound_total_bytes_max / shards).max(limits.outbound_bytes_max),
             shed_above: Cell::new(
@@ -188,9 +191,8 @@ impl Edge {
     /// Queues a frame for a socket (see [`EdgeConn::enqueue`]), within the shard's output
     /// budget: past it, the sockets with the most queued are closed (1008).
     fn enqueue(&self, conn: &EdgeConn, frame: Bytes) {
-        let before = conn.queued();
-        conn.enqueue(frame, self.limits().outbound_bytes_max);
-        self.account_output(before, conn.queued());
+        let (before, after) = conn.enqueue(frame, self.out_per_socket_max);
+        self.account_output(before, after);
         if self.out_total.get() > self.shed_above.get() {
             self.shed_output();
         }
@@ -223,10 +225,12 @@ impl Edge {
         stream: &mut crate::rt::TcpStream,
         cx: &mut Context<'_>,
     ) -> std::io::Result<()> {
-        let before = conn.queued();
         let fd = crate::rt::fd_of(stream);
-        let result = conn.poll_flush(fd, cx, |cx, buf| crate::rt::poll_write(stream, cx, buf));
-        self.account_output(before, conn.queued());
+        let (result, before, after) =
+            conn.poll_flush(fd, cx, |cx, buf| crate::rt::poll_write(stream, cx, buf));
+        if before != after {
+            self.account_output(before, after);
+        }
         result
     }
 

@@ -130,7 +130,7 @@ fn a_late_room_gets_504_from_the_edge_and_forgets_the_socket_it_accepts_too_late
     let (srv, addr) = server(10_000, 400);
     let started = Instant::now();
     assert_eq!(refused(addr, "/parties/stuck/late/slow-connect?_pk=gone"), 504);
-    assert!(started.elapsed() < Duration::from_millis(900), "took {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
     let (status, body) = http(addr, "GET", "/parties/stuck/late/slow", "");
     assert_eq!(status, 504, "{body}");
     // The room accepted "gone" after the edge answered 504: the edge tells it the socket

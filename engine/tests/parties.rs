@@ -189,3 +189,31 @@ fn the_harness_contains_failures_and_reports_closes_as_a_server_does() {
     let c = room.connect("c");
     assert_eq!(room.received_text(&c), ["closed so far: b:1011"]);
 }
+
+/// The README's `Counter`, tested as the README shows.
+struct Counter {
+    room: Room,
+    count: u64,
+}
+
+impl Party for Counter {
+    async fn on_start(room: Room) -> Result<Self> {
+        Ok(Counter { room, count: 0 })
+    }
+    async fn on_connect(&mut self, conn: &Connection, _ctx: &ConnectContext) -> Result<()> {
+        conn.send(self.count.to_string())
+    }
+    async fn on_message(&mut self, _message: Message, _sender: &Connection) -> Result<()> {
+        self.count += 1;
+        self.room.broadcast(self.count.to_string(), &[])
+    }
+}
+
+#[test]
+fn the_readme_example() {
+    let mut room = TestRoom::<Counter>::new("counter", "r1");
+    let alice = room.connect("alice");
+    assert_eq!(room.received_text(&alice), ["0"]);
+    room.send(&alice, "hi");
+    assert_eq!(room.received_text(&alice), ["1"]);
+}

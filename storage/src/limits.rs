@@ -14,6 +14,11 @@ pub const BATCH_KEYS_MAX: usize = 128;
 /// Largest key plus value in the large profile (2 MB, Durable Objects' SQLite-backed limit).
 pub const LARGE_ENTRY_SIZE_MAX: usize = 2 * 1024 * 1024;
 
+/// Largest archive of one room (the engine's record of a sleeping room: its connections
+/// with their state, and a party's own snapshot). A room whose archive would be larger
+/// does not sleep.
+pub const ARCHIVE_SIZE_MAX: usize = 256 * 1024 * 1024;
+
 /// Most writes one transaction may buffer before its commit (it is one atomic batch).
 pub const TRANSACTION_WRITES_MAX: usize = 4_096;
 

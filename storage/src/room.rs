@@ -282,6 +282,30 @@ impl RoomStorage {
     pub async fn sync(&self) -> Result<()> {
         self.store.sync().await
     }
+
+    /// One of the room's archives: what the engine keeps of the room while it sleeps
+    /// (hibernation), by `kind`. Not visible to `get`, `list` or `delete_all`.
+    pub async fn get_archive(&self, kind: u8) -> Result<Option<Bytes>> {
+        match self.store.call(Op::GetArchive(self.ns.key(&[kind]))).await? {
+            Reply::Values(mut v) => Ok(v.pop().flatten()),
+            _ => unreachable!("GetArchive answers Values"),
+        }
+    }
+
+    /// Stores an archive (at most [`limits::ARCHIVE_SIZE_MAX`] bytes); durable when this
+    /// returns.
+    pub async fn put_archive(&self, kind: u8, bytes: Bytes) -> Result<()> {
+        if bytes.len() > limits::ARCHIVE_SIZE_MAX {
+            return Err(Error::ValueTooLarge { size: bytes.len(), max: limits::ARCHIVE_SIZE_MAX });
+        }
+        let op = Op::SetArchive(self.ns.key(&[kind]), Some(bytes));
+        self.store.call(op).await.map(|_| ())
+    }
+
+    /// Deletes an archive; durable when this returns.
+    pub async fn delete_archive(&self, kind: u8) -> Result<()> {
+        self.store.call(Op::SetArchive(self.ns.key(&[kind]), None)).await.map(|_| ())
+    }
 }
 
 /// The tighter of two lower bounds (the scan's bounds are never `Unbounded`).

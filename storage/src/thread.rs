@@ -48,6 +48,9 @@ pub(crate) enum Op {
     DeleteAll(Namespace),
     SetAlarm(Namespace, Option<u64>),
     GetAlarm(Namespace),
+    /// Sets (or with `None` deletes) one of the room's archives: key = namespace ++ kind.
+    SetArchive(Vec<u8>, Option<Bytes>),
+    GetArchive(Vec<u8>),
     /// Up to `limit` alarms due at or before `until`: (party, room, time).
     DueAlarms {
         until: u64,
@@ -79,6 +82,8 @@ pub(crate) struct Keyspaces {
     pub alarms: Keyspace,
     /// Alarms by time: u64 BE time ++ namespace -> empty; scanned for due alarms.
     pub alarm_queue: Keyspace,
+    /// What the engine keeps of a sleeping room (hibernation): namespace ++ kind -> bytes.
+    pub archives: Keyspace,
 }
 
 impl Keyspaces {
@@ -87,7 +92,8 @@ impl Keyspaces {
         let kv = db.keyspace("kv", fjall::KeyspaceCreateOptions::default)?;
         let alarms = db.keyspace("alarms", fjall::KeyspaceCreateOptions::default)?;
         let alarm_queue = db.keyspace("alarm_queue", fjall::KeyspaceCreateOptions::default)?;
-        Ok(Keyspaces { db, kv, alarms, alarm_queue })
+        let archives = db.keyspace("archives", fjall::KeyspaceCreateOptions::default)?;
+        Ok(Keyspaces { db, kv, alarms, alarm_queue, archives })
     }
 }
 
@@ -141,7 +147,10 @@ fn run_one(
     pending: &mut Vec<(oneshot::Sender<Result<Reply>>, Reply)>,
     counters: &Counters,
 ) {
-    let is_write = matches!(op, Op::Write { .. } | Op::DeleteAll(_) | Op::SetAlarm(..) | Op::Sync);
+    let is_write = matches!(
+        op,
+        Op::Write { .. } | Op::DeleteAll(_) | Op::SetAlarm(..) | Op::SetArchive(..) | Op::Sync
+    );
     counters.writes.fetch_add(u64::from(is_write), Ordering::Relaxed);
     if is_write && *poisoned {
         let _ = reply.send(Err(Error::Poisoned));
@@ -262,6 +271,14 @@ fn execute(ks: &Keyspaces, op: Op) -> Result<Reply> {
         Op::GetAlarm(ns) => {
             Ok(Reply::Alarm(ks.alarms.get(ns.as_bytes())?.map(|v| decode_time(&v))))
         }
+        Op::SetArchive(key, value) => {
+            match value {
+                Some(v) => ks.archives.insert(&key, &*v)?,
+                None => ks.archives.remove(&key)?,
+            }
+            Ok(Reply::Done)
+        }
+        Op::GetArchive(key) => Ok(Reply::Values(vec![ks.archives.get(&key)?.map(bytes_of)])),
         Op::DueAlarms { until, after, limit } => {
             let end = successor_of_prefix(&until.to_be_bytes()).unwrap_or_else(|| vec![0xFF; 9]);
             let start = match after {

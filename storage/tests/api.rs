@@ -388,3 +388,31 @@ fn closing_releases_the_folder_while_clones_live_on() {
         Some(&b"v"[..])
     );
 }
+
+#[test]
+fn archives_are_apart_from_the_rooms_keys_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = store(&dir, Profile::Partykit);
+        let r = s.room("main", "sleepy").unwrap();
+        let other = s.room("main", "other").unwrap();
+        block_on(async {
+            assert_eq!(r.get_archive(0).await.unwrap(), None);
+            r.put("k", "v").await.unwrap();
+            r.put_archive(0, "registry".into()).await.unwrap();
+            r.put_archive(1, "party".into()).await.unwrap();
+            // Not keys of the room: list and delete_all do not see them.
+            assert_eq!(keys(&r.list(ListOptions::default()).await.unwrap()), ["k"]);
+            assert_eq!(r.delete_all().await.unwrap(), 1);
+            assert_eq!(other.get_archive(0).await.unwrap(), None);
+            r.delete_archive(1).await.unwrap();
+        });
+        s.close();
+    }
+    let s = store(&dir, Profile::Partykit);
+    let r = s.room("main", "sleepy").unwrap();
+    block_on(async {
+        assert_eq!(r.get_archive(0).await.unwrap().as_deref(), Some(&b"registry"[..]));
+        assert_eq!(r.get_archive(1).await.unwrap(), None);
+    });
+}

@@ -33,6 +33,9 @@ pub struct Config {
     /// fills the holes that freed connection memory leaves in 2 MiB regions, which
     /// doubled the resident memory of 15,000 idle sockets (docs/benchmarks.md).
     pub huge_pages: bool,
+    /// A room of a hibernating party (`Party::HIBERNATE`) whose hooks have had nothing to do
+    /// for this long goes to sleep (Durable Objects: about 10 s).
+    pub hibernate_after_ms: u64,
     /// Variables party code reads through `Room::env`.
     pub env: BTreeMap<String, String>,
     pub limits: Limits,
@@ -51,6 +54,7 @@ impl Default for Config {
             backlog: 4096,
             reuse_port: false,
             huge_pages: false,
+            hibernate_after_ms: 10_000,
             env: BTreeMap::new(),
             limits: Limits::default(),
             storage: StoreConfig::default(),

@@ -49,7 +49,7 @@ impl Server {
     /// Registers party type `P` under `name` (`/parties/<name>/<room>`).
     pub fn party<P: Party>(mut self, name: &str) -> Self {
         self.gates.insert(name.to_owned(), Gates::of::<P>());
-        self.spawners.insert(name.to_owned(), spawn_room::<P>);
+        self.spawners.insert(name.to_owned(), spawn_room::<P>());
         self
     }
 
@@ -125,6 +125,12 @@ impl Server {
         let store_path = self.config.storage_path();
         let store = partyline_storage::Store::open(&store_path, self.config.storage)
             .map_err(|e| io::Error::other(format!("storage in {}: {e}", store_path.display())))?;
+        // Sleeping rooms' connection archives describe sockets of an earlier process.
+        if let Err(e) =
+            futures_lite::future::block_on(store.clear_archives(crate::home::REGISTRY_ARCHIVE))
+        {
+            tracing::warn!(error = %e, "cannot clear the connection archives of an earlier run");
+        }
         let shutdown = Arc::new(AtomicBool::new(false));
         let gauges: Arc<[Gauges]> = (0..count).map(|_| Gauges::default()).collect();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

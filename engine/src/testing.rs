@@ -310,6 +310,23 @@ impl<P: Party> TestRoom<P> {
         );
     }
 
+    /// Puts the room to sleep now, as `hibernate_after_ms` of quiet would (a party without
+    /// `Party::HIBERNATE` stays awake): its instance goes, its connections go to the
+    /// store, and the next event wakes it with `on_start`.
+    pub fn hibernate(&mut self) {
+        self.feed(RoomEvent::Sleep);
+    }
+
+    /// Whether the room is asleep.
+    pub fn is_asleep(&self) -> bool {
+        self.runner.is_asleep()
+    }
+
+    /// The room's store (a real one, in a temporary folder).
+    pub fn store(&self) -> &partyline_storage::Store {
+        &self.store
+    }
+
     /// Answers `fetch` calls from the room to other rooms with `handler(party, room,
     /// request)`; without one they get 404.
     pub fn on_fetch(&mut self, handler: impl Fn(&str, &str, Request) -> Response + 'static) {
@@ -397,6 +414,12 @@ impl EdgeSink for Peer {
                 if let Some(socket) = sockets.get_mut(&conn).filter(|s| s.closed.is_none()) {
                     socket.closed = Some((code, reason.clone()));
                     self.closing.borrow_mut().push((conn, code, reason));
+                }
+            }
+            ToEdge::CloseRoom { code, reason, .. } => {
+                for (cid, socket) in sockets.iter_mut().filter(|(_, s)| s.closed.is_none()) {
+                    socket.closed = Some((code, reason.clone()));
+                    self.closing.borrow_mut().push((*cid, code, reason.clone()));
                 }
             }
             ToEdge::Credit { .. } | ToEdge::Response { .. } => {}

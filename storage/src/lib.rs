@@ -253,6 +253,15 @@ impl Store {
         }
     }
 
+    /// Deletes every room's archive of `kind` (at start, archives that only meant
+    /// something to the process that wrote them); how many there were.
+    pub async fn clear_archives(&self, kind: u8) -> Result<usize> {
+        match self.call(Op::ClearArchives(kind)).await? {
+            Reply::Count(n) => Ok(n),
+            _ => unreachable!("ClearArchives answers Count"),
+        }
+    }
+
     /// Waits until everything written before it is durable.
     pub async fn sync(&self) -> Result<()> {
         self.call(Op::Sync).await.map(|_| ())

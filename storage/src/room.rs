@@ -283,6 +283,11 @@ impl RoomStorage {
         self.store.sync().await
     }
 
+    /// Empties the room's read cache, giving its memory back (the room sleeps).
+    pub fn clear_cache(&self) {
+        self.cache().clear();
+    }
+
     /// One of the room's archives: what the engine keeps of the room while it sleeps
     /// (hibernation), by `kind`. Not visible to `get`, `list` or `delete_all`.
     pub async fn get_archive(&self, kind: u8) -> Result<Option<Bytes>> {

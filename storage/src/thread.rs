@@ -51,6 +51,8 @@ pub(crate) enum Op {
     /// Sets (or with `None` deletes) one of the room's archives: key = namespace ++ kind.
     SetArchive(Vec<u8>, Option<Bytes>),
     GetArchive(Vec<u8>),
+    /// Deletes every room's archive of one kind; answers how many there were.
+    ClearArchives(u8),
     /// Up to `limit` alarms due at or before `until`: (party, room, time).
     DueAlarms {
         until: u64,
@@ -149,7 +151,12 @@ fn run_one(
 ) {
     let is_write = matches!(
         op,
-        Op::Write { .. } | Op::DeleteAll(_) | Op::SetAlarm(..) | Op::SetArchive(..) | Op::Sync
+        Op::Write { .. }
+            | Op::DeleteAll(_)
+            | Op::SetAlarm(..)
+            | Op::SetArchive(..)
+            | Op::ClearArchives(_)
+            | Op::Sync
     );
     counters.writes.fetch_add(u64::from(is_write), Ordering::Relaxed);
     if is_write && *poisoned {
@@ -279,6 +286,20 @@ fn execute(ks: &Keyspaces, op: Op) -> Result<Reply> {
             Ok(Reply::Done)
         }
         Op::GetArchive(key) => Ok(Reply::Values(vec![ks.archives.get(&key)?.map(bytes_of)])),
+        Op::ClearArchives(kind) => {
+            let mut batch = ks.db.batch();
+            let mut count = 0;
+            for guard in ks.archives.iter() {
+                let key = guard.key()?;
+                // Keys are a namespace and one kind byte.
+                if key.last() == Some(&kind) {
+                    batch.remove(&ks.archives, key);
+                    count += 1;
+                }
+            }
+            batch.commit()?;
+            Ok(Reply::Count(count))
+        }
         Op::DueAlarms { until, after, limit } => {
             let end = successor_of_prefix(&until.to_be_bytes()).unwrap_or_else(|| vec![0xFF; 9]);
             let start = match after {

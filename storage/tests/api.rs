@@ -414,5 +414,9 @@ fn archives_are_apart_from_the_rooms_keys_and_survive_reopening() {
     block_on(async {
         assert_eq!(r.get_archive(0).await.unwrap().as_deref(), Some(&b"registry"[..]));
         assert_eq!(r.get_archive(1).await.unwrap(), None);
+        r.put_archive(1, "kept".into()).await.unwrap();
+        assert_eq!(s.clear_archives(0).await.unwrap(), 1);
+        assert_eq!(r.get_archive(0).await.unwrap(), None);
+        assert_eq!(r.get_archive(1).await.unwrap().as_deref(), Some(&b"kept"[..]));
     });
 }

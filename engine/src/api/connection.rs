@@ -154,6 +154,16 @@ impl Connection {
         let _ = self.0.runtime.router.to_edge(self.0.cid.edge, close);
     }
 
+    /// The tags beyond the id.
+    pub(crate) fn extra_tags(&self) -> Vec<String> {
+        self.0.extra_tags.borrow().to_vec()
+    }
+
+    /// Puts back a state saved before the room slept (it passed the size check then).
+    pub(crate) fn restore_state(&self, state: Option<Bytes>) {
+        *self.0.state.borrow_mut() = state.map(Box::new);
+    }
+
     /// The connection's state, as last set.
     pub fn state(&self) -> Option<Bytes> {
         self.0.state.borrow().as_deref().cloned()

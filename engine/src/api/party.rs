@@ -54,7 +54,15 @@ pub enum Gate {
 /// and the next event builds a new one with `on_start`; the shard and every other room go
 /// on.
 pub trait Party: Sized + 'static {
-    /// Builds the room's instance; runs once before any other event reaches the room.
+    /// Whether the party's rooms hibernate (PartyKit's `options.hibernate`): a room whose
+    /// hooks have had nothing to do for `hibernate_after_ms` drops its instance and keeps
+    /// its connections (id, uri, tags, state) in the store instead of in memory; the next
+    /// event builds a new instance with `on_start`, then runs. Sockets stay open and
+    /// clients notice nothing; fields of the instance are gone, as on PartyKit.
+    const HIBERNATE: bool = false;
+
+    /// Builds the room's instance; runs before any other event reaches the room (again
+    /// after the room woke from hibernation).
     async fn on_start(room: Room) -> Result<Self>;
 
     /// A connection is being accepted; what it sends here arrives before anything else.

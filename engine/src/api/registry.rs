@@ -26,8 +26,14 @@ impl Registry {
         self.by_ref.len()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.by_ref.is_empty()
+    /// Whether the room has open connections, indexed or (while it sleeps) archived.
+    pub fn has_connections(&self) -> bool {
+        !self.per_edge.is_empty()
+    }
+
+    /// Every connection, in no order.
+    pub fn iter(&self) -> impl Iterator<Item = &Connection> + '_ {
+        self.by_ref.values()
     }
 
     pub fn get(&self, cid: ConnId) -> Option<Connection> {
@@ -35,6 +41,16 @@ impl Registry {
     }
 
     pub fn register(&mut self, conn: &Connection) {
+        let cid = conn.cid();
+        match self.per_edge.iter_mut().find(|(edge, _)| *edge == cid.edge) {
+            Some((_, count)) => *count += 1,
+            None => self.per_edge.push((cid.edge, 1)),
+        }
+        self.restore(conn);
+    }
+
+    /// Indexes a connection whose edge is already counted (one woken from the archive).
+    pub fn restore(&mut self, conn: &Connection) {
         let cid = conn.cid();
         match self.by_id.entry(conn.shared_id()) {
             Entry::Occupied(taken) => {
@@ -45,11 +61,22 @@ impl Registry {
                 free.insert(cid);
             }
         }
-        match self.per_edge.iter_mut().find(|(edge, _)| *edge == cid.edge) {
-            Some((_, count)) => *count += 1,
-            None => self.per_edge.push((cid.edge, 1)),
-        }
         self.by_ref.insert(cid, conn.clone());
+    }
+
+    /// Takes every connection out for the archive, keeping the per-edge counts (the room
+    /// sleeps; its sockets stay open on their edges) and freeing the maps' memory.
+    pub fn take_for_sleep(&mut self) -> Vec<Connection> {
+        self.by_id = HashMap::new();
+        self.id_dups = HashMap::new();
+        std::mem::take(&mut self.by_ref).into_values().collect()
+    }
+
+    /// Forgets every connection and edge (the archive was lost): the edges to tell.
+    pub fn forget_all(&mut self) -> Vec<ShardAddr> {
+        let edges = self.edges().collect();
+        *self = Registry::default();
+        edges
     }
 
     pub fn unregister(&mut self, cid: ConnId) -> Option<Connection> {

@@ -192,4 +192,21 @@ impl Storage {
     pub(crate) async fn delete_alarm_quietly(&self) -> Result<()> {
         self.room()?.delete_alarm().await
     }
+
+    // ---- For hibernation --------------------------------------------------------------
+
+    pub(crate) async fn get_archive(&self, kind: u8) -> Result<Option<Bytes>> {
+        self.room()?.get_archive(kind).await
+    }
+
+    pub(crate) async fn put_archive(&self, kind: u8, bytes: Bytes) -> Result<()> {
+        self.room()?.put_archive(kind, bytes).await
+    }
+
+    /// Empties the room's read cache (it sleeps).
+    pub(crate) fn clear_cache(&self) {
+        if let Ok(room) = &self.inner {
+            room.clear_cache();
+        }
+    }
 }

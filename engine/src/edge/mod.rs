@@ -461,6 +461,12 @@ impl EdgeSink for Edge {
                     c.request_close(code, &reason);
                 }
             }
+            ToEdge::CloseRoom { room, code, reason } => {
+                let rooms = self.rooms.borrow();
+                for c in rooms.get(&room).map_or(&[][..], |r| &r.members[..]) {
+                    c.request_close(code, &reason);
+                }
+            }
             ToEdge::Credit { room, events, bytes } => {
                 if let Some(r) = self.rooms.borrow().get(&room) {
                     r.link.credit(events, bytes);

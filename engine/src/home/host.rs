@@ -39,6 +39,8 @@ pub(crate) enum RoomEvent {
     Alarm {
         time: u64,
     },
+    /// The room's hooks had nothing to do for `hibernate_after_ms`: it goes to sleep.
+    Sleep,
 }
 
 impl RoomEvent {
@@ -83,12 +85,16 @@ pub(crate) struct RoomHost {
     waker: RefCell<Option<Waker>>,
     /// Memory charged to the room against `rooms_memory_max`.
     pub charged: Cell<usize>,
+    /// Its party hibernates (`Party::HIBERNATE`).
+    pub hibernates: bool,
+    /// It sleeps: no instance, its connections archived.
+    pub asleep: Cell<bool>,
     /// The room sits in its home's idle list.
     pub listed_idle: Cell<bool>,
 }
 
 impl RoomHost {
-    pub fn new(core: Rc<RoomCore>) -> RoomHost {
+    pub fn new(core: Rc<RoomCore>, hibernates: bool) -> RoomHost {
         RoomHost {
             core,
             mailbox: RefCell::new(VecDeque::new()),
@@ -98,6 +104,8 @@ impl RoomHost {
             closed: Cell::new(false),
             waker: RefCell::new(None),
             charged: Cell::new(0),
+            hibernates,
+            asleep: Cell::new(false),
             listed_idle: Cell::new(false),
         }
     }
@@ -157,9 +165,12 @@ impl RoomHost {
 
     /// No connections and nothing queued or running: safe to unload.
     pub fn is_idle(&self) -> bool {
-        !self.running.get()
-            && self.mailbox.borrow().is_empty()
-            && self.core.registry.borrow().is_empty()
+        self.is_quiet() && !self.core.registry.borrow().has_connections()
+    }
+
+    /// Nothing queued or running.
+    pub fn is_quiet(&self) -> bool {
+        !self.running.get() && self.mailbox.borrow().is_empty()
     }
 
     /// Unloads the room: its task ends at its next look; queued events are dropped.

@@ -9,6 +9,7 @@
 //! Depends on api and route; the edge never calls in here except through the router.
 
 pub(crate) mod alarm;
+mod archive;
 pub(crate) mod host;
 pub(crate) mod runner;
 
@@ -17,6 +18,7 @@ use crate::api::runtime::Runtime;
 use crate::limits::{ROOM_BASE_BYTES, ROOM_CONNECTION_BYTES};
 use crate::log::warn_client;
 use crate::route::{ConnectOutcome, HomeSink, RoomKey, RoomUid, ShardAddr, ToEdge, ToHome};
+pub(crate) use archive::REGISTRY as REGISTRY_ARCHIVE;
 use host::{Refused, RoomEvent, RoomHost};
 use partyline_protocol::http::Response;
 pub(crate) use runner::{SpawnRoom, spawn_room};
@@ -35,6 +37,9 @@ pub(crate) struct HomeStats {
     pub refused_rooms: u64,
     /// Connects, requests and alarms refused by a room past its mailbox's cap.
     pub refused_events: u64,
+    pub sleeps: u64,
+    pub wakes: u64,
+    pub asleep: usize,
 }
 
 /// One shard's rooms.
@@ -49,6 +54,9 @@ pub(crate) struct Home {
     /// Loaded rooms with no connections and nothing to do, least recently idle first,
     /// with the time they became idle (ms on the server clock).
     idle: RefCell<lru::LruCache<RoomKey, u64>>,
+    /// Awake rooms of hibernating parties that have connections, least recently active
+    /// first, with the time of their last event: candidates for sleep.
+    quiet: RefCell<lru::LruCache<RoomKey, u64>>,
     next_uid: Cell<u64>,
     /// Memory charged to this shard's rooms, and this shard's share of the budget.
     charged: Cell<usize>,
@@ -58,6 +66,10 @@ pub(crate) struct Home {
     unloaded: Cell<u64>,
     refused_rooms: Cell<u64>,
     refused_events: Cell<u64>,
+    sleeps: Cell<u64>,
+    wakes: Cell<u64>,
+    /// Rooms asleep now.
+    asleep: Cell<usize>,
 }
 
 impl Home {
@@ -71,6 +83,7 @@ impl Home {
             spawners,
             rooms: RefCell::new(HashMap::new()),
             idle: RefCell::new(lru::LruCache::unbounded()),
+            quiet: RefCell::new(lru::LruCache::unbounded()),
             next_uid: Cell::new(1),
             charged: Cell::new(0),
             memory_max,
@@ -79,6 +92,9 @@ impl Home {
             unloaded: Cell::new(0),
             refused_rooms: Cell::new(0),
             refused_events: Cell::new(0),
+            sleeps: Cell::new(0),
+            wakes: Cell::new(0),
+            asleep: Cell::new(0),
         })
     }
 
@@ -107,6 +123,9 @@ impl Home {
             unloaded: self.unloaded.get(),
             refused_rooms: self.refused_rooms.get(),
             refused_events: self.refused_events.get(),
+            sleeps: self.sleeps.get(),
+            wakes: self.wakes.get(),
+            asleep: self.asleep.get(),
         }
     }
 
@@ -135,11 +154,11 @@ impl Home {
         let uid = RoomUid { home: self.here, seq: self.next_uid.get() };
         self.next_uid.set(uid.seq + 1);
         let core = Rc::new(RoomCore::new(key.clone(), uid, self.runtime.clone()));
-        let host = Rc::new(RoomHost::new(core));
+        let host = Rc::new(RoomHost::new(core, spawn.hibernate));
         host.charged.set(ROOM_BASE_BYTES);
         self.charged.set(self.charged.get() + ROOM_BASE_BYTES);
         self.rooms.borrow_mut().insert(key.clone(), host.clone());
-        spawn(self.me.upgrade().expect("a home outlives its calls"), host.clone());
+        (spawn.start)(self.me.upgrade().expect("a home outlives its calls"), host.clone());
         Ok(host)
     }
 
@@ -161,6 +180,9 @@ impl Home {
     fn unload(&self, key: &RoomKey, host: &RoomHost) {
         self.rooms.borrow_mut().remove(key);
         self.charged.set(self.charged.get() - host.charged.get());
+        if host.asleep.replace(false) {
+            self.asleep.set(self.asleep.get() - 1);
+        }
         host.close();
         self.unloaded.set(self.unloaded.get() + 1);
         tracing::debug!(party = %key.party, room = %key.room, "room unloaded");
@@ -179,12 +201,47 @@ impl Home {
             let now = self.runtime.clock.now_ms();
             self.idle.borrow_mut().put(host.core.key.clone(), now);
         }
+        if host.hibernates {
+            // Awake with connections: it may sleep once quiet for `hibernate_after_ms`.
+            let mut quiet = self.quiet.borrow_mut();
+            if !host.asleep.get() && host.core.registry.borrow().has_connections() {
+                quiet.put(host.core.key.clone(), self.runtime.clock.now_ms());
+            } else {
+                quiet.pop(&host.core.key);
+            }
+        }
         while self.charged.get() > self.memory_max && self.unload_least_recent() {}
     }
 
-    /// Unloads rooms idle for `room_unload_after_ms` (the shard's sweeper, once a second).
+    /// A room went to sleep (`true`) or woke.
+    pub fn slept_or_woke(&self, asleep: bool) {
+        if asleep {
+            self.sleeps.set(self.sleeps.get() + 1);
+            self.asleep.set(self.asleep.get() + 1);
+        } else {
+            self.wakes.set(self.wakes.get() + 1);
+            self.asleep.set(self.asleep.get() - 1);
+        }
+    }
+
+    /// Puts hibernating rooms quiet for `hibernate_after_ms` to sleep, and unloads rooms
+    /// idle for `room_unload_after_ms` (the shard's sweeper, five times a second).
     pub fn sweep(&self) {
         let now = self.runtime.clock.now_ms();
+        let hibernate_after = self.runtime.config.hibernate_after_ms;
+        loop {
+            let oldest = self.quiet.borrow().peek_lru().map(|(k, since)| (k.clone(), *since));
+            let Some((key, since)) = oldest else { break };
+            if now.saturating_sub(since) < hibernate_after {
+                break;
+            }
+            self.quiet.borrow_mut().pop(&key);
+            let host = self.rooms.borrow().get(&key).cloned();
+            if let Some(host) = host.filter(|h| h.is_quiet() && !h.asleep.get()) {
+                // An event like any other: whatever comes after it wakes the room again.
+                let _ = host.push(RoomEvent::Sleep);
+            }
+        }
         let after = self.runtime.limits().room_unload_after_ms;
         loop {
             let oldest = self.idle.borrow().peek_lru().map(|(k, since)| (k.clone(), *since));
@@ -251,7 +308,10 @@ impl Home {
             }
             // Never refused: messages are bounded by the edges' windows, closes by the
             // connections; an alarm that finds the mailbox full is tried again later.
-            RoomEvent::Message { .. } | RoomEvent::Close { .. } | RoomEvent::Alarm { .. } => {}
+            RoomEvent::Message { .. }
+            | RoomEvent::Close { .. }
+            | RoomEvent::Alarm { .. }
+            | RoomEvent::Sleep => {}
         }
     }
 
@@ -264,7 +324,9 @@ impl Home {
             host.close();
         }
         self.idle.borrow_mut().clear();
+        self.quiet.borrow_mut().clear();
         self.charged.set(0);
+        self.asleep.set(0);
     }
 }
 

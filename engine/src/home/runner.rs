@@ -8,6 +8,7 @@
 //! (`TestRoom`), so a party is tested against the code that runs it.
 
 use super::alarm::{RETRIES_MAX, RETRY_BASE_MS};
+use super::archive;
 use super::host::RoomEvent;
 use crate::api::{ConnectContext, Connection, Party, Room, RoomCore};
 use crate::log::warn_client;
@@ -55,12 +56,14 @@ pub(crate) struct Runner<P> {
     /// Failed `on_alarm` runs in a row (for the retry backoff).
     alarm_retries: u8,
     hook_timeout: Duration,
+    /// Hibernating: no instance, the connections in the room's archive.
+    asleep: bool,
 }
 
 impl<P: Party> Runner<P> {
     pub fn new(core: Rc<RoomCore>) -> Runner<P> {
         let hook_timeout = Duration::from_millis(core.runtime.limits().hook_timeout_ms);
-        Runner { core, party: None, alarm_retries: 0, hook_timeout }
+        Runner { core, party: None, alarm_retries: 0, hook_timeout, asleep: false }
     }
 
     /// Memory the instance holds, for the room's charge: its size plus what it reports.
@@ -70,6 +73,12 @@ impl<P: Party> Runner<P> {
 
     /// Handles one event, building the instance first if there is none.
     pub async fn handle(&mut self, event: RoomEvent) {
+        if let RoomEvent::Sleep = event {
+            return self.sleep().await;
+        }
+        if self.asleep {
+            self.wake().await;
+        }
         if self.party.is_none() {
             let room = Room(self.core.clone());
             let failure = match run_hook(self.hook_timeout, P::on_start(room)).await {
@@ -116,9 +125,78 @@ impl<P: Party> Runner<P> {
                 health
             }
             RoomEvent::Alarm { time } => self.alarm(time).await,
+            RoomEvent::Sleep => Health::Fine,
         };
         if health == Health::Poisoned {
             self.party = None;
+        }
+    }
+
+    /// Whether the room sleeps.
+    pub fn is_asleep(&self) -> bool {
+        self.asleep
+    }
+
+    /// Puts a hibernating room to sleep: its connections go to the room's archive (one
+    /// durable write), then the instance, the registry's records and the read cache go.
+    /// If the archive cannot be written the room stays awake (and tries again when quiet).
+    async fn sleep(&mut self) {
+        if self.asleep || !P::HIBERNATE {
+            return;
+        }
+        let key = &self.core.key;
+        let records = {
+            let registry = self.core.registry.borrow();
+            registry.iter().map(archive::record_of).collect()
+        };
+        let bytes = match archive::encode(&archive::RegistryArchive { conns: records }) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot encode the room's archive; it stays awake");
+                return;
+            }
+        };
+        if let Err(e) = self.core.storage().put_archive(archive::REGISTRY, bytes).await {
+            tracing::warn!(party = %key.party, room = %key.room, error = %e, "cannot store the room's archive; it stays awake");
+            return;
+        }
+        drop(self.core.registry.borrow_mut().take_for_sleep());
+        self.party = None;
+        self.core.storage().clear_cache();
+        self.asleep = true;
+    }
+
+    /// Wakes a sleeping room before its next event: its connections come back from the
+    /// archive (the instance is built by the caller, with `on_start`). An archive that is
+    /// missing or damaged is logged with the room's name; the room's sockets are then
+    /// closed (1011) so their clients reconnect, and it starts fresh from its storage.
+    async fn wake(&mut self) {
+        self.asleep = false;
+        let key = &self.core.key;
+        let read = match self.core.storage().get_archive(archive::REGISTRY).await {
+            Ok(Some(bytes)) => archive::decode(&bytes).map_err(|e| e.to_string()),
+            Ok(None) => Err("the archive is missing".to_owned()),
+            Err(e) => Err(e.to_string()),
+        };
+        match read {
+            Ok(archive) => {
+                let mut registry = self.core.registry.borrow_mut();
+                for record in archive.conns {
+                    registry.restore(&archive::connection_of(&self.core.runtime, record));
+                }
+            }
+            Err(e) => {
+                tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read the room's archive; closing its sockets, it starts fresh");
+                let edges = self.core.registry.borrow_mut().forget_all();
+                for edge in edges {
+                    let close = ToEdge::CloseRoom {
+                        room: self.core.uid,
+                        code: CloseCode::INTERNAL_ERROR,
+                        reason: "the room lost its state; reconnect".into(),
+                    };
+                    let _ = self.core.runtime.router.to_edge(edge, close);
+                }
+            }
         }
     }
 
@@ -169,6 +247,7 @@ impl<P: Party> Runner<P> {
                     c.mark_closed();
                 }
             }
+            RoomEvent::Sleep => {}
         }
     }
 
@@ -424,11 +503,20 @@ fn connection_uri(request: &Request) -> String {
     format!("{scheme}://{host}{}", request.target)
 }
 
-/// Starts a room's task for party `P`; stored per party name so the loop is monomorphized
-/// and hooks are called without boxing.
-pub(crate) type SpawnRoom = fn(Rc<super::Home>, Rc<super::host::RoomHost>);
+/// How the home starts rooms of one party: its task, monomorphized (so hooks are called
+/// without boxing), and whether they hibernate.
+#[derive(Clone, Copy)]
+pub(crate) struct SpawnRoom {
+    pub start: fn(Rc<super::Home>, Rc<super::host::RoomHost>),
+    pub hibernate: bool,
+}
 
-pub(crate) fn spawn_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHost>) {
+/// The [`SpawnRoom`] of party `P`.
+pub(crate) fn spawn_room<P: Party>() -> SpawnRoom {
+    SpawnRoom { start: start_room::<P>, hibernate: P::HIBERNATE }
+}
+
+fn start_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHost>) {
     glommio::spawn_local(run_room::<P>(home, host)).detach();
 }
 
@@ -442,6 +530,9 @@ async fn run_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHos
         host.set_running(true);
         runner.handle(event).await;
         host.set_running(false);
+        if host.asleep.replace(runner.is_asleep()) != runner.is_asleep() {
+            home.slept_or_woke(runner.is_asleep());
+        }
         home.settle(&host, runner.memory_bytes());
     }
 }

@@ -1,5 +1,5 @@
-//! `relay`: every message goes to every other connection of the room; no state. The party
-//! the fan-out load test drives.
+//! `relay`: every message goes to every other connection of the room; no state, so it
+//! hibernates. The party the fan-out load test drives.
 
 use crate::{Connection, Message, Party, Result, Room};
 
@@ -10,6 +10,9 @@ pub struct Relay {
 }
 
 impl Party for Relay {
+    // No state but its connections: sleeping costs nothing to redo.
+    const HIBERNATE: bool = true;
+
     async fn on_start(room: Room) -> Result<Self> {
         Ok(Relay { room })
     }

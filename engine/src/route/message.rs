@@ -111,6 +111,12 @@ pub(crate) enum ToEdge {
         code: CloseCode,
         reason: String,
     },
+    /// Close every socket of the room on the edge (the room lost its sleeping state).
+    CloseRoom {
+        room: RoomUid,
+        code: CloseCode,
+        reason: String,
+    },
     /// The room took `events` messages (`bytes` of payload) from this edge: its window
     /// here has that much more room.
     Credit {

@@ -27,9 +27,6 @@ use std::time::{Duration, Instant};
 /// How often the sweeper runs (idle pings, parking, gauges).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Sweeps between two looks at the home's idle rooms (once a second).
-const HOME_SWEEP_EVERY: u32 = 5;
-
 /// Least time between two forced allocator collections (one takes ~0.3-3 ms at 15,000
 /// sockets).
 const COLLECT_INTERVAL: Duration = Duration::from_secs(1);
@@ -94,13 +91,13 @@ pub(crate) async fn run(
     tracing::debug!(shard = %here, left = edge.stats().sockets, "shard stopped");
 }
 
-/// The sweeper: idle pings, timeouts and parking on the edge, idle rooms on the home,
+/// The sweeper: idle pings, timeouts and parking on the edge, quiet rooms to sleep and
+/// idle rooms to unload on the home (both O(what they put away)),
 /// the gauges, handing freed memory back, and the shutdown flag.
 async fn sweep_until_shutdown(edge: &Edge, home: &Home, gauges: &Gauges, shutdown: &AtomicBool) {
     // Parked sockets free their tasks and streams; hand that memory back to the OS, at
     // most once a second.
     let (mut parked_before, mut collect_due, mut collected_at) = (0, false, Instant::now());
-    let mut tick = 0u32;
     while !shutdown.load(Ordering::Relaxed) {
         crate::rt::sleep(SWEEP_INTERVAL).await;
         let edge_stats = edge.sweep();
@@ -110,10 +107,7 @@ async fn sweep_until_shutdown(edge: &Edge, home: &Home, gauges: &Gauges, shutdow
             crate::rt::release_freed_memory();
             (collect_due, collected_at) = (false, Instant::now());
         }
-        tick = tick.wrapping_add(1);
-        if tick.is_multiple_of(HOME_SWEEP_EVERY) {
-            home.sweep();
-        }
+        home.sweep();
         gauges.publish(&edge_stats, &home.stats());
     }
 }

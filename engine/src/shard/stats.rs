@@ -33,6 +33,11 @@ pub struct ShardStats {
     pub rooms_refused: u64,
     /// Connects and requests refused by a room's full mailbox (503), since start.
     pub events_refused: u64,
+    /// Rooms asleep now (hibernating: no instance, connections in the store).
+    pub rooms_asleep: usize,
+    /// Times a room went to sleep, and woke, since start.
+    pub room_sleeps: u64,
+    pub room_wakes: u64,
     /// Times a socket's read waited because its room had a full window of unhandled
     /// messages from this shard (backpressure from a busy room), since start.
     pub reads_held: u64,
@@ -54,6 +59,9 @@ pub(crate) struct Gauges {
     rooms_refused: AtomicU64,
     events_refused: AtomicU64,
     reads_held: AtomicU64,
+    rooms_asleep: AtomicUsize,
+    room_sleeps: AtomicU64,
+    room_wakes: AtomicU64,
 }
 
 impl Gauges {
@@ -72,6 +80,9 @@ impl Gauges {
         self.rooms_refused.store(home.refused_rooms, r);
         self.events_refused.store(home.refused_events, r);
         self.reads_held.store(edge.reads_held, r);
+        self.rooms_asleep.store(home.asleep, r);
+        self.room_sleeps.store(home.sleeps, r);
+        self.room_wakes.store(home.wakes, r);
     }
 
     pub fn read(&self) -> ShardStats {
@@ -90,6 +101,9 @@ impl Gauges {
             rooms_refused: self.rooms_refused.load(r),
             events_refused: self.events_refused.load(r),
             reads_held: self.reads_held.load(r),
+            rooms_asleep: self.rooms_asleep.load(r),
+            room_sleeps: self.room_sleeps.load(r),
+            room_wakes: self.room_wakes.load(r),
         }
     }
 }

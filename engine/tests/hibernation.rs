@@ -1,0 +1,217 @@
+//! Hibernation: a room of a hibernating party that is quiet for `hibernate_after_ms` drops
+//! its instance and keeps its connections (id, uri, tags, state) in the store; the next
+//! event wakes it with `on_start` again. Tested through `TestRoom` (sleep on demand, a
+//! damaged archive) and through a real server (rooms fall asleep on their own, clients
+//! notice nothing, and messages sent across sleeps arrive once and in order).
+
+mod common;
+
+use common::*;
+use partyline::{
+    CloseCode, ConnectContext, Connection, Message, Party, Request, Result, Room, Server, TestRoom,
+};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// A hibernating party that counts its starts in storage and its messages in memory.
+struct Sleepy {
+    room: Room,
+    /// Messages since this instance started: gone after a sleep.
+    seen: u64,
+}
+
+impl Party for Sleepy {
+    const HIBERNATE: bool = true;
+
+    async fn on_start(room: Room) -> Result<Self> {
+        let starts: u64 = room.storage().get_json("starts").await?.unwrap_or(0);
+        room.storage().put_json("starts", &(starts + 1)).await?;
+        Ok(Sleepy { room, seen: 0 })
+    }
+
+    fn connection_tags(&mut self, _conn: &Connection, ctx: &ConnectContext) -> Result<Vec<String>> {
+        Ok(ctx.request.query_param("tag").map(|t| vec![t.into_owned()]).unwrap_or_default())
+    }
+
+    async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
+        self.seen += 1;
+        let text = message.text()?.to_owned();
+        let reply = match text.split_once(':').unwrap_or((&text, "")) {
+            ("state", value) => {
+                sender.set_state(value.to_owned())?;
+                "ok".to_owned()
+            }
+            ("who", _) => {
+                let mut who: Vec<String> = self
+                    .room
+                    .connections(None)
+                    .iter()
+                    .map(|c| {
+                        let state = c.state().map(|s| String::from_utf8_lossy(&s).into_owned());
+                        format!("{}[{}]={}", c.id(), c.tags().join(","), state.unwrap_or_default())
+                    })
+                    .collect();
+                who.sort();
+                who.join(" ")
+            }
+            ("seen", _) => self.seen.to_string(),
+            ("starts", _) => {
+                let starts: u64 = self.room.storage().get_json("starts").await?.unwrap_or(0);
+                starts.to_string()
+            }
+            ("tagged", tag) => self.room.connections(Some(tag)).len().to_string(),
+            ("lookup", id) => match self.room.connection(id)? {
+                Some(c) => format!("found {}", c.id()),
+                None => "none".into(),
+            },
+            ("all", text) => return self.room.broadcast(text.to_owned(), &[sender.id()]),
+            _ => text,
+        };
+        sender.send(reply)
+    }
+}
+
+fn connect(room: &mut TestRoom<Sleepy>, id: &str, tag: &str) -> partyline::testing::TestConn {
+    let target = format!("/parties/sleepy/r?_pk={id}&tag={tag}");
+    room.connect_with(id, Request::new("GET", target).with_header("host", "test"))
+}
+
+#[test]
+fn a_sleeping_room_keeps_its_connections_and_forgets_its_fields() {
+    let mut room = TestRoom::<Sleepy>::new("sleepy", "r");
+    let a = connect(&mut room, "a", "red");
+    let b = connect(&mut room, "b", "blue");
+    room.send(&a, "state:hello");
+    room.send(&a, "seen");
+    assert_eq!(room.received_text(&a), ["ok", "2"]);
+    room.hibernate();
+    assert!(room.is_asleep());
+    // The next message wakes it: on_start again, in-memory fields fresh, connections
+    // (ids, tags, state) as they were.
+    room.send(&b, "who");
+    assert!(!room.is_asleep());
+    assert_eq!(room.received_text(&b), ["a[a,red]=hello b[b,blue]="]);
+    room.send(&b, "seen");
+    room.send(&b, "starts");
+    room.send(&b, "tagged:red");
+    room.send(&b, "lookup:a");
+    assert_eq!(room.received_text(&b), ["2", "2", "1", "found a"]);
+    room.send(&b, "all:to a");
+    assert_eq!(room.received_text(&a), ["to a"]);
+    // A close while asleep wakes it, and the connection leaves.
+    room.hibernate();
+    room.close(&a, CloseCode::NORMAL, "bye");
+    room.send(&b, "who");
+    assert_eq!(room.received_text(&b), ["b[b,blue]="]);
+    // A party without hibernation never sleeps.
+    let mut awake = TestRoom::<partyline::parties::Echo>::new("echo", "e");
+    awake.connect("x");
+    awake.hibernate();
+    assert!(!awake.is_asleep());
+}
+
+#[test]
+fn a_damaged_archive_is_reported_and_the_room_starts_fresh() {
+    let mut room = TestRoom::<Sleepy>::new("sleepy", "broken");
+    let a = connect(&mut room, "a", "red");
+    let b = connect(&mut room, "b", "red");
+    room.hibernate();
+    // Flip a byte of the stored archive.
+    let storage = room.store().room("sleepy", "broken").unwrap();
+    let mut bytes = room.block_on(storage.get_archive(0)).unwrap().expect("an archive").to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    room.block_on(storage.put_archive(0, bytes.into())).unwrap();
+    // The next event finds it damaged: every socket of the room is closed so its client
+    // reconnects, and the room goes on from its storage.
+    room.send(&a, "who");
+    let lost = Some((CloseCode::INTERNAL_ERROR, "the room lost its state; reconnect".into()));
+    assert_eq!(room.closed(&a), lost);
+    assert_eq!(room.closed(&b), lost);
+    let c = connect(&mut room, "c", "green");
+    room.send(&c, "who");
+    room.send(&c, "starts");
+    assert_eq!(room.received_text(&c), ["c[c,green]=", "2"]);
+}
+
+fn hibernating_server(hibernate_after_ms: u64) -> (partyline::RunningServer, std::net::SocketAddr) {
+    let mut cfg = config(2);
+    cfg.hibernate_after_ms = hibernate_after_ms;
+    start(Server::new(cfg).with_builtin_parties().party::<Sleepy>("sleepy"))
+}
+
+fn wait_for(
+    srv: &partyline::RunningServer,
+    what: &str,
+    check: impl Fn(&[partyline::ShardStats]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check(&srv.stats()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", srv.stats());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn asleep(stats: &[partyline::ShardStats]) -> usize {
+    stats.iter().map(|s| s.rooms_asleep).sum()
+}
+
+#[test]
+fn quiet_rooms_fall_asleep_and_clients_notice_nothing() {
+    let (srv, addr) = hibernating_server(200);
+    let (mut a, _) = ws(addr, "/parties/sleepy/live?_pk=a&tag=t");
+    let (mut b, _) = ws(addr, "/parties/sleepy/live?_pk=b");
+    send_text(&mut a, "state:kept");
+    assert_eq!(read_text(&mut a), "ok");
+    wait_for(&srv, "the room asleep", |s| asleep(s) == 1);
+    send_text(&mut b, "who");
+    assert_eq!(read_text(&mut b), "a[a,t]=kept b[b]=");
+    send_text(&mut b, "starts");
+    assert_eq!(read_text(&mut b), "2");
+    wait_for(&srv, "a sleep and a wake", |s| {
+        s.iter().map(|s| s.room_wakes).sum::<u64>() >= 1
+            && s.iter().map(|s| s.room_sleeps).sum::<u64>() >= 1
+    });
+    // `main` hibernates and reads its history again when it wakes.
+    let (mut chat, _) = ws(addr, "/parties/main/sleepy-chat");
+    assert_eq!(read_text(&mut chat), "[]");
+    send_text(&mut chat, "remember me");
+    wait_for(&srv, "both rooms asleep", |s| asleep(s) == 2);
+    let (mut late, _) = ws(addr, "/parties/main/sleepy-chat");
+    assert_eq!(read_text(&mut late), r#"["remember me"]"#);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn messages_across_sleeps_arrive_once_and_in_order() {
+    let (srv, addr) = hibernating_server(100);
+    let (mut receiver, _) = ws(addr, "/parties/relay/waking?_pk=receiver");
+    let mut senders: Vec<Ws> =
+        (0..4).map(|i| ws(addr, &format!("/parties/relay/waking?_pk=s{i}")).0).collect();
+    let bursts = 5;
+    for burst in 0..bursts {
+        // Quiet long enough for the room to fall asleep before each burst.
+        let sleeps = u64::from(burst) + 1;
+        wait_for(&srv, "the room asleep again", |s| {
+            s.iter().map(|s| s.room_sleeps).sum::<u64>() >= sleeps
+        });
+        for n in 0..10 {
+            for (i, s) in senders.iter_mut().enumerate() {
+                send_text(s, &format!("s{i}:{}", burst * 10 + n));
+            }
+        }
+    }
+    let mut next: HashMap<String, u32> = HashMap::new();
+    for _ in 0..bursts * 10 * 4 {
+        let text = read_text(&mut receiver);
+        let (sender, n) = text.split_once(':').unwrap();
+        let expected = next.entry(sender.to_owned()).or_insert(0);
+        assert_eq!(n.parse::<u32>().unwrap(), *expected, "from {sender}");
+        *expected += 1;
+    }
+    assert!(next.values().all(|n| *n == bursts * 10), "{next:?}");
+    wait_for(&srv, "a wake per burst", |s| {
+        s.iter().map(|s| s.room_wakes).sum::<u64>() >= u64::from(bursts)
+    });
+    srv.shutdown().unwrap();
+}

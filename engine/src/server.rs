@@ -53,14 +53,15 @@ impl Server {
         self
     }
 
-    /// Registers the built-in parties: `main` (chat), `echo`, `relay`, `ephemeral` and
-    /// `items` ([`crate::parties`]).
+    /// Registers the built-in parties: `main` (chat), `echo`, `relay`, `ephemeral`,
+    /// `items` and `presence` ([`crate::parties`]).
     pub fn with_builtin_parties(self) -> Self {
         self.party::<crate::parties::Chat>("main")
             .party::<crate::parties::Echo>("echo")
             .party::<crate::parties::Relay>("relay")
             .party::<crate::parties::Ephemeral>("ephemeral")
             .party::<crate::parties::Items>("items")
+            .party::<crate::parties::Presence>("presence")
     }
 
     /// Sets the clock alarms run on (tests use [`Clock::manual`]); the system clock by

@@ -217,3 +217,35 @@ fn the_readme_example() {
     room.send(&alice, "hi");
     assert_eq!(room.received_text(&alice), ["1"]);
 }
+
+#[test]
+fn presence_keeps_each_connections_state_across_sleep() {
+    use partyline::parties::Presence;
+    let mut room = TestRoom::<Presence>::new("presence", "p");
+    let alice = room.connect("alice");
+    assert_eq!(json_of(&room.received_text(&alice)[0]), json!({}));
+    room.send(&alice, r#"{"cursor":[1,2]}"#);
+    let bob = room.connect("bob");
+    assert_eq!(json_of(&room.received_text(&bob)[0]), json!({ "alice": { "cursor": [1, 2] } }));
+    room.hibernate();
+    assert!(room.is_asleep());
+    let carol = room.connect("carol");
+    assert_eq!(
+        json_of(&room.received_text(&carol)[0]),
+        json!({ "alice": { "cursor": [1, 2] }, "bob": null }),
+        "states survived the sleep"
+    );
+    room.send(&bob, r#""typing""#);
+    let update = json!({ "id": "bob", "state": "typing" });
+    assert_eq!(json_of(&room.received_text(&alice)[0]), update);
+    assert_eq!(json_of(&room.received_text(&carol)[0]), update);
+    // Bad input changes nothing and gets an error back.
+    room.send(&bob, "not json");
+    room.send(&bob, format!("\"{}\"", "x".repeat(1100)).as_str());
+    let errors = room.received_text(&bob);
+    assert_eq!(errors.len(), 2);
+    assert!(errors.iter().all(|e| json_of(e)["error"].is_string()), "{errors:?}");
+    assert!(room.broadcasts().iter().all(|m| m.text().is_ok_and(|t| !t.contains("not json"))));
+    room.close(&alice, CloseCode::NORMAL, "");
+    assert_eq!(json_of(&room.received_text(&carol)[0]), json!({ "id": "alice", "left": true }));
+}

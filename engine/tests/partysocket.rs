@@ -33,8 +33,10 @@ fn official_partysocket_client() {
             .expect("npm must be installed to run the partysocket test (apt-get install npm)");
         assert!(status.success(), "npm ci failed in {}", js.display());
     }
-    let (srv, addr) =
-        start(Server::new(config(2)).with_builtin_parties().party::<WhoAmI>("whoami"));
+    // Rooms hibernate after 300 ms of quiet, so the client also meets sleeping rooms.
+    let mut cfg = config(2);
+    cfg.hibernate_after_ms = 300;
+    let (srv, addr) = start(Server::new(cfg).with_builtin_parties().party::<WhoAmI>("whoami"));
     let out = Command::new("node")
         .args(["--test", "--test-reporter=spec", "partysocket.test.mjs"])
         .current_dir(&js)
@@ -44,6 +46,6 @@ fn official_partysocket_client() {
     let report =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "partysocket tests failed:\n{report}");
-    assert!(report.contains("pass 4"), "expected 4 passing client tests:\n{report}");
+    assert!(report.contains("pass 5"), "expected 5 passing client tests:\n{report}");
     srv.shutdown().unwrap();
 }

@@ -95,19 +95,21 @@ pub(crate) async fn run(
 /// idle rooms to unload on the home (both O(what they put away)),
 /// the gauges, handing freed memory back, and the shutdown flag.
 async fn sweep_until_shutdown(edge: &Edge, home: &Home, gauges: &Gauges, shutdown: &AtomicBool) {
-    // Parked sockets free their tasks and streams; hand that memory back to the OS, at
-    // most once a second.
-    let (mut parked_before, mut collect_due, mut collected_at) = (0, false, Instant::now());
+    // Parked sockets free their tasks and streams, sleeping rooms their connections' records;
+    // hand that memory back to the OS, at most once a second.
+    let (mut parked_before, mut sleeps_before) = (0, 0);
+    let (mut collect_due, mut collected_at) = (false, Instant::now());
     while !shutdown.load(Ordering::Relaxed) {
         crate::rt::sleep(SWEEP_INTERVAL).await;
         let edge_stats = edge.sweep();
-        collect_due |= edge_stats.parked > parked_before;
-        parked_before = edge_stats.parked;
+        home.sweep();
+        let home_stats = home.stats();
+        collect_due |= edge_stats.parked > parked_before || home_stats.sleeps > sleeps_before;
+        (parked_before, sleeps_before) = (edge_stats.parked, home_stats.sleeps);
         if collect_due && collected_at.elapsed() >= COLLECT_INTERVAL {
             crate::rt::release_freed_memory();
             (collect_due, collected_at) = (false, Instant::now());
         }
-        home.sweep();
-        gauges.publish(&edge_stats, &home.stats());
+        gauges.publish(&edge_stats, &home_stats);
     }
 }

@@ -172,22 +172,22 @@ fn quiet_rooms_fall_asleep_and_clients_notice_nothing() {
         s.iter().map(|s| s.room_wakes).sum::<u64>() >= 1
             && s.iter().map(|s| s.room_sleeps).sum::<u64>() >= 1
     });
-    // `main` hibernates and reads its history again when it wakes.
-    let (mut chat, _) = ws(addr, "/parties/main/sleepy-chat");
-    assert_eq!(read_text(&mut chat), "[]");
-    send_text(&mut chat, "remember me");
+    // `presence` keeps what its connections said in their state, across a sleep.
+    let (mut p1, _) = ws(addr, "/parties/presence/sleepy?_pk=p1");
+    assert_eq!(read_text(&mut p1), "{}");
+    send_text(&mut p1, r#"{"here":true}"#);
     wait_for(&srv, "both rooms asleep", |s| asleep(s) == 2);
-    let (mut late, _) = ws(addr, "/parties/main/sleepy-chat");
-    assert_eq!(read_text(&mut late), r#"["remember me"]"#);
+    let (mut p2, _) = ws(addr, "/parties/presence/sleepy?_pk=p2");
+    assert_eq!(read_text(&mut p2), r#"{"p1":{"here":true}}"#);
     srv.shutdown().unwrap();
 }
 
 #[test]
 fn messages_across_sleeps_arrive_once_and_in_order() {
     let (srv, addr) = hibernating_server(100);
-    let (mut receiver, _) = ws(addr, "/parties/relay/waking?_pk=receiver");
+    let (mut receiver, _) = ws(addr, "/parties/sleepy/waking?_pk=receiver");
     let mut senders: Vec<Ws> =
-        (0..4).map(|i| ws(addr, &format!("/parties/relay/waking?_pk=s{i}")).0).collect();
+        (0..4).map(|i| ws(addr, &format!("/parties/sleepy/waking?_pk=s{i}")).0).collect();
     let bursts = 5;
     for burst in 0..bursts {
         // Quiet long enough for the room to fall asleep before each burst.
@@ -197,7 +197,7 @@ fn messages_across_sleeps_arrive_once_and_in_order() {
         });
         for n in 0..10 {
             for (i, s) in senders.iter_mut().enumerate() {
-                send_text(s, &format!("s{i}:{}", burst * 10 + n));
+                send_text(s, &format!("all:s{i}:{}", burst * 10 + n));
             }
         }
     }

@@ -71,9 +71,6 @@ impl Chat {
 }
 
 impl Party for Chat {
-    // Its history is in storage: a room woken from sleep reads it again in `on_start`.
-    const HIBERNATE: bool = true;
-
     async fn on_start(room: Room) -> Result<Self> {
         let options = ListOptions {
             prefix: Some(PREFIX.into()),

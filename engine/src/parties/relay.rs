@@ -1,5 +1,6 @@
-//! `relay`: every message goes to every other connection of the room; no state, so it
-//! hibernates. The party the fan-out load test drives.
+//! `relay`: every message goes to every other connection of the room; no state. The party
+//! the fan-out load test drives. (It will hibernate once a sleeping room costs less memory
+//! than an awake one: docs/benchmarks.md, hibernation.)
 
 use crate::{Connection, Message, Party, Result, Room};
 
@@ -10,9 +11,6 @@ pub struct Relay {
 }
 
 impl Party for Relay {
-    // No state but its connections: sleeping costs nothing to redo.
-    const HIBERNATE: bool = true;
-
     async fn on_start(room: Room) -> Result<Self> {
         Ok(Relay { room })
     }

@@ -11,7 +11,7 @@ mod common;
 use common::*;
 use partyline::{Config, Connection, Message, Party, Request, Response, Result, Room, Server};
 use partyline_protocol::ws::{Opcode, encode};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Answers every request with 200 (and the last spray's report); on a message, sleeps
 /// `PAUSE_MS` (from the env) and then echoes; `spray:N` sends N messages to every
@@ -59,19 +59,6 @@ fn server_with(cfg: Config) -> (partyline::RunningServer, std::net::SocketAddr) 
 
 fn total(srv: &partyline::RunningServer, f: impl Fn(&partyline::ShardStats) -> u64) -> u64 {
     srv.stats().iter().map(f).sum()
-}
-
-/// Waits (up to 10 s) until `check` holds for the server's stats.
-fn wait_stats(
-    srv: &partyline::RunningServer,
-    what: &str,
-    check: impl Fn(&[partyline::ShardStats]) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check(&srv.stats()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", srv.stats());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]

@@ -11,7 +11,6 @@ use partyline::{
     CloseCode, ConnectContext, Connection, Message, Party, Request, Result, Room, Server, TestRoom,
 };
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
 
 /// A hibernating party that counts its starts in storage and its messages in memory.
 struct Sleepy {
@@ -140,18 +139,6 @@ fn hibernating_server(hibernate_after_ms: u64) -> (partyline::RunningServer, std
     start(Server::new(cfg).with_builtin_parties().party::<Sleepy>("sleepy"))
 }
 
-fn wait_for(
-    srv: &partyline::RunningServer,
-    what: &str,
-    check: impl Fn(&[partyline::ShardStats]) -> bool,
-) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while !check(&srv.stats()) {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}: {:?}", srv.stats());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn asleep(stats: &[partyline::ShardStats]) -> usize {
     stats.iter().map(|s| s.rooms_asleep).sum()
 }
@@ -163,12 +150,12 @@ fn quiet_rooms_fall_asleep_and_clients_notice_nothing() {
     let (mut b, _) = ws(addr, "/parties/sleepy/live?_pk=b");
     send_text(&mut a, "state:kept");
     assert_eq!(read_text(&mut a), "ok");
-    wait_for(&srv, "the room asleep", |s| asleep(s) == 1);
+    wait_stats(&srv, "the room asleep", |s| asleep(s) == 1);
     send_text(&mut b, "who");
     assert_eq!(read_text(&mut b), "a[a,t]=kept b[b]=");
     send_text(&mut b, "starts");
     assert_eq!(read_text(&mut b), "2");
-    wait_for(&srv, "a sleep and a wake", |s| {
+    wait_stats(&srv, "a sleep and a wake", |s| {
         s.iter().map(|s| s.room_wakes).sum::<u64>() >= 1
             && s.iter().map(|s| s.room_sleeps).sum::<u64>() >= 1
     });
@@ -176,7 +163,7 @@ fn quiet_rooms_fall_asleep_and_clients_notice_nothing() {
     let (mut p1, _) = ws(addr, "/parties/presence/sleepy?_pk=p1");
     assert_eq!(read_text(&mut p1), "{}");
     send_text(&mut p1, r#"{"here":true}"#);
-    wait_for(&srv, "both rooms asleep", |s| asleep(s) == 2);
+    wait_stats(&srv, "both rooms asleep", |s| asleep(s) == 2);
     let (mut p2, _) = ws(addr, "/parties/presence/sleepy?_pk=p2");
     assert_eq!(read_text(&mut p2), r#"{"p1":{"here":true}}"#);
     srv.shutdown().unwrap();
@@ -192,7 +179,7 @@ fn messages_across_sleeps_arrive_once_and_in_order() {
     for burst in 0..bursts {
         // Quiet long enough for the room to fall asleep before each burst.
         let sleeps = u64::from(burst) + 1;
-        wait_for(&srv, "the room asleep again", |s| {
+        wait_stats(&srv, "the room asleep again", |s| {
             s.iter().map(|s| s.room_sleeps).sum::<u64>() >= sleeps
         });
         for n in 0..10 {
@@ -210,7 +197,7 @@ fn messages_across_sleeps_arrive_once_and_in_order() {
         *expected += 1;
     }
     assert!(next.values().all(|n| *n == bursts * 10), "{next:?}");
-    wait_for(&srv, "a wake per burst", |s| {
+    wait_stats(&srv, "a wake per burst", |s| {
         s.iter().map(|s| s.room_wakes).sum::<u64>() >= u64::from(bursts)
     });
     srv.shutdown().unwrap();

@@ -228,28 +228,14 @@ impl Home {
     /// idle for `room_unload_after_ms` (the shard's sweeper, five times a second).
     pub fn sweep(&self) {
         let now = self.runtime.clock.now_ms();
-        let hibernate_after = self.runtime.config.hibernate_after_ms;
-        loop {
-            let oldest = self.quiet.borrow().peek_lru().map(|(k, since)| (k.clone(), *since));
-            let Some((key, since)) = oldest else { break };
-            if now.saturating_sub(since) < hibernate_after {
-                break;
-            }
-            self.quiet.borrow_mut().pop(&key);
+        for key in Self::older_than(&self.quiet, now, self.runtime.config.hibernate_after_ms) {
             let host = self.rooms.borrow().get(&key).cloned();
             if let Some(host) = host.filter(|h| h.is_quiet() && !h.asleep.get()) {
                 // An event like any other: whatever comes after it wakes the room again.
                 let _ = host.push(RoomEvent::Sleep);
             }
         }
-        let after = self.runtime.limits().room_unload_after_ms;
-        loop {
-            let oldest = self.idle.borrow().peek_lru().map(|(k, since)| (k.clone(), *since));
-            let Some((key, since)) = oldest else { return };
-            if now.saturating_sub(since) < after {
-                return;
-            }
-            self.idle.borrow_mut().pop(&key);
+        for key in Self::older_than(&self.idle, now, self.runtime.limits().room_unload_after_ms) {
             let host = self.rooms.borrow().get(&key).cloned();
             if let Some(host) = host {
                 host.listed_idle.set(false);
@@ -258,6 +244,20 @@ impl Home {
                 }
             }
         }
+    }
+
+    /// Takes off `list` the rooms listed at least `after_ms` before `now`, oldest first.
+    fn older_than(
+        list: &RefCell<lru::LruCache<RoomKey, u64>>,
+        now: u64,
+        after_ms: u64,
+    ) -> Vec<RoomKey> {
+        let mut list = list.borrow_mut();
+        let mut old = Vec::new();
+        while list.peek_lru().is_some_and(|(_, since)| now.saturating_sub(*since) >= after_ms) {
+            old.extend(list.pop_lru().map(|(key, _)| key));
+        }
+        old
     }
 
     /// Runs a due alarm: queues it to its room, loading the room if need be.

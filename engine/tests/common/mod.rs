@@ -99,6 +99,24 @@ pub fn send_text(ws: &mut Ws, text: &str) {
     ws.send(tungstenite::Message::Text(text.into())).expect("send");
 }
 
+/// Waits (up to 10 s) until `check` holds for the server's shard stats (published a few
+/// times a second).
+pub fn wait_stats(
+    srv: &RunningServer,
+    what: &str,
+    check: impl Fn(&[partyline::ShardStats]) -> bool,
+) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !check(&srv.stats()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}: {:?}",
+            srv.stats()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sends raw bytes and reads until the server closes; returns everything it sent.
 pub fn raw_http(addr: SocketAddr, request: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).expect("tcp connect");

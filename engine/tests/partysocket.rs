@@ -7,7 +7,11 @@ mod common;
 use common::*;
 use partyline::{ConnectContext, Connection, Party, Result, Room, Server};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long the client tests may take (they take about 2 s).
+const NODE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Sends each connection its own id, so the client can check `_pk` handling.
 struct WhoAmI;
@@ -37,14 +41,30 @@ fn official_partysocket_client() {
     let mut cfg = config(2);
     cfg.hibernate_after_ms = 300;
     let (srv, addr) = start(Server::new(cfg).with_builtin_parties().party::<WhoAmI>("whoami"));
-    let out = Command::new("node")
+    let mut node = Command::new("node")
         .args(["--test", "--test-reporter=spec", "partysocket.test.mjs"])
         .current_dir(&js)
         .env("PARTYLINE_HOST", addr.to_string())
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
         .expect("node must be installed to run the partysocket test");
+    // A client left open after a failure keeps node alive: bound the wait.
+    let deadline = Instant::now() + NODE_TIMEOUT;
+    let status = loop {
+        if let Some(status) = node.try_wait().expect("node's status") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = node.kill();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let out = node.wait_with_output().expect("node's output");
     let report =
         format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(status.is_some(), "partysocket tests still running after {NODE_TIMEOUT:?}:\n{report}");
     assert!(out.status.success(), "partysocket tests failed:\n{report}");
     assert!(report.contains("pass 5"), "expected 5 passing client tests:\n{report}");
     srv.shutdown().unwrap();

@@ -101,18 +101,29 @@ test("the legacy /party/:room path reaches the same main room", async () => {
 test("presence state survives the room's hibernation", async () => {
   // The test server hibernates rooms quiet for 300 ms.
   const room = `presence-${unique}`;
-  const alice = open({ party: "presence", room, id: "alice" });
-  assert.deepEqual(JSON.parse(await alice.next()), {});
-  alice.send(JSON.stringify({ cursor: [3, 4] }));
-  const bob = open({ party: "presence", room, id: "bob" });
-  assert.deepEqual(JSON.parse(await bob.next()), { alice: { cursor: [3, 4] } });
-  await sleep(1200); // quiet: the room sleeps, the sockets stay open
-  const carol = open({ party: "presence", room, id: "carol" });
-  assert.deepEqual(JSON.parse(await carol.next()), { alice: { cursor: [3, 4] }, bob: null });
-  bob.send(JSON.stringify("typing"));
-  assert.deepEqual(JSON.parse(await alice.next()), { id: "bob", state: "typing" });
-  assert.deepEqual(JSON.parse(await carol.next()), { id: "bob", state: "typing" });
-  bob.send("not json");
-  assert.ok(JSON.parse(await bob.next()).error, "invalid JSON gets an error back");
-  for (const s of [alice, bob, carol]) s.close();
+  const sockets = [];
+  const join = (id) => {
+    const s = open({ party: "presence", room, id });
+    sockets.push(s);
+    return s;
+  };
+  try {
+    const alice = join("alice");
+    assert.deepEqual(JSON.parse(await alice.next()), {});
+    const bob = join("bob");
+    assert.deepEqual(JSON.parse(await bob.next()), { alice: null });
+    alice.send(JSON.stringify({ cursor: [3, 4] }));
+    // Bob hearing of it means the room has stored it.
+    assert.deepEqual(JSON.parse(await bob.next()), { id: "alice", state: { cursor: [3, 4] } });
+    await sleep(1200); // quiet: the room sleeps, the sockets stay open
+    const carol = join("carol");
+    assert.deepEqual(JSON.parse(await carol.next()), { alice: { cursor: [3, 4] }, bob: null });
+    bob.send(JSON.stringify("typing"));
+    assert.deepEqual(JSON.parse(await alice.next()), { id: "bob", state: "typing" });
+    assert.deepEqual(JSON.parse(await carol.next()), { id: "bob", state: "typing" });
+    bob.send("not json");
+    assert.ok(JSON.parse(await bob.next()).error, "invalid JSON gets an error back");
+  } finally {
+    for (const s of sockets) s.close();
+  }
 });

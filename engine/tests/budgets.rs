@@ -246,7 +246,7 @@ fn a_busy_room_holds_back_its_senders_and_loses_nothing() {
 }
 
 #[test]
-fn a_full_outbox_to_another_shard_fails_sends_with_an_overload_error() {
+fn sends_past_a_full_outbox_fail_with_an_overload_error() {
     let (srv, addr) = server_with(config(2));
     // Clients on both shards; whichever shard is the room's home, some are on the other.
     let mut clients = Vec::new();
@@ -258,15 +258,23 @@ fn a_full_outbox_to_another_shard_fails_sends_with_an_overload_error() {
         assert!(clients.len() < 64, "64 sockets all landed on one shard");
     }
     // One hook sends 100,000 messages to each connection without yielding: the channel
-    // to the other shard (1,024) and its outbox (65,536) fill, and the rest fail. The
-    // report comes by HTTP, which is answered once the room takes its next event (after
-    // the outbox drained).
+    // to the other shard (1,024) and its outbox (65,536) fill unless that shard, running
+    // on the other core, drains them as fast (so how many fail depends on the machine;
+    // route::router's unit test checks the limit itself). Every send that fails must fail
+    // with an overload error, and the room must go on: the report comes by HTTP.
     send_text(&mut clients[0], "spray:100000");
-    let (status, report) = http(addr, "GET", "/parties/probe/spray", "");
-    assert_eq!(status, 200, "{report}");
-    let report = report.trim_start_matches("room spray");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let report = loop {
+        let (status, body) = http(addr, "GET", "/parties/probe/spray", "");
+        assert_eq!(status, 200, "{body}");
+        let report = body.trim_start_matches("room spray").to_owned();
+        if !report.is_empty() {
+            break report;
+        }
+        assert!(std::time::Instant::now() < deadline, "no report");
+        std::thread::sleep(Duration::from_millis(20));
+    };
     let failed: usize = report.split(' ').nth(1).unwrap().parse().unwrap();
-    assert!(failed > 0, "{report}");
     assert!(report.ends_with(&format!("overloaded {failed}")), "{report}");
     srv.shutdown().unwrap();
 }

@@ -318,3 +318,56 @@ async fn drain_outbox(router: Weak<Router>, peer: usize, wake: LocalReceiver<()>
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::ids::{ConnId, NodeId};
+    use crate::route::mesh;
+    use bytes::Bytes;
+    use partyline_protocol::ws::CloseCode;
+
+    /// Shard 0's router with shard 1 connected but never receiving: what piles up for it
+    /// stays in the channel and then the outbox.
+    #[test]
+    fn a_full_outbox_refuses_frames_but_never_control_deliveries() {
+        let mut ends = mesh::build(2, crate::limits::MESH_CHANNEL_MAX).into_iter();
+        let (ours, theirs) = (ends.next().unwrap(), ends.next().unwrap());
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let peer = std::thread::spawn(move || {
+            let ex = glommio::LocalExecutorBuilder::default()
+                .io_memory(crate::limits::SHARD_IO_MEMORY)
+                .make()
+                .expect("executor");
+            ex.run(async move {
+                let _connected = theirs.connect().await;
+                // Hold the ends, receive nothing, until the test is over.
+                while done_rx.try_recv().is_err() {
+                    glommio::timer::sleep(std::time::Duration::from_millis(5)).await;
+                }
+            });
+        });
+        let ex = glommio::LocalExecutorBuilder::default()
+            .io_memory(crate::limits::SHARD_IO_MEMORY)
+            .make()
+            .expect("executor");
+        ex.run(async move {
+            let here = ShardAddr::local(NodeId(0), 0);
+            let (router, _receivers) =
+                Router::new(here, Placement::new(NodeId(0), 2), ours.connect().await);
+            let peer = ShardAddr::local(NodeId(0), 1);
+            let conn = ConnId { edge: peer, seq: 1 };
+            let frame = || ToEdge::Frame { conn, frame: Bytes::from_static(b"x") };
+            let room = crate::limits::MESH_CHANNEL_MAX + MESH_OUTBOX_MAX;
+            for i in 0..room {
+                assert_eq!(router.to_edge(peer, frame()), Ok(()), "delivery {i}");
+            }
+            assert_eq!(router.to_edge(peer, frame()), Err(Overloaded { edge: peer }));
+            let close = ToEdge::Close { conn, code: CloseCode::NORMAL, reason: String::new() };
+            assert_eq!(router.to_edge(peer, close), Ok(()), "control deliveries always queue");
+            assert!(router.congested(peer));
+        });
+        done_tx.send(()).unwrap();
+        peer.join().unwrap();
+    }
+}

@@ -8,12 +8,49 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// The admin listener's default port (the Prometheus exporters' conventional 9464).
+pub const ADMIN_PORT: u16 = 9464;
+
+/// Where the admin listener listens: `"127.0.0.1:9464"`, or `"off"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum Admin {
+    Off,
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for Admin {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Admin, String> {
+        if s.eq_ignore_ascii_case("off") {
+            return Ok(Admin::Off);
+        }
+        s.parse().map(Admin::At).map_err(|_| {
+            format!(
+                "admin must be an address such as 127.0.0.1:{ADMIN_PORT}, or \"off\"; got {s:?}"
+            )
+        })
+    }
+}
+
+impl TryFrom<String> for Admin {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Admin, String> {
+        s.parse()
+    }
+}
+
 /// Everything a server needs to start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address every shard listens on (SO_REUSEPORT spreads accepts over shards).
     pub listen: SocketAddr,
+    /// The admin listener (`GET /metrics` in the Prometheus text format, `GET /health`):
+    /// an address, or `"off"`. Loopback by default: it has no authentication.
+    pub admin: Admin,
     /// Number of shards (executors); 0 means one per available core.
     pub shards: usize,
     /// Whether to pin each shard to its own core.
@@ -47,6 +84,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 1999)),
+            admin: Admin::At(SocketAddr::from(([127, 0, 0, 1], ADMIN_PORT))),
             shards: 0,
             pin_cores: true,
             data: PathBuf::from(".partyline"),

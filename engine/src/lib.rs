@@ -39,6 +39,7 @@ mod payload;
 pub mod rt;
 // Layers, each depending only on those listed before it (docs/ARCHITECTURE.md; checked by
 // the tidy test).
+mod admin;
 mod api;
 mod edge;
 mod home;
@@ -50,9 +51,10 @@ pub mod testing;
 
 pub use api::{ConnectContext, Connection, Gate, Lobby, Party, Room, Storage};
 pub use clock::Clock;
-pub use config::Config;
+pub use config::{Admin, Config};
 pub use edge::FetchHandler;
 pub use error::{Error, Fault, Result};
+pub use home::{PartyCounts, WakeHistogram};
 pub use limits::Limits;
 pub use partyline_protocol::http::Response;
 pub use partyline_protocol::ws::CloseCode;

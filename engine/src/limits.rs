@@ -236,6 +236,16 @@ impl Limits {
 /// connection limit is derived from the open-files limit.
 pub const OPEN_FILES_RESERVE: u64 = 256;
 
+/// Admin requests served at once; more are answered 503 at once (a scraper that holds a
+/// connection open cannot take the admin listener's thread with it).
+pub const ADMIN_CONNECTIONS_MAX: usize = 8;
+
+/// Longest admin request head (request line and headers); longer gets 431.
+pub const ADMIN_REQUEST_BYTES_MAX: usize = 8 * 1024;
+
+/// Deadline of every admin read and write: a scraper this slow is dropped.
+pub const ADMIN_IO_TIMEOUT_MS: u64 = 5_000;
+
 /// Memory glommio locks per shard for registered I/O buffers. Network shards do no direct
 /// file I/O, so this stays small: the default (10 MiB) exceeds the usual 8 MiB memlock
 /// limit of unprivileged users once there are a few shards.

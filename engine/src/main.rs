@@ -3,7 +3,7 @@
 //! room storage in `./.partyline/storage`, like `partykit dev`.
 
 use clap::{Parser, Subcommand};
-use partyline::{Config, Server};
+use partyline::{Admin, Config, Server};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +26,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long)]
         listen: Option<SocketAddr>,
+        /// Admin listener (`/metrics`, `/health`): an address, or `off`
+        /// (default 127.0.0.1:9464).
+        #[arg(long, value_name = "ADDR")]
+        admin: Option<Admin>,
         /// Number of shards (default: one per core).
         #[arg(long)]
         shards: Option<usize>,
@@ -48,7 +52,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let Command::Serve { listen, shards, data, config, no_pin } = Cli::parse().command;
+    let Command::Serve { listen, admin, shards, data, config, no_pin } = Cli::parse().command;
     let mut cfg = match config {
         Some(path) => match Config::from_toml_file(&path) {
             Ok(c) => c,
@@ -61,6 +65,9 @@ fn main() -> ExitCode {
     };
     if let Some(l) = listen {
         cfg.listen = l;
+    }
+    if let Some(a) = admin {
+        cfg.admin = a;
     }
     if let Some(s) = shards {
         cfg.shards = s;

@@ -1,11 +1,12 @@
 //! Starting and stopping a server: the party registry, one executor per shard, listening
 //! sockets, the cross-shard mesh, and orderly shutdown on SIGTERM/SIGINT.
 
+use crate::admin::{AdminListener, View};
 use crate::api::Party;
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::{Admin, Config};
 use crate::edge::{FetchHandler, Gates};
-use crate::home::{SpawnRoom, spawn_room};
+use crate::home::{PartyCounts, SpawnRoom, spawn_room};
 use crate::limits;
 use crate::shard::{Gauges, ShardSetup, ShardStats};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -133,7 +134,30 @@ impl Server {
             tracing::warn!(error = %e, "cannot clear the connection archives of an earlier run");
         }
         let shutdown = Arc::new(AtomicBool::new(false));
-        let gauges: Arc<[Gauges]> = (0..count).map(|_| Gauges::default()).collect();
+        // Each party's index (for its counts) is its place in name order.
+        let mut parties: Vec<String> = self.spawners.keys().cloned().collect();
+        parties.sort();
+        for (index, name) in parties.iter().enumerate() {
+            if let Some(spawn) = self.spawners.get_mut(name) {
+                spawn.party = index;
+            }
+        }
+        let parties: Arc<[String]> = parties.into();
+        let gauges: Arc<[Gauges]> = (0..count).map(|_| Gauges::new(parties.len())).collect();
+        let admin = match self.config.admin {
+            Admin::Off => None,
+            Admin::At(addr) => {
+                let view =
+                    View { gauges: gauges.clone(), parties: parties.clone(), store: store.clone() };
+                match AdminListener::start(addr, view, shutdown.clone()) {
+                    Ok(admin) => Some(admin),
+                    Err(e) => {
+                        store.close();
+                        return Err(e);
+                    }
+                }
+            }
+        };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let pin = self.config.pin_cores && count <= cores;
         let per_shard_max = self.config.limits.connections_per_shard_max;
@@ -162,6 +186,7 @@ impl Server {
                 Err(e) => {
                     // The shards already started wait for this one and never serve; at
                     // least release the data folder for whoever starts next.
+                    shutdown.store(true, Ordering::Relaxed);
                     store.close();
                     return Err(io::Error::other(format!("cannot start shard {id}: {e}")));
                 }
@@ -174,7 +199,7 @@ impl Server {
             connections_per_shard_max = per_shard_max,
             "partyline listening"
         );
-        Ok(RunningServer { addr, shutdown, handles, gauges, store })
+        Ok(RunningServer { addr, shutdown, handles, gauges, parties, admin, store })
     }
 
     /// Starts, then runs until SIGTERM or SIGINT, then closes every socket with 1001.
@@ -193,6 +218,9 @@ pub struct RunningServer {
     shutdown: Arc<AtomicBool>,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
     gauges: Arc<[Gauges]>,
+    /// Party names by index, as the gauges count them.
+    parties: Arc<[String]>,
+    admin: Option<AdminListener>,
     store: partyline_storage::Store,
 }
 
@@ -205,6 +233,17 @@ impl RunningServer {
     /// Each shard's counts, as of its last sweep.
     pub fn stats(&self) -> Vec<ShardStats> {
         self.gauges.iter().map(Gauges::read).collect()
+    }
+
+    /// Each party's rooms, connections, sleeps and wakes, summed over shards, by name (as
+    /// of each shard's last sweep).
+    pub fn party_stats(&self) -> std::collections::BTreeMap<String, PartyCounts> {
+        self.parties.iter().cloned().zip(Gauges::sum_parties(&self.gauges)).collect()
+    }
+
+    /// Where the admin listener (`/metrics`) listens, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
     }
 
     /// Asks every shard to stop: no new sockets, open ones closed with 1001.
@@ -232,6 +271,9 @@ impl RunningServer {
             if let Err(e) = handle.join() {
                 result = Err(io::Error::other(format!("shard failed: {e}")));
             }
+        }
+        if let Some(admin) = self.admin {
+            admin.join();
         }
         self.store.close();
         tracing::info!("partyline stopped");

@@ -151,6 +151,13 @@ fn quiet_rooms_fall_asleep_and_clients_notice_nothing() {
     send_text(&mut a, "state:kept");
     assert_eq!(read_text(&mut a), "ok");
     wait_stats(&srv, "the room asleep", |s| asleep(s) == 1);
+    // The admin listener says so, by party.
+    wait_metric(&srv, r#"partyline_rooms{party="sleepy",state="hibernated"}"#, |n| n == 1.0);
+    assert_eq!(metric(&srv, r#"partyline_rooms{party="sleepy",state="awake"}"#), Some(0.0));
+    assert_eq!(metric(&srv, r#"partyline_connections{party="sleepy"}"#), Some(2.0));
+    assert_eq!(metric(&srv, r#"partyline_room_sleeps_total{party="sleepy"}"#), Some(1.0));
+    assert_eq!(metric(&srv, r#"partyline_room_wakes_total{party="sleepy"}"#), Some(0.0));
+    assert_eq!(metric(&srv, r#"partyline_rooms{party="echo",state="awake"}"#), Some(0.0));
     send_text(&mut b, "who");
     assert_eq!(read_text(&mut b), "a[a,t]=kept b[b]=");
     send_text(&mut b, "starts");
@@ -159,6 +166,12 @@ fn quiet_rooms_fall_asleep_and_clients_notice_nothing() {
         s.iter().map(|s| s.room_wakes).sum::<u64>() >= 1
             && s.iter().map(|s| s.room_sleeps).sum::<u64>() >= 1
     });
+    let wakes = r#"partyline_room_wake_duration_seconds_count{party="sleepy"}"#;
+    wait_metric(&srv, wakes, |n| n >= 1.0);
+    let stats = &srv.party_stats()["sleepy"];
+    assert_eq!(stats.wakes, stats.wake_time.count());
+    let all = r#"partyline_room_wake_duration_seconds_bucket{party="sleepy",le="+Inf"}"#;
+    assert_eq!(metric(&srv, all), metric(&srv, wakes));
     // `presence` keeps what its connections said in their state, across a sleep.
     let (mut p1, _) = ws(addr, "/parties/presence/sleepy?_pk=p1");
     assert_eq!(read_text(&mut p1), "{}");
@@ -200,5 +213,33 @@ fn messages_across_sleeps_arrive_once_and_in_order() {
     wait_stats(&srv, "a wake per burst", |s| {
         s.iter().map(|s| s.room_wakes).sum::<u64>() >= u64::from(bursts)
     });
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn the_admin_listener_answers_metrics_and_health_only() {
+    let (srv, addr) = hibernating_server(10_000);
+    let admin = srv.admin_addr().unwrap();
+    assert_ne!(admin, addr);
+    let (status, body) = http(admin, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    for family in [
+        "# TYPE partyline_rooms gauge",
+        "# TYPE partyline_connections gauge",
+        "# TYPE partyline_room_sleeps_total counter",
+        "# TYPE partyline_room_wakes_total counter",
+        "# TYPE partyline_room_wake_duration_seconds histogram",
+        "# TYPE process_resident_memory_bytes gauge",
+    ] {
+        assert!(body.contains(family), "{family} missing from\n{body}");
+    }
+    assert!(metric(&srv, "process_resident_memory_bytes").unwrap() > 1e6);
+    assert_eq!(http(admin, "GET", "/health", ""), (200, "ok\n".into()));
+    assert_eq!(http(admin, "POST", "/metrics", "x").0, 405);
+    assert_eq!(http(admin, "GET", "/parties/echo/x", "").0, 404);
+    assert!(raw_http(admin, b"GARBAGE\r\n\r\n").starts_with("HTTP/1.1 400"));
+    // The public listener keeps /health and does not serve /metrics.
+    assert_eq!(http(addr, "GET", "/health", "").0, 200);
+    assert_eq!(http(addr, "GET", "/metrics", "").0, 404);
     srv.shutdown().unwrap();
 }

@@ -16,6 +16,7 @@ fn server_with(limits: partyline::Limits) -> partyline::RunningServer {
         listen: "127.0.0.1:0".parse().unwrap(),
         shards: 2,
         pin_cores: false,
+        admin: partyline::Admin::Off,
         limits,
         data: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "loadtest-{}-{}",

@@ -26,6 +26,11 @@ impl Registry {
         self.by_ref.len()
     }
 
+    /// Open connections, indexed or (while the room sleeps) archived.
+    pub fn count(&self) -> usize {
+        self.per_edge.iter().map(|(_, n)| *n as usize).sum()
+    }
+
     /// Whether the room has open connections, indexed or (while it sleeps) archived.
     pub fn has_connections(&self) -> bool {
         !self.per_edge.is_empty()

@@ -85,8 +85,12 @@ pub(crate) struct RoomHost {
     waker: RefCell<Option<Waker>>,
     /// Memory charged to the room against `rooms_memory_max`.
     pub charged: Cell<usize>,
-    /// Its party hibernates (`Party::HIBERNATE`).
+    /// Its party, by index ([`super::SpawnRoom::party`]), and whether it hibernates
+    /// (`Party::HIBERNATE`).
+    pub party: usize,
     pub hibernates: bool,
+    /// Its open connections as last counted in its party's counts.
+    pub connections: Cell<usize>,
     /// It sleeps: no instance, its connections archived.
     pub asleep: Cell<bool>,
     /// The room sits in its home's idle list.
@@ -94,7 +98,7 @@ pub(crate) struct RoomHost {
 }
 
 impl RoomHost {
-    pub fn new(core: Rc<RoomCore>, hibernates: bool) -> RoomHost {
+    pub fn new(core: Rc<RoomCore>, party: usize, hibernates: bool) -> RoomHost {
         RoomHost {
             core,
             mailbox: RefCell::new(VecDeque::new()),
@@ -104,7 +108,9 @@ impl RoomHost {
             closed: Cell::new(false),
             waker: RefCell::new(None),
             charged: Cell::new(0),
+            party,
             hibernates,
+            connections: Cell::new(0),
             asleep: Cell::new(false),
             listed_idle: Cell::new(false),
         }

@@ -10,6 +10,7 @@
 
 pub(crate) mod alarm;
 mod archive;
+mod counts;
 pub(crate) mod host;
 pub(crate) mod runner;
 
@@ -19,6 +20,7 @@ use crate::limits::{ROOM_BASE_BYTES, ROOM_CONNECTION_BYTES};
 use crate::log::warn_client;
 use crate::route::{ConnectOutcome, HomeSink, RoomKey, RoomUid, ShardAddr, ToEdge, ToHome};
 pub(crate) use archive::REGISTRY as REGISTRY_ARCHIVE;
+pub use counts::{PartyCounts, WAKE_BUCKETS_US, WakeHistogram};
 use host::{Refused, RoomEvent, RoomHost};
 use partyline_protocol::http::Response;
 pub(crate) use runner::{SpawnRoom, spawn_room};
@@ -26,6 +28,7 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// What a shard's home has done, for its gauges.
 #[derive(Debug, Default, Clone, Copy)]
@@ -70,6 +73,8 @@ pub(crate) struct Home {
     wakes: Cell<u64>,
     /// Rooms asleep now.
     asleep: Cell<usize>,
+    /// Per party (by [`SpawnRoom::party`]): rooms, connections, sleeps and wakes.
+    parties: RefCell<Vec<PartyCounts>>,
 }
 
 impl Home {
@@ -80,7 +85,6 @@ impl Home {
             me: me.clone(),
             here: runtime.router.here(),
             runtime,
-            spawners,
             rooms: RefCell::new(HashMap::new()),
             idle: RefCell::new(lru::LruCache::unbounded()),
             quiet: RefCell::new(lru::LruCache::unbounded()),
@@ -95,6 +99,8 @@ impl Home {
             sleeps: Cell::new(0),
             wakes: Cell::new(0),
             asleep: Cell::new(0),
+            parties: RefCell::new(vec![PartyCounts::default(); spawners.len()]),
+            spawners,
         })
     }
 
@@ -129,6 +135,11 @@ impl Home {
         }
     }
 
+    /// What each party's rooms here hold and have done, by [`SpawnRoom::party`].
+    pub fn party_counts(&self) -> std::cell::Ref<'_, [PartyCounts]> {
+        std::cell::Ref::map(self.parties.borrow(), Vec::as_slice)
+    }
+
     /// Finds the room, loading it if `load`; `Err` with the answer when it cannot be.
     fn room(&self, key: &RoomKey, load: bool) -> Option<Result<Rc<RoomHost>, Response>> {
         if let Some(host) = self.rooms.borrow().get(key) {
@@ -154,7 +165,8 @@ impl Home {
         let uid = RoomUid { home: self.here, seq: self.next_uid.get() };
         self.next_uid.set(uid.seq + 1);
         let core = Rc::new(RoomCore::new(key.clone(), uid, self.runtime.clone()));
-        let host = Rc::new(RoomHost::new(core, spawn.hibernate));
+        let host = Rc::new(RoomHost::new(core, spawn.party, spawn.hibernate));
+        self.parties.borrow_mut()[spawn.party].rooms_awake += 1;
         host.charged.set(ROOM_BASE_BYTES);
         self.charged.set(self.charged.get() + ROOM_BASE_BYTES);
         self.rooms.borrow_mut().insert(key.clone(), host.clone());
@@ -180,9 +192,16 @@ impl Home {
     fn unload(&self, key: &RoomKey, host: &RoomHost) {
         self.rooms.borrow_mut().remove(key);
         self.charged.set(self.charged.get() - host.charged.get());
+        let mut parties = self.parties.borrow_mut();
+        let counts = &mut parties[host.party];
         if host.asleep.replace(false) {
             self.asleep.set(self.asleep.get() - 1);
+            counts.rooms_asleep -= 1;
+        } else {
+            counts.rooms_awake -= 1;
         }
+        counts.connections -= host.connections.replace(0);
+        drop(parties);
         host.close();
         self.unloaded.set(self.unloaded.get() + 1);
         tracing::debug!(party = %key.party, room = %key.room, "room unloaded");
@@ -194,7 +213,12 @@ impl Home {
         if host.is_closed() {
             return; // Unloaded (or stopped) while its last event ran: no longer charged.
         }
-        let connections = host.core.registry.borrow().len();
+        let (connections, counted) = {
+            let registry = host.core.registry.borrow();
+            (registry.len(), registry.count())
+        };
+        let counts = &mut self.parties.borrow_mut()[host.party];
+        counts.connections = counts.connections - host.connections.replace(counted) + counted;
         let charge = ROOM_BASE_BYTES + connections * ROOM_CONNECTION_BYTES + party_bytes;
         self.charged.set(self.charged.get() - host.charged.replace(charge) + charge);
         if host.is_idle() && !host.listed_idle.replace(true) {
@@ -213,14 +237,25 @@ impl Home {
         while self.charged.get() > self.memory_max && self.unload_least_recent() {}
     }
 
-    /// A room went to sleep (`true`) or woke.
-    pub fn slept_or_woke(&self, asleep: bool) {
-        if asleep {
-            self.sleeps.set(self.sleeps.get() + 1);
-            self.asleep.set(self.asleep.get() + 1);
-        } else {
-            self.wakes.set(self.wakes.get() + 1);
-            self.asleep.set(self.asleep.get() - 1);
+    /// A room went to sleep, or woke (in `took`).
+    pub fn slept_or_woke(&self, host: &RoomHost, woke_in: Option<Duration>) {
+        let counts = &mut self.parties.borrow_mut()[host.party];
+        match woke_in {
+            None => {
+                self.sleeps.set(self.sleeps.get() + 1);
+                self.asleep.set(self.asleep.get() + 1);
+                counts.sleeps += 1;
+                counts.rooms_awake -= 1;
+                counts.rooms_asleep += 1;
+            }
+            Some(took) => {
+                self.wakes.set(self.wakes.get() + 1);
+                self.asleep.set(self.asleep.get() - 1);
+                counts.wakes += 1;
+                counts.rooms_asleep -= 1;
+                counts.rooms_awake += 1;
+                counts.wake_time.record(took);
+            }
         }
     }
 
@@ -327,6 +362,9 @@ impl Home {
         self.quiet.borrow_mut().clear();
         self.charged.set(0);
         self.asleep.set(0);
+        for counts in self.parties.borrow_mut().iter_mut() {
+            (counts.rooms_awake, counts.rooms_asleep, counts.connections) = (0, 0, 0);
+        }
     }
 }
 

@@ -58,12 +58,14 @@ pub(crate) struct Runner<P> {
     hook_timeout: Duration,
     /// Hibernating: no instance, the connections in the room's archive.
     asleep: bool,
+    /// How long the last wake took (archive read, rebuild, `on_start`), until taken.
+    woke_in: Option<Duration>,
 }
 
 impl<P: Party> Runner<P> {
     pub fn new(core: Rc<RoomCore>) -> Runner<P> {
         let hook_timeout = Duration::from_millis(core.runtime.limits().hook_timeout_ms);
-        Runner { core, party: None, alarm_retries: 0, hook_timeout, asleep: false }
+        Runner { core, party: None, alarm_retries: 0, hook_timeout, asleep: false, woke_in: None }
     }
 
     /// Memory the instance holds, for the room's charge: its size plus what it reports.
@@ -76,6 +78,7 @@ impl<P: Party> Runner<P> {
         if let RoomEvent::Sleep = event {
             return self.sleep().await;
         }
+        let waking = self.asleep.then(Instant::now);
         if self.asleep {
             self.wake().await;
         }
@@ -99,6 +102,7 @@ impl<P: Party> Runner<P> {
                     Some((self.timed_out("on_start"), 504))
                 }
             };
+            self.woke_in = waking.map(|at| at.elapsed());
             if let Some((reason, status)) = failure {
                 self.fail(event, &reason, status).await;
                 return;
@@ -135,6 +139,11 @@ impl<P: Party> Runner<P> {
     /// Whether the room sleeps.
     pub fn is_asleep(&self) -> bool {
         self.asleep
+    }
+
+    /// How long the room's last wake took, once.
+    pub fn take_wake_time(&mut self) -> Option<Duration> {
+        self.woke_in.take()
     }
 
     /// Puts a hibernating room to sleep: its connections go to the room's archive (one
@@ -509,11 +518,13 @@ fn connection_uri(request: &Request) -> String {
 pub(crate) struct SpawnRoom {
     pub start: fn(Rc<super::Home>, Rc<super::host::RoomHost>),
     pub hibernate: bool,
+    /// The party's index among the server's parties sorted by name (for its counts).
+    pub party: usize,
 }
 
 /// The [`SpawnRoom`] of party `P`.
 pub(crate) fn spawn_room<P: Party>() -> SpawnRoom {
-    SpawnRoom { start: start_room::<P>, hibernate: P::HIBERNATE }
+    SpawnRoom { start: start_room::<P>, hibernate: P::HIBERNATE, party: 0 }
 }
 
 fn start_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHost>) {
@@ -531,7 +542,8 @@ async fn run_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHos
         runner.handle(event).await;
         host.set_running(false);
         if host.asleep.replace(runner.is_asleep()) != runner.is_asleep() {
-            home.slept_or_woke(runner.is_asleep());
+            let woke_in = (!runner.is_asleep()).then(|| runner.take_wake_time());
+            home.slept_or_woke(&host, woke_in.map(Option::unwrap_or_default));
         }
         home.settle(&host, runner.memory_bytes());
     }

@@ -13,6 +13,7 @@ pub(crate) use net::{
     send_vectored,
 };
 pub use process::{
-    check_io_uring, disable_transparent_huge_pages, raise_open_files_limit, release_freed_memory,
+    Usage, check_io_uring, disable_transparent_huge_pages, raise_open_files_limit,
+    release_freed_memory, usage,
 };
 pub(crate) use time::{sleep, within};

@@ -65,3 +65,37 @@ pub fn check_io_uring() -> Result<(), String> {
         _ => Ok(()),
     }
 }
+
+/// What the process uses now, read from `/proc/self` (zeros where it cannot be read).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Usage {
+    pub resident_bytes: u64,
+    pub open_fds: u64,
+    pub cpu_seconds: f64,
+}
+
+/// Reads the process's resident memory, open descriptors and CPU time.
+pub fn usage() -> Usage {
+    // SAFETY: sysconf takes and returns integers only.
+    let (page, ticks) =
+        unsafe { (libc::sysconf(libc::_SC_PAGESIZE), libc::sysconf(libc::_SC_CLK_TCK)) };
+    let (page, ticks) = (u64::try_from(page).unwrap_or(4096), ticks.max(1) as f64);
+    let resident_pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+        .unwrap_or(0);
+    let open_fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count() as u64);
+    // Fields 14 and 15 of /proc/self/stat (utime, stime), counted after the command name,
+    // which is in parentheses and may contain spaces.
+    let cpu_ticks = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 1..];
+            let mut fields = rest.split_whitespace().skip(11);
+            let user = fields.next()?.parse::<u64>().ok()?;
+            let system = fields.next()?.parse::<u64>().ok()?;
+            Some(user + system)
+        })
+        .unwrap_or(0);
+    Usage { resident_bytes: resident_pages * page, open_fds, cpu_seconds: cpu_ticks as f64 / ticks }
+}

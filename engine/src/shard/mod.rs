@@ -111,5 +111,6 @@ async fn sweep_until_shutdown(edge: &Edge, home: &Home, gauges: &Gauges, shutdow
             (collect_due, collected_at) = (false, Instant::now());
         }
         gauges.publish(&edge_stats, &home_stats);
+        gauges.publish_parties(&home.party_counts());
     }
 }

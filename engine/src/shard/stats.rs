@@ -3,7 +3,7 @@
 //! snapshot for operators and tests, not a synchronization point).
 
 use crate::edge::EdgeStats;
-use crate::home::HomeStats;
+use crate::home::{HomeStats, PartyCounts, WAKE_BUCKETS_US};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// What one shard holds, as of its last sweep (at most about 200 ms old).
@@ -44,8 +44,10 @@ pub struct ShardStats {
 }
 
 /// One shard's published gauges.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Gauges {
+    /// Per party, by index among the server's parties sorted by name.
+    parties: Box<[PartyGauges]>,
     sockets: AtomicUsize,
     websockets: AtomicUsize,
     parked: AtomicUsize,
@@ -64,7 +66,94 @@ pub(crate) struct Gauges {
     room_wakes: AtomicU64,
 }
 
+/// One party's counts on one shard ([`PartyCounts`], in atomics).
+#[derive(Debug, Default)]
+struct PartyGauges {
+    rooms_awake: AtomicUsize,
+    rooms_asleep: AtomicUsize,
+    connections: AtomicUsize,
+    sleeps: AtomicU64,
+    wakes: AtomicU64,
+    wake_buckets: [AtomicU64; WAKE_BUCKETS_US.len() + 1],
+    wake_sum_ns: AtomicU64,
+}
+
 impl Gauges {
+    /// Gauges for a shard serving `parties` parties.
+    pub fn new(parties: usize) -> Gauges {
+        let r = || AtomicUsize::new(0);
+        let c = || AtomicU64::new(0);
+        Gauges {
+            parties: (0..parties).map(|_| PartyGauges::default()).collect(),
+            sockets: r(),
+            websockets: r(),
+            parked: r(),
+            outbound_bytes: r(),
+            inbound_bytes: r(),
+            closed_for_output: c(),
+            closed_for_input: c(),
+            rooms: r(),
+            rooms_charged_bytes: r(),
+            rooms_unloaded: c(),
+            rooms_refused: c(),
+            events_refused: c(),
+            reads_held: c(),
+            rooms_asleep: r(),
+            room_sleeps: c(),
+            room_wakes: c(),
+        }
+    }
+
+    /// Publishes each party's counts (by index, as [`Gauges::new`] was told).
+    pub fn publish_parties(&self, counts: &[PartyCounts]) {
+        let r = Ordering::Relaxed;
+        for (gauges, counts) in self.parties.iter().zip(counts) {
+            gauges.rooms_awake.store(counts.rooms_awake, r);
+            gauges.rooms_asleep.store(counts.rooms_asleep, r);
+            gauges.connections.store(counts.connections, r);
+            gauges.sleeps.store(counts.sleeps, r);
+            gauges.wakes.store(counts.wakes, r);
+            for (bucket, n) in gauges.wake_buckets.iter().zip(counts.wake_time.buckets) {
+                bucket.store(n, r);
+            }
+            gauges.wake_sum_ns.store(counts.wake_time.sum_ns, r);
+        }
+    }
+
+    /// Each party's counts summed over `shards`, by index.
+    pub fn sum_parties(shards: &[Gauges]) -> Vec<PartyCounts> {
+        let mut sums = vec![PartyCounts::default(); shards.first().map_or(0, |g| g.parties.len())];
+        for shard in shards {
+            for (sum, counts) in sums.iter_mut().zip(shard.read_parties()) {
+                sum.merge(&counts);
+            }
+        }
+        sums
+    }
+
+    /// Each party's counts on this shard, by index.
+    pub fn read_parties(&self) -> Vec<PartyCounts> {
+        let r = Ordering::Relaxed;
+        self.parties
+            .iter()
+            .map(|g| {
+                let mut counts = PartyCounts {
+                    rooms_awake: g.rooms_awake.load(r),
+                    rooms_asleep: g.rooms_asleep.load(r),
+                    connections: g.connections.load(r),
+                    sleeps: g.sleeps.load(r),
+                    wakes: g.wakes.load(r),
+                    ..PartyCounts::default()
+                };
+                for (n, bucket) in counts.wake_time.buckets.iter_mut().zip(&g.wake_buckets) {
+                    *n = bucket.load(r);
+                }
+                counts.wake_time.sum_ns = g.wake_sum_ns.load(r);
+                counts
+            })
+            .collect()
+    }
+
     pub fn publish(&self, edge: &EdgeStats, home: &HomeStats) {
         let r = Ordering::Relaxed;
         self.sockets.store(edge.sockets, r);

@@ -23,6 +23,8 @@ pub fn config(shards: usize) -> Config {
         pin_cores: false,
         limits: test_limits(),
         data: data_dir(),
+        // Every test server has its own admin listener, on a port of its own.
+        admin: partyline::Admin::At("127.0.0.1:0".parse().expect("address")),
         ..Config::default()
     }
 }
@@ -114,6 +116,28 @@ pub fn wait_stats(
             srv.stats()
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The value of one sample on the admin listener's `/metrics` (`name{labels}` exactly as
+/// written there), or `None` if it is not there.
+pub fn metric(srv: &RunningServer, sample: &str) -> Option<f64> {
+    let admin = srv.admin_addr().expect("the test server has an admin listener");
+    let (status, body) = http(admin, "GET", "/metrics", "");
+    assert_eq!(status, 200, "{body}");
+    body.lines().find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Waits (up to 10 s) until `check` holds for a sample on `/metrics`.
+pub fn wait_metric(srv: &RunningServer, sample: &str, check: impl Fn(f64) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = metric(srv, sample);
+        if value.is_some_and(&check) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {sample}: {value:?}");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -1,0 +1,387 @@
+//! The admin listener: `GET /metrics` in the Prometheus text format (0.0.4) and
+//! `GET /health`, on its own address (`admin` in the config, `--admin ADDR`), loopback by
+//! default since it has no authentication. It runs on one plain thread of its own, never
+//! on a shard: a scrape reads the shards' published gauges ([`Gauges`], at most one sweep
+//! old) and the process's own figures from `/proc`, so it cannot slow a room down, and a
+//! stuck scraper cannot hold up anything but other scrapers.
+//!
+//! Bounded: at most [`ADMIN_CONNECTIONS_MAX`] requests are served at once (more get 503),
+//! each request head is at most [`ADMIN_REQUEST_BYTES_MAX`], and every read and write has
+//! a deadline of [`ADMIN_IO_TIMEOUT_MS`]. The accept loop polls with a short timeout so
+//! that shutdown ends it.
+
+use crate::home::{PartyCounts, WAKE_BUCKETS_US};
+use crate::limits::{ADMIN_CONNECTIONS_MAX, ADMIN_IO_TIMEOUT_MS, ADMIN_REQUEST_BYTES_MAX};
+use crate::shard::{Gauges, ShardStats};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+/// What the admin listener reads: every shard's gauges, the parties' names (in the order
+/// of their indexes), and the store (for `/health`).
+#[derive(Debug)]
+pub(crate) struct View {
+    pub gauges: Arc<[Gauges]>,
+    pub parties: Arc<[String]>,
+    pub store: partyline_storage::Store,
+}
+
+impl View {
+    /// Each party's counts, summed over shards, by name.
+    pub fn parties(&self) -> Vec<(&str, PartyCounts)> {
+        self.parties.iter().map(String::as_str).zip(Gauges::sum_parties(&self.gauges)).collect()
+    }
+}
+
+/// The running admin listener.
+#[derive(Debug)]
+pub(crate) struct AdminListener {
+    pub addr: SocketAddr,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl AdminListener {
+    /// Binds `addr` and serves on a thread of its own until `shutdown` is set.
+    pub fn start(
+        addr: SocketAddr,
+        view: View,
+        shutdown: Arc<AtomicBool>,
+    ) -> io::Result<AdminListener> {
+        let listener = TcpListener::bind(addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("admin listener on {addr}: {e}")))?;
+        let addr = listener.local_addr()?;
+        if !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the admin listener is not on loopback: /metrics has no authentication");
+        }
+        let view = Arc::new(view);
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Metrics(view.clone())));
+        let served = Arc::new(Served { registry, view });
+        let thread = std::thread::Builder::new()
+            .name("admin".into())
+            .spawn(move || accept_loop(&listener, &served, &shutdown))?;
+        tracing::info!(%addr, "admin listening (/metrics, /health)");
+        Ok(AdminListener { addr, thread })
+    }
+
+    /// Waits for the listener's thread (after shutdown was set).
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+/// How often the accept loop looks at the shutdown flag while no one connects.
+const ACCEPT_POLL_MS: i32 = 200;
+
+/// What each request reads.
+#[derive(Debug)]
+struct Served {
+    registry: Registry,
+    view: Arc<View>,
+}
+
+fn accept_loop(listener: &TcpListener, served: &Arc<Served>, shutdown: &AtomicBool) {
+    let busy = Arc::new(AtomicUsize::new(0));
+    while !shutdown.load(Ordering::Relaxed) {
+        let mut poll = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: `poll` points to one valid pollfd for the duration of the call.
+        let ready = unsafe { libc::poll(&mut poll, 1, ACCEPT_POLL_MS) };
+        if ready <= 0 {
+            continue;
+        }
+        let Ok((stream, _)) = listener.accept() else { continue };
+        if busy.fetch_add(1, Ordering::AcqRel) >= ADMIN_CONNECTIONS_MAX {
+            busy.fetch_sub(1, Ordering::AcqRel);
+            let _ = respond(&stream, 503, "text/plain", b"admin listener busy\n");
+            continue;
+        }
+        let (served, held) = (served.clone(), busy.clone());
+        let spawned = std::thread::Builder::new().name("admin-request".into()).spawn(move || {
+            serve(stream, &served);
+            held.fetch_sub(1, Ordering::AcqRel);
+        });
+        if spawned.is_err() {
+            // The request (and its socket) went with the closure; only the count is left.
+            busy.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Answers one request, then closes the connection.
+fn serve(mut stream: TcpStream, served: &Served) {
+    let timeout = Some(Duration::from_millis(ADMIN_IO_TIMEOUT_MS));
+    if stream.set_read_timeout(timeout).and_then(|()| stream.set_write_timeout(timeout)).is_err() {
+        return;
+    }
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    let (method, path) = loop {
+        let n = match stream.read(&mut chunk) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        head.extend_from_slice(&chunk[..n]);
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut request = httparse::Request::new(&mut headers);
+        match request.parse(&head) {
+            Ok(httparse::Status::Complete(_)) => {
+                let method = request.method.unwrap_or_default().to_owned();
+                let path = request.path.unwrap_or_default().to_owned();
+                break (method, path);
+            }
+            Ok(httparse::Status::Partial) if head.len() < ADMIN_REQUEST_BYTES_MAX => {}
+            Ok(httparse::Status::Partial) => {
+                let _ = respond(&stream, 431, "text/plain", b"request head too large\n");
+                return;
+            }
+            Err(e) => {
+                let _ =
+                    respond(&stream, 400, "text/plain", format!("bad request: {e}\n").as_bytes());
+                return;
+            }
+        }
+    };
+    let path = path.split('?').next().unwrap_or_default();
+    let _ = match (method.as_str(), path) {
+        ("GET", "/metrics") => {
+            let mut body = String::with_capacity(8 * 1024);
+            match prometheus_client::encoding::prometheus_text::encode(&mut body, &served.registry)
+            {
+                Ok(()) => respond(
+                    &stream,
+                    200,
+                    prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+                    body.as_bytes(),
+                ),
+                Err(_) => respond(&stream, 500, "text/plain", b"cannot encode the metrics\n"),
+            }
+        }
+        ("GET", "/health") => match served.view.store.health() {
+            Ok(()) => respond(&stream, 200, "text/plain", b"ok\n"),
+            Err(e) => respond(&stream, 503, "text/plain", format!("storage: {e}\n").as_bytes()),
+        },
+        (_, "/metrics" | "/health") => respond(&stream, 405, "text/plain", b"GET only\n"),
+        _ => respond(&stream, 404, "text/plain", b"not found: try /metrics or /health\n"),
+    };
+    let _ = stream.flush();
+}
+
+fn respond(mut stream: &TcpStream, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {
+    let reason = partyline_protocol::http::reason_phrase(status);
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)
+}
+
+/// The collector every scrape runs: reads the shards' gauges and `/proc`.
+#[derive(Debug)]
+struct Metrics(Arc<View>);
+
+type Labels<'a> = [(&'static str, &'a str)];
+
+impl Collector for Metrics {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let view = &self.0;
+        let parties = view.parties();
+
+        // Per party.
+        let family = |encoder: &mut DescriptorEncoder<'_>,
+                      name: &str,
+                      help: &str,
+                      kind: MetricType,
+                      rows: &mut dyn Iterator<Item = (Vec<(&'static str, &str)>, u64)>|
+         -> Result<(), std::fmt::Error> {
+            let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+            for (labels, value) in rows {
+                let labels: &Labels<'_> = &labels;
+                let row = metric.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter => ConstCounter::new(value).encode(row)?,
+                    _ => ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX)).encode(row)?,
+                }
+            }
+            Ok(())
+        };
+        let as_u64 = |n: usize| n as u64;
+        family(
+            &mut encoder,
+            "partyline_rooms",
+            "Rooms loaded, by party and state (awake: with an instance; hibernated: asleep, connections archived)",
+            MetricType::Gauge,
+            &mut parties.iter().flat_map(|(party, c)| {
+                [
+                    (vec![("party", *party), ("state", "awake")], as_u64(c.rooms_awake)),
+                    (vec![("party", *party), ("state", "hibernated")], as_u64(c.rooms_asleep)),
+                ]
+            }),
+        )?;
+        family(
+            &mut encoder,
+            "partyline_connections",
+            "Open WebSocket connections of each party's rooms, awake or hibernated",
+            MetricType::Gauge,
+            &mut parties.iter().map(|(party, c)| (vec![("party", *party)], as_u64(c.connections))),
+        )?;
+        family(
+            &mut encoder,
+            "partyline_room_sleeps",
+            "Times a room went to sleep",
+            MetricType::Counter,
+            &mut parties.iter().map(|(party, c)| (vec![("party", *party)], c.sleeps)),
+        )?;
+        family(
+            &mut encoder,
+            "partyline_room_wakes",
+            "Times a sleeping room woke",
+            MetricType::Counter,
+            &mut parties.iter().map(|(party, c)| (vec![("party", *party)], c.wakes)),
+        )?;
+        {
+            let mut metric = encoder.encode_descriptor(
+                "partyline_room_wake_duration_seconds",
+                "How long a wake took: reading the archive, rebuilding the connections, on_start",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (party, c) in &parties {
+                let mut cumulative = 0;
+                let mut buckets = Vec::with_capacity(WAKE_BUCKETS_US.len());
+                for (bound, n) in WAKE_BUCKETS_US.iter().zip(c.wake_time.buckets) {
+                    cumulative += n;
+                    buckets.push((*bound as f64 / 1e6, cumulative));
+                }
+                // The encoder writes the `+Inf` bucket (the count) itself.
+                let count = c.wake_time.count();
+                let labels: &Labels<'_> = &[("party", party)];
+                let sum = c.wake_time.sum_ns as f64 / 1e9;
+                metric
+                    .encode_family(&labels)?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                        sum, count, &buckets, None,
+                    )?;
+            }
+        }
+
+        // Per shard.
+        let shards: Vec<ShardStats> = view.gauges.iter().map(Gauges::read).collect();
+        let names: Vec<String> = (0..shards.len()).map(|i| i.to_string()).collect();
+        type Pick = fn(&ShardStats) -> u64;
+        let per_shard: [(&str, &str, MetricType, Pick); 12] = [
+            (
+                "partyline_sockets",
+                "Sockets accepted on the shard and not yet closed",
+                MetricType::Gauge,
+                |s| s.sockets as u64,
+            ),
+            ("partyline_websockets", "Open WebSockets on the shard", MetricType::Gauge, |s| {
+                s.websockets as u64
+            }),
+            (
+                "partyline_parked_sockets",
+                "WebSockets parked (idle, with no task)",
+                MetricType::Gauge,
+                |s| s.parked as u64,
+            ),
+            (
+                "partyline_outbound_bytes",
+                "Bytes queued to write on the shard's sockets",
+                MetricType::Gauge,
+                |s| s.outbound_bytes as u64,
+            ),
+            (
+                "partyline_inbound_bytes",
+                "Bytes held for partly received messages",
+                MetricType::Gauge,
+                |s| s.inbound_bytes as u64,
+            ),
+            (
+                "partyline_rooms_memory_charged_bytes",
+                "Memory charged to the shard's rooms (rooms_memory_max)",
+                MetricType::Gauge,
+                |s| s.rooms_charged_bytes as u64,
+            ),
+            (
+                "partyline_closed_for_output",
+                "Sockets closed (1008) past the output budget",
+                MetricType::Counter,
+                |s| s.closed_for_output,
+            ),
+            (
+                "partyline_closed_for_input",
+                "Sockets closed (1009) past the input budget",
+                MetricType::Counter,
+                |s| s.closed_for_input,
+            ),
+            (
+                "partyline_rooms_unloaded",
+                "Rooms unloaded (idle, or for space)",
+                MetricType::Counter,
+                |s| s.rooms_unloaded,
+            ),
+            (
+                "partyline_rooms_refused",
+                "Connects, requests and alarms that could not load their room (503)",
+                MetricType::Counter,
+                |s| s.rooms_refused,
+            ),
+            (
+                "partyline_events_refused",
+                "Connects and requests refused by a full room mailbox (503)",
+                MetricType::Counter,
+                |s| s.events_refused,
+            ),
+            (
+                "partyline_reads_held",
+                "Socket reads that waited for a busy room's window",
+                MetricType::Counter,
+                |s| s.reads_held,
+            ),
+        ];
+        for (name, help, kind, pick) in per_shard {
+            family(
+                &mut encoder,
+                name,
+                help,
+                kind,
+                &mut shards
+                    .iter()
+                    .zip(&names)
+                    .map(|(s, shard)| (vec![("shard", shard.as_str())], pick(s))),
+            )?;
+        }
+
+        // The process.
+        let process = crate::rt::usage();
+        for (name, help, value) in [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                process.resident_bytes,
+            ),
+            ("process_open_fds", "Open file descriptors", process.open_fds),
+        ] {
+            let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
+            gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
+        }
+        let cpu = ConstCounter::new(process.cpu_seconds);
+        cpu.encode(encoder.encode_descriptor(
+            "process_cpu_seconds",
+            "User and system CPU time in seconds",
+            None,
+            cpu.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}

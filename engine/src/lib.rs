@@ -49,7 +49,9 @@ mod server;
 mod shard;
 pub mod testing;
 
-pub use api::{ConnectContext, Connection, Gate, Lobby, Party, Room, Storage};
+pub use api::{
+    ConnectContext, Connection, Gate, Lobby, Party, Room, Snapshot, SnapshotFields, Storage,
+};
 pub use clock::Clock;
 pub use config::{Admin, Config};
 pub use edge::FetchHandler;

@@ -6,7 +6,7 @@ use crate::api::Party;
 use crate::clock::Clock;
 use crate::config::{Admin, Config};
 use crate::edge::{FetchHandler, Gates};
-use crate::home::{PartyCounts, SpawnRoom, spawn_room};
+use crate::home::{PartyCounts, SpawnRoom, spawn_room, spawn_room_with_snapshots};
 use crate::limits;
 use crate::shard::{Gauges, ShardSetup, ShardStats};
 use glommio::{LocalExecutorBuilder, Placement};
@@ -51,6 +51,14 @@ impl Server {
     pub fn party<P: Party>(mut self, name: &str) -> Self {
         self.gates.insert(name.to_owned(), Gates::of::<P>());
         self.spawners.insert(name.to_owned(), spawn_room::<P>());
+        self
+    }
+
+    /// Registers party type `P` under `name`, keeping its [`crate::Snapshot`] fields
+    /// across sleep, unload and restart.
+    pub fn party_with_snapshots<P: crate::Snapshot>(mut self, name: &str) -> Self {
+        self.gates.insert(name.to_owned(), Gates::of::<P>());
+        self.spawners.insert(name.to_owned(), spawn_room_with_snapshots::<P>());
         self
     }
 

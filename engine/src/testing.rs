@@ -317,6 +317,43 @@ impl<P: Party> TestRoom<P> {
         self.feed(RoomEvent::Sleep);
     }
 
+    /// Keeps the party's [`crate::Snapshot`] fields across sleep, unload and restart, as
+    /// [`crate::Server::party_with_snapshots`] does.
+    pub fn with_snapshots(mut self) -> TestRoom<P>
+    where
+        P: crate::Snapshot,
+    {
+        self.runner = Runner::new(self.core.clone()).with_snapshots();
+        self
+    }
+
+    /// Stops the room as a server shutdown (or an unload) does: every open connection
+    /// closes with 1001 (`on_close` runs), the party saves its snapshot if it keeps one,
+    /// and the instance goes. The next event starts a new one with `on_start`.
+    pub fn restart(&mut self) {
+        let open: Vec<ConnId> = self
+            .peer
+            .sockets
+            .borrow()
+            .iter()
+            .filter(|(_, s)| s.closed.is_none() && s.refused.is_none() && !s.connecting)
+            .map(|(cid, _)| *cid)
+            .collect();
+        for cid in open {
+            let reason = "server shutting down";
+            if let Some(socket) = self.peer.sockets.borrow_mut().get_mut(&cid) {
+                socket.closed = Some((CloseCode::GOING_AWAY, reason.to_owned()));
+            }
+            self.feed(RoomEvent::Close {
+                conn: cid,
+                code: CloseCode::GOING_AWAY,
+                reason: reason.into(),
+            });
+        }
+        let runner = &mut self.runner;
+        self.executor.run(runner.retire());
+    }
+
     /// Whether the room is asleep.
     pub fn is_asleep(&self) -> bool {
         self.runner.is_asleep()

@@ -243,3 +243,125 @@ fn the_admin_listener_answers_metrics_and_health_only() {
     assert_eq!(http(addr, "GET", "/metrics", "").0, 404);
     srv.shutdown().unwrap();
 }
+
+/// The fields `Tally` keeps across instances.
+#[derive(Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Kept {
+    count: u64,
+    last: String,
+}
+
+/// A hibernating party that keeps a count in its snapshot and another in memory only.
+struct Tally {
+    kept: Kept,
+    /// Messages since this instance started: gone with it.
+    scratch: u64,
+}
+
+impl Party for Tally {
+    const HIBERNATE: bool = true;
+
+    async fn on_start(_room: Room) -> Result<Self> {
+        Ok(Tally { kept: Kept::default(), scratch: 0 })
+    }
+
+    async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
+        let text = message.text()?;
+        if text != "?" {
+            self.kept.count += 1;
+            self.scratch += 1;
+            self.kept.last = text.to_owned();
+        }
+        sender.send(format!("{} {} {}", self.kept.count, self.scratch, self.kept.last))
+    }
+}
+
+impl partyline::Snapshot for Tally {
+    type Fields = Kept;
+
+    fn fields(&mut self) -> &mut Kept {
+        &mut self.kept
+    }
+}
+
+#[test]
+fn a_snapshot_keeps_the_party_fields_across_sleep_and_restart() {
+    let mut room = TestRoom::<Tally>::new("tally", "t").with_snapshots();
+    let a = room.connect("a");
+    room.send(&a, "x");
+    room.send(&a, "y");
+    assert_eq!(room.received_text(&a), ["1 1 x", "2 2 y"]);
+    room.hibernate();
+    assert!(room.is_asleep());
+    // Woken: the snapshot is back, the field outside it starts over.
+    room.send(&a, "?");
+    assert_eq!(room.received_text(&a), ["2 0 y"]);
+    room.send(&a, "z");
+    room.restart();
+    assert_eq!(room.closed(&a), Some((CloseCode::GOING_AWAY, "server shutting down".into())));
+    let b = room.connect("b");
+    room.send(&b, "?");
+    assert_eq!(room.received_text(&b), ["3 0 z"]);
+    // Without snapshots the same party forgets.
+    let mut plain = TestRoom::<Tally>::new("tally", "p");
+    let c = plain.connect("c");
+    plain.send(&c, "x");
+    plain.hibernate();
+    plain.send(&c, "?");
+    assert_eq!(plain.received_text(&c), ["1 1 x", "0 0 "]);
+}
+
+#[test]
+fn a_damaged_snapshot_is_reported_and_the_room_keeps_what_on_start_built() {
+    let mut room = TestRoom::<Tally>::new("tally", "bad").with_snapshots();
+    let a = room.connect("a");
+    room.send(&a, "x");
+    room.hibernate();
+    let storage = room.store().room("tally", "bad").unwrap();
+    let mut bytes = room.block_on(storage.get_archive(1)).unwrap().expect("a snapshot").to_vec();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    room.block_on(storage.put_archive(1, bytes.into())).unwrap();
+    // The wake reads it, reports it and deletes it; the connection stays (its archive is
+    // fine) and the room goes on with fresh fields.
+    room.send(&a, "?");
+    assert_eq!(room.received_text(&a), ["1 1 x", "0 0 "]);
+    assert!(room.is_open(&a));
+    assert_eq!(room.block_on(storage.get_archive(1)).unwrap(), None);
+    // A snapshot that is not one (a valid frame around bytes too short for the fields)
+    // fails validation the same way.
+    room.send(&a, "y");
+    room.hibernate();
+    let framed = room.block_on(storage.get_archive(1)).unwrap().unwrap();
+    let mut forged = framed[..24].to_vec();
+    let junk = [0xFFu8; 5];
+    forged[8..16].copy_from_slice(&5u64.to_le_bytes());
+    forged[16..24].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&junk).to_le_bytes());
+    forged.extend_from_slice(&junk);
+    room.block_on(storage.put_archive(1, forged.into())).unwrap();
+    room.send(&a, "?");
+    assert_eq!(room.received_text(&a), ["1 1 y", "0 0 "]);
+}
+
+#[test]
+fn snapshots_are_saved_at_shutdown_and_found_after_a_restart() {
+    let data = data_dir();
+    let serve = || {
+        let mut cfg = config(2);
+        cfg.data = data.clone();
+        start(Server::new(cfg).party_with_snapshots::<Tally>("tally"))
+    };
+    let (srv, addr) = serve();
+    let (mut a, _) = ws(addr, "/parties/tally/kept?_pk=a");
+    for word in ["one", "two", "three"] {
+        send_text(&mut a, word);
+        read_text(&mut a);
+    }
+    // Awake when the server stops: the shutdown saves it.
+    srv.shutdown().unwrap();
+    let (srv, addr) = serve();
+    let (mut b, _) = ws(addr, "/parties/tally/kept?_pk=b");
+    send_text(&mut b, "?");
+    assert_eq!(read_text(&mut b), "3 0 three");
+    srv.shutdown().unwrap();
+}

@@ -11,6 +11,7 @@ mod party;
 mod registry;
 mod room;
 pub(crate) mod runtime;
+pub(crate) mod snapshot;
 mod storage;
 
 pub use connection::Connection;
@@ -18,4 +19,5 @@ pub use lobby::Lobby;
 pub use party::{ConnectContext, Gate, Party};
 pub use room::Room;
 pub(crate) use room::RoomCore;
+pub use snapshot::{Snapshot, SnapshotFields};
 pub use storage::Storage;

@@ -203,6 +203,10 @@ impl Storage {
         self.room()?.put_archive(kind, bytes).await
     }
 
+    pub(crate) async fn delete_archive(&self, kind: u8) -> Result<()> {
+        self.room()?.delete_archive(kind).await
+    }
+
     /// Empties the room's read cache (it sleeps).
     pub(crate) fn clear_cache(&self) {
         if let Ok(room) = &self.inner {

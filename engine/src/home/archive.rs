@@ -1,12 +1,14 @@
-//! The archive of a sleeping room's connections: what a room keeps of each open
-//! connection while its instance and registry are dropped (id, uri, tags, state, and where
-//! its socket lives), serialized with rkyv and stored in the room's `archives` keyspace.
+//! What a room keeps in its store's `archives` keyspace, in rkyv: the archive of a
+//! sleeping room's connections (id, uri, tags, state, and where its socket lives, for each
+//! open connection while its instance and registry are dropped), and a party's own
+//! snapshot ([`crate::Snapshot`]).
 //!
-//! Layout: a 24-byte header (magic `PLRA`, format version as u32 LE, payload length as
-//! u64 LE, xxh3-64 checksum of the payload as u64 LE), then the rkyv payload. Reading checks the header and
-//! the checksum, copies the payload into an aligned buffer (fjall's values are not aligned)
-//! and validates it with bytecheck before anything is read from it; any failure is an
-//! [`ArchiveError`] that names what was wrong.
+//! Layout of both: a 24-byte header (a magic naming the kind, `PLRA` or `PLSN`, the format
+//! version as u32 LE, the payload length as u64 LE, the xxh3-64 checksum of the payload as
+//! u64 LE), then the rkyv payload. Reading checks the header and the checksum, copies the
+//! payload into an aligned buffer (fjall's values are not aligned) and validates it with
+//! bytecheck before anything is read from it; any failure is an [`ArchiveError`] that
+//! names what was wrong.
 
 use crate::api::Connection;
 use crate::api::runtime::Runtime;
@@ -16,10 +18,15 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use std::rc::Rc;
 
-/// The kind of archive under which a room's connections are stored.
+/// The kind of archive under which a room's connections are stored (cleared when the
+/// server starts: they describe sockets of an earlier process).
 pub(crate) const REGISTRY: u8 = 0;
 
-const MAGIC: [u8; 4] = *b"PLRA";
+/// The kind of archive under which a party's snapshot is stored (kept across restarts).
+pub(crate) const SNAPSHOT: u8 = 1;
+
+const REGISTRY_MAGIC: [u8; 4] = *b"PLRA";
+const SNAPSHOT_MAGIC: [u8; 4] = *b"PLSN";
 const VERSION: u32 = 1;
 const HEADER: usize = 4 + 4 + 8 + 8;
 
@@ -90,7 +97,7 @@ impl std::fmt::Display for ArchiveError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ArchiveError::Truncated { size } => write!(f, "archive truncated ({size} bytes)"),
-            ArchiveError::Format => f.write_str("not a partyline room archive of version 1"),
+            ArchiveError::Format => f.write_str("not a partyline archive of this kind and version"),
             ArchiveError::Checksum => f.write_str("archive checksum mismatch"),
             ArchiveError::Invalid(e) => write!(f, "archive does not validate: {e}"),
         }
@@ -100,21 +107,46 @@ impl std::fmt::Display for ArchiveError {
 /// Serializes `archive` with its header and checksum.
 pub(crate) fn encode(archive: &RegistryArchive) -> Result<Bytes, String> {
     let payload = rkyv::to_bytes::<rancor::Error>(archive).map_err(|e| e.to_string())?;
-    let len = u32::try_from(payload.len()).map_err(|_| "archive over 4 GiB".to_owned())?;
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&VERSION.to_le_bytes());
-    out.extend_from_slice(&u64::from(len).to_le_bytes());
-    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out.into())
+    frame(REGISTRY_MAGIC, &payload)
 }
 
 /// Reads an archive written by [`encode`], checking everything first.
 pub(crate) fn decode(bytes: &[u8]) -> Result<RegistryArchive, ArchiveError> {
+    let aligned = unframe(REGISTRY_MAGIC, bytes)?;
+    let archived = rkyv::access::<ArchivedRegistryArchive, rancor::Error>(&aligned)
+        .map_err(|e| ArchiveError::Invalid(e.to_string()))?;
+    rkyv::deserialize::<RegistryArchive, rancor::Error>(archived)
+        .map_err(|e| ArchiveError::Invalid(e.to_string()))
+}
+
+/// Frames a party snapshot's payload (from [`crate::api::snapshot::save`]).
+pub(crate) fn encode_snapshot(payload: &[u8]) -> Result<Bytes, String> {
+    frame(SNAPSHOT_MAGIC, payload)
+}
+
+/// Checks a snapshot's frame; its payload, aligned, for [`crate::api::snapshot::restore`]
+/// (which validates it).
+pub(crate) fn decode_snapshot(bytes: &[u8]) -> Result<AlignedVec<16>, ArchiveError> {
+    unframe(SNAPSHOT_MAGIC, bytes)
+}
+
+/// The header and checksum around a payload.
+fn frame(magic: [u8; 4], payload: &[u8]) -> Result<Bytes, String> {
+    let len = u32::try_from(payload.len()).map_err(|_| "archive over 4 GiB".to_owned())?;
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(&magic);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&u64::from(len).to_le_bytes());
+    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(payload).to_le_bytes());
+    out.extend_from_slice(payload);
+    Ok(out.into())
+}
+
+/// Checks the header and checksum; the payload, copied into an aligned buffer.
+fn unframe(magic: [u8; 4], bytes: &[u8]) -> Result<AlignedVec<16>, ArchiveError> {
     let truncated = ArchiveError::Truncated { size: bytes.len() };
     let (header, payload) = bytes.split_at_checked(HEADER).ok_or(truncated.clone())?;
-    if header[..4] != MAGIC || header[4..8] != VERSION.to_le_bytes() {
+    if header[..4] != magic || header[4..8] != VERSION.to_le_bytes() {
         return Err(ArchiveError::Format);
     }
     let len = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
@@ -128,10 +160,7 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<RegistryArchive, ArchiveError> {
     // fjall's values are not aligned; rkyv's archives must be.
     let mut aligned = AlignedVec::<16>::with_capacity(payload.len());
     aligned.extend_from_slice(payload);
-    let archived = rkyv::access::<ArchivedRegistryArchive, rancor::Error>(&aligned)
-        .map_err(|e| ArchiveError::Invalid(e.to_string()))?;
-    rkyv::deserialize::<RegistryArchive, rancor::Error>(archived)
-        .map_err(|e| ArchiveError::Invalid(e.to_string()))
+    Ok(aligned)
 }
 
 #[cfg(test)]
@@ -193,5 +222,9 @@ mod tests {
         forged[16..24].copy_from_slice(&xxhash_rust::xxh3::xxh3_64(&junk).to_le_bytes());
         forged.extend_from_slice(&junk);
         assert!(matches!(decode(&forged), Err(ArchiveError::Invalid(_))));
+        // A snapshot is not a registry archive, and the other way round.
+        assert_eq!(decode(&encode_snapshot(b"payload").unwrap()), Err(ArchiveError::Format));
+        assert_eq!(decode_snapshot(&bytes).err(), Some(ArchiveError::Format));
+        assert_eq!(&*decode_snapshot(&encode_snapshot(b"payload").unwrap()).unwrap(), b"payload");
     }
 }

@@ -23,7 +23,7 @@ pub(crate) use archive::REGISTRY as REGISTRY_ARCHIVE;
 pub use counts::{PartyCounts, WAKE_BUCKETS_US, WakeHistogram};
 use host::{Refused, RoomEvent, RoomHost};
 use partyline_protocol::http::Response;
-pub(crate) use runner::{SpawnRoom, spawn_room};
+pub(crate) use runner::{SpawnRoom, spawn_room, spawn_room_with_snapshots};
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
@@ -75,6 +75,18 @@ pub(crate) struct Home {
     asleep: Cell<usize>,
     /// Per party (by [`SpawnRoom::party`]): rooms, connections, sleeps and wakes.
     parties: RefCell<Vec<PartyCounts>>,
+    /// Room tasks still running (an unloaded room's task may still be saving its
+    /// snapshot).
+    tasks: Rc<Cell<usize>>,
+}
+
+/// Counts a room task while it runs ([`Home::task_started`]).
+pub(crate) struct TaskGuard(Rc<Cell<usize>>);
+
+impl Drop for TaskGuard {
+    fn drop(&mut self) {
+        self.0.set(self.0.get() - 1);
+    }
 }
 
 impl Home {
@@ -100,6 +112,7 @@ impl Home {
             wakes: Cell::new(0),
             asleep: Cell::new(0),
             parties: RefCell::new(vec![PartyCounts::default(); spawners.len()]),
+            tasks: Rc::new(Cell::new(0)),
             spawners,
         })
     }
@@ -133,6 +146,23 @@ impl Home {
             wakes: self.wakes.get(),
             asleep: self.asleep.get(),
         }
+    }
+
+    /// A room task started; it counts until the guard drops.
+    pub fn task_started(&self) -> TaskGuard {
+        self.tasks.set(self.tasks.get() + 1);
+        TaskGuard(self.tasks.clone())
+    }
+
+    /// Whether every loaded room has nothing queued or running (at shutdown, once the
+    /// sockets are closed: their closes have reached `on_close`).
+    pub fn is_quiet(&self) -> bool {
+        self.rooms.borrow().values().all(|host| host.is_quiet())
+    }
+
+    /// Room tasks still running (after [`Home::stop`]: those still saving snapshots).
+    pub fn tasks(&self) -> usize {
+        self.tasks.get()
     }
 
     /// What each party's rooms here hold and have done, by [`SpawnRoom::party`].

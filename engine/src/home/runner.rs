@@ -60,12 +60,41 @@ pub(crate) struct Runner<P> {
     asleep: bool,
     /// How long the last wake took (archive read, rebuild, `on_start`), until taken.
     woke_in: Option<Duration>,
+    /// The party's snapshot functions, if it keeps its fields ([`crate::Snapshot`]).
+    snapshots: Option<SnapshotFns<P>>,
+}
+
+/// How a [`crate::Snapshot`] party's fields are saved and restored (monomorphized for
+/// `P`, chosen when the party is registered).
+struct SnapshotFns<P> {
+    save: fn(&mut P) -> Result<rkyv::util::AlignedVec, String>,
+    restore: fn(&mut P, &[u8]) -> Result<(), String>,
 }
 
 impl<P: Party> Runner<P> {
     pub fn new(core: Rc<RoomCore>) -> Runner<P> {
         let hook_timeout = Duration::from_millis(core.runtime.limits().hook_timeout_ms);
-        Runner { core, party: None, alarm_retries: 0, hook_timeout, asleep: false, woke_in: None }
+        Runner {
+            core,
+            party: None,
+            alarm_retries: 0,
+            hook_timeout,
+            asleep: false,
+            woke_in: None,
+            snapshots: None,
+        }
+    }
+
+    /// The runner of a party that keeps its fields across instances.
+    pub fn with_snapshots(mut self) -> Runner<P>
+    where
+        P: crate::Snapshot,
+    {
+        self.snapshots = Some(SnapshotFns {
+            save: crate::api::snapshot::save::<P>,
+            restore: crate::api::snapshot::restore::<P>,
+        });
+        self
     }
 
     /// Memory the instance holds, for the room's charge: its size plus what it reports.
@@ -87,6 +116,7 @@ impl<P: Party> Runner<P> {
             let failure = match run_hook(self.hook_timeout, P::on_start(room)).await {
                 Ran::Done(Ok(party)) => {
                     self.party = Some(party);
+                    self.restore_snapshot().await;
                     None
                 }
                 Ran::Done(Err(e)) => {
@@ -153,6 +183,11 @@ impl<P: Party> Runner<P> {
         if self.asleep || !P::HIBERNATE {
             return;
         }
+        if let Err(e) = self.save_snapshot().await {
+            let key = &self.core.key;
+            tracing::warn!(party = %key.party, room = %key.room, error = %e, "cannot save the party's snapshot; the room stays awake");
+            return;
+        }
         let key = &self.core.key;
         let records = {
             let registry = self.core.registry.borrow();
@@ -207,6 +242,48 @@ impl<P: Party> Runner<P> {
                 }
             }
         }
+    }
+
+    /// Saves the party's fields, if it keeps them and has an instance (one durable write).
+    async fn save_snapshot(&mut self) -> Result<(), String> {
+        let (Some(fns), Some(party)) = (&self.snapshots, self.party.as_mut()) else {
+            return Ok(());
+        };
+        let payload = (fns.save)(party)?;
+        let bytes = archive::encode_snapshot(&payload)?;
+        self.core.storage().put_archive(archive::SNAPSHOT, bytes).await.map_err(|e| e.to_string())
+    }
+
+    /// Puts the party's saved fields into a new instance, if it keeps them and has saved
+    /// some. A snapshot that cannot be read is logged with the room's name and deleted;
+    /// the instance keeps what `on_start` built.
+    async fn restore_snapshot(&mut self) {
+        let (Some(fns), Some(party)) = (&self.snapshots, self.party.as_mut()) else { return };
+        let key = &self.core.key;
+        let storage = self.core.storage();
+        let read = match storage.get_archive(archive::SNAPSHOT).await {
+            Ok(None) => return,
+            Ok(Some(bytes)) => archive::decode_snapshot(&bytes)
+                .map_err(|e| e.to_string())
+                .and_then(|payload| (fns.restore)(party, &payload)),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = read {
+            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read the party's snapshot; the room keeps what on_start built");
+            if let Err(e) = storage.delete_archive(archive::SNAPSHOT).await {
+                tracing::warn!(party = %key.party, room = %key.room, error = %e, "cannot delete the damaged snapshot");
+            }
+        }
+    }
+
+    /// The room is unloaded or the server stops: a party that keeps its fields saves them
+    /// (an instance dropped after a panic or timeout was never kept, so it is not saved).
+    pub async fn retire(&mut self) {
+        if let Err(e) = self.save_snapshot().await {
+            let key = &self.core.key;
+            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot save the party's snapshot as the room unloads");
+        }
+        self.party = None;
     }
 
     fn timed_out(&self, hook: &str) -> String {
@@ -527,14 +604,33 @@ pub(crate) fn spawn_room<P: Party>() -> SpawnRoom {
     SpawnRoom { start: start_room::<P>, hibernate: P::HIBERNATE, party: 0 }
 }
 
+/// The [`SpawnRoom`] of party `P`, keeping its fields ([`crate::Snapshot`]).
+pub(crate) fn spawn_room_with_snapshots<P: crate::Snapshot>() -> SpawnRoom {
+    SpawnRoom { start: start_room_with_snapshots::<P>, hibernate: P::HIBERNATE, party: 0 }
+}
+
 fn start_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHost>) {
-    glommio::spawn_local(run_room::<P>(home, host)).detach();
+    let runner = Runner::<P>::new(host.core.clone());
+    glommio::spawn_local(run_room::<P>(home, host, runner)).detach();
+}
+
+fn start_room_with_snapshots<P: crate::Snapshot>(
+    home: Rc<super::Home>,
+    host: Rc<super::host::RoomHost>,
+) {
+    let runner = Runner::<P>::new(host.core.clone()).with_snapshots();
+    glommio::spawn_local(run_room::<P>(home, host, runner)).detach();
 }
 
 /// A room's task: waits for edges it writes to if they are backed up, takes the next
-/// event, runs it, and settles the room's accounts; ends when the room is unloaded.
-async fn run_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHost>) {
-    let mut runner = Runner::<P>::new(host.core.clone());
+/// event, runs it, and settles the room's accounts; ends when the room is unloaded, after
+/// saving the party's snapshot if it keeps one. The home counts it while it runs.
+async fn run_room<P: Party>(
+    home: Rc<super::Home>,
+    host: Rc<super::host::RoomHost>,
+    mut runner: Runner<P>,
+) {
+    let _running = home.task_started();
     loop {
         host.wait_for_edges().await;
         let Some(event) = host.next_event().await else { break };
@@ -547,4 +643,5 @@ async fn run_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHos
         }
         home.settle(&host, runner.memory_bytes());
     }
+    runner.retire().await;
 }

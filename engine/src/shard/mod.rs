@@ -87,7 +87,16 @@ pub(crate) async fn run(
     }
     edge.stop_parking();
     waiter.await;
+    // The rooms run the closes (on_close) still queued, then stop; rooms of parties that
+    // keep snapshots save them as their tasks end. Both bounded by the same deadline.
+    let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS);
+    while !home.is_quiet() && Instant::now() < deadline {
+        crate::rt::sleep(Duration::from_millis(10)).await;
+    }
     home.stop();
+    while home.tasks() > 0 && Instant::now() < deadline {
+        crate::rt::sleep(Duration::from_millis(10)).await;
+    }
     tracing::debug!(shard = %here, left = edge.stats().sockets, "shard stopped");
 }
 

@@ -236,6 +236,9 @@ impl Limits {
 /// connection limit is derived from the open-files limit.
 pub const OPEN_FILES_RESERVE: u64 = 256;
 
+/// Longest request and response text of a room's auto-response (as Durable Objects').
+pub const AUTO_RESPONSE_BYTES_MAX: usize = 2_048;
+
 /// Admin requests served at once; more are answered 503 at once (a scraper that holds a
 /// connection open cannot take the admin listener's thread with it).
 pub const ADMIN_CONNECTIONS_MAX: usize = 8;

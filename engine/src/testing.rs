@@ -104,6 +104,8 @@ struct Peer {
     alarms: RefCell<BTreeSet<u64>>,
     fetch: RefCell<Option<FetchFn>>,
     router: RefCell<Weak<Router>>,
+    /// The room's auto-response, as an edge holds it.
+    auto_response: RefCell<Option<std::sync::Arc<crate::route::AutoResponse>>>,
 }
 
 type FetchFn = Box<dyn Fn(&str, &str, Request) -> Response>;
@@ -140,6 +142,7 @@ impl<P: Party> TestRoom<P> {
             alarms: RefCell::default(),
             fetch: RefCell::new(None),
             router: RefCell::new(Rc::downgrade(&router)),
+            auto_response: RefCell::new(None),
         });
         let (home, edge): (Weak<dyn HomeSink>, Weak<dyn EdgeSink>) =
             (Rc::<Peer>::downgrade(&peer), Rc::<Peer>::downgrade(&peer));
@@ -201,9 +204,24 @@ impl<P: Party> TestRoom<P> {
     }
 
     /// The client sends `message` (`on_message` runs).
+    /// A text equal to the room's auto-response request is answered as a server's edge
+    /// answers it: the room never sees it (and a sleeping room stays asleep).
     pub fn send(&mut self, conn: &TestConn, message: impl Into<Message>) {
         assert!(self.is_open(conn), "{} is not open", conn.id);
-        self.feed(RoomEvent::Message { conn: conn.cid, message: message.into() });
+        let message = message.into();
+        let answer = match (&message, &*self.peer.auto_response.borrow()) {
+            (Message::Text(text), Some(pair)) if text.as_bytes() == &pair.request[..] => {
+                Some(message_of(&pair.frame))
+            }
+            _ => None,
+        };
+        if let Some(answer) = answer {
+            if let Some(socket) = self.peer.sockets.borrow_mut().get_mut(&conn.cid) {
+                socket.inbox.push(answer);
+            }
+            return;
+        }
+        self.feed(RoomEvent::Message { conn: conn.cid, message });
     }
 
     /// The client closes with `code` and `reason` (`on_close` runs).
@@ -421,11 +439,11 @@ impl EdgeSink for Peer {
     fn deliver(&self, msg: ToEdge) {
         let mut sockets = self.sockets.borrow_mut();
         match msg {
-            ToEdge::Connected { conn, outcome, .. } => {
+            ToEdge::Connected { conn, outcome, auto_response, .. } => {
                 let Some(socket) = sockets.get_mut(&conn) else { return };
                 socket.connecting = false;
                 match outcome {
-                    ConnectOutcome::Accepted => {}
+                    ConnectOutcome::Accepted => *self.auto_response.borrow_mut() = auto_response,
                     ConnectOutcome::Failed { code, reason } => socket.closed = Some((code, reason)),
                     ConnectOutcome::Refused(response) => {
                         socket.closed = Some((CloseCode::ABNORMAL, "refused".into()));
@@ -459,6 +477,7 @@ impl EdgeSink for Peer {
                     self.closing.borrow_mut().push((*cid, code, reason.clone()));
                 }
             }
+            ToEdge::AutoResponse { pair, .. } => *self.auto_response.borrow_mut() = pair,
             ToEdge::Credit { .. } | ToEdge::Response { .. } => {}
         }
     }

@@ -25,6 +25,8 @@ impl Party for Sleepy {
     async fn on_start(room: Room) -> Result<Self> {
         let starts: u64 = room.storage().get_json("starts").await?.unwrap_or(0);
         room.storage().put_json("starts", &(starts + 1)).await?;
+        // Keep-alives answered by the edges, without waking the room.
+        room.set_auto_response(Some(("ping", "pong")))?;
         Ok(Sleepy { room, seen: 0 })
     }
 
@@ -54,6 +56,15 @@ impl Party for Sleepy {
                 who.join(" ")
             }
             ("seen", _) => self.seen.to_string(),
+            ("auto", pair) => {
+                let pair = pair.split_once('=');
+                let long = "x".repeat(2049);
+                let pair = if pair == Some(("long", "")) { Some((&long[..], "y")) } else { pair };
+                match self.room.set_auto_response(pair) {
+                    Ok(()) => format!("{:?}", self.room.auto_response()),
+                    Err(e) => e.to_string(),
+                }
+            }
             ("starts", _) => {
                 let starts: u64 = self.room.storage().get_json("starts").await?.unwrap_or(0);
                 starts.to_string()
@@ -97,6 +108,19 @@ fn a_sleeping_room_keeps_its_connections_and_forgets_its_fields() {
     assert_eq!(room.received_text(&b), ["2", "2", "1", "found a"]);
     room.send(&b, "all:to a");
     assert_eq!(room.received_text(&a), ["to a"]);
+    // The auto-response is answered without the room, asleep or awake.
+    room.hibernate();
+    room.send(&a, "ping");
+    assert_eq!(room.received_text(&a), ["pong"]);
+    assert!(room.is_asleep());
+    room.send(&a, "auto:long=");
+    assert_eq!(room.received_text(&a), ["auto-response request of 2049 bytes; at most 2048"]);
+    room.send(&a, "auto:hi=there");
+    room.send(&a, "hi");
+    room.send(&a, "ping");
+    assert_eq!(room.received_text(&a), [r#"Some(("hi", "there"))"#, "there", "ping"]);
+    room.send(&a, "auto:ping=pong");
+    room.received_text(&a);
     // A close while asleep wakes it, and the connection leaves.
     room.hibernate();
     room.close(&a, CloseCode::NORMAL, "bye");
@@ -151,6 +175,11 @@ fn quiet_rooms_fall_asleep_and_clients_notice_nothing() {
     send_text(&mut a, "state:kept");
     assert_eq!(read_text(&mut a), "ok");
     wait_stats(&srv, "the room asleep", |s| asleep(s) == 1);
+    // Keep-alives are answered on the edges: the room sleeps on.
+    send_text(&mut a, "ping");
+    send_text(&mut b, "ping");
+    assert_eq!(read_text(&mut a), "pong");
+    assert_eq!(read_text(&mut b), "pong");
     // The admin listener says so, by party.
     wait_metric(&srv, r#"partyline_rooms{party="sleepy",state="hibernated"}"#, |n| n == 1.0);
     assert_eq!(metric(&srv, r#"partyline_rooms{party="sleepy",state="awake"}"#), Some(0.0));

@@ -7,11 +7,13 @@ use super::registry::Registry;
 use super::runtime::Runtime;
 use super::{Connection, Storage};
 use crate::error::{Error, Result};
+use crate::limits::AUTO_RESPONSE_BYTES_MAX;
 use crate::payload::{Message, Request};
-use crate::route::{RoomKey, RoomUid, ToEdge};
+use crate::route::{AutoResponse, RoomKey, RoomUid, ToEdge};
 use partyline_protocol::http::Response;
 use std::cell::{OnceCell, RefCell};
 use std::rc::Rc;
+use std::sync::Arc;
 
 /// The state of one loaded room.
 pub(crate) struct RoomCore {
@@ -21,6 +23,8 @@ pub(crate) struct RoomCore {
     pub registry: RefCell<Registry>,
     /// Made on first use: rooms that never touch storage cost nothing for it.
     storage: OnceCell<Storage>,
+    /// The auto-response the room's edges answer for it ([`Room::set_auto_response`]).
+    pub auto_response: RefCell<Option<Arc<AutoResponse>>>,
 }
 
 impl RoomCore {
@@ -31,6 +35,7 @@ impl RoomCore {
             runtime,
             registry: RefCell::new(Registry::default()),
             storage: OnceCell::new(),
+            auto_response: RefCell::new(None),
         }
     }
 
@@ -117,6 +122,52 @@ impl Room {
             )));
         }
         Ok(())
+    }
+
+    /// Sets (or with `None` clears) the room's auto-response, as Durable Objects'
+    /// `setWebSocketAutoResponse`: a text message exactly equal to `request` is answered
+    /// with `response` by the shard holding the socket, without reaching the room, so a
+    /// sleeping room is not woken by keep-alives. Each text is at most 2,048 bytes. It
+    /// lasts while the room is loaded (asleep included); set it again in `on_start`.
+    pub fn set_auto_response(&self, pair: Option<(&str, &str)>) -> Result<()> {
+        let pair = match pair {
+            None => None,
+            Some((request, response)) => {
+                for (what, text) in [("request", request), ("response", response)] {
+                    if text.len() > AUTO_RESPONSE_BYTES_MAX {
+                        return Err(format!(
+                            "auto-response {what} of {} bytes; at most {AUTO_RESPONSE_BYTES_MAX}",
+                            text.len()
+                        )
+                        .into());
+                    }
+                }
+                Some(Arc::new(AutoResponse {
+                    request: bytes::Bytes::copy_from_slice(request.as_bytes()),
+                    response: bytes::Bytes::copy_from_slice(response.as_bytes()),
+                    frame: partyline_protocol::ws::encode::text(response),
+                }))
+            }
+        };
+        if *self.0.auto_response.borrow() == pair {
+            return Ok(()); // Set again by a new instance's on_start: nothing to tell.
+        }
+        *self.0.auto_response.borrow_mut() = pair.clone();
+        let registry = self.0.registry.borrow();
+        for edge in registry.edges() {
+            let update = ToEdge::AutoResponse { room: self.0.uid, pair: pair.clone() };
+            // Control deliveries are never refused.
+            let _ = self.0.runtime.router.to_edge(edge, update);
+        }
+        Ok(())
+    }
+
+    /// The room's auto-response (request, response), if set.
+    pub fn auto_response(&self) -> Option<(String, String)> {
+        self.0.auto_response.borrow().as_ref().map(|pair| {
+            let text = |b: &bytes::Bytes| String::from_utf8_lossy(b).into_owned();
+            (text(&pair.request), text(&pair.response))
+        })
     }
 
     /// The open connection with this id; an error if several share it (clients choose

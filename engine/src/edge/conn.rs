@@ -12,12 +12,14 @@
 use super::out_queue::{Flush, OutQueue};
 use super::park::Parking;
 use crate::limits::{ROOM_WINDOW_BYTES, ROOM_WINDOW_EVENTS};
-use crate::route::{ConnId, ConnectOutcome, RoomKey, RoomUid};
+use crate::payload::Message;
+use crate::route::{AutoResponse, ConnId, ConnectOutcome, RoomKey, RoomUid};
 use bytes::Bytes;
 use partyline_protocol::ws::CloseCode;
 use std::cell::{Cell, RefCell};
 use std::os::fd::RawFd;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,11 +45,33 @@ pub(super) struct RoomLink {
     in_flight: Cell<(u32, usize)>,
     /// Sockets of the room waiting for its window to open.
     waiters: RefCell<Vec<Waker>>,
+    /// The room's auto-response, answered here without reaching the room.
+    auto_response: RefCell<Option<Arc<AutoResponse>>>,
 }
 
 impl RoomLink {
     pub fn new(key: RoomKey, uid: RoomUid) -> RoomLink {
-        RoomLink { key, uid, in_flight: Cell::new((0, 0)), waiters: RefCell::new(Vec::new()) }
+        RoomLink {
+            key,
+            uid,
+            in_flight: Cell::new((0, 0)),
+            waiters: RefCell::new(Vec::new()),
+            auto_response: RefCell::new(None),
+        }
+    }
+
+    pub fn set_auto_response(&self, pair: Option<Arc<AutoResponse>>) {
+        *self.auto_response.borrow_mut() = pair;
+    }
+
+    /// The frame to answer `message` with, if it is the room's auto-response request.
+    pub fn auto_answer(&self, message: &Message) -> Option<Bytes> {
+        let pair = self.auto_response.borrow();
+        let pair = pair.as_ref()?;
+        match message {
+            Message::Text(text) if text.as_bytes() == &pair.request[..] => Some(pair.frame.clone()),
+            _ => None,
+        }
     }
 
     /// A message of `bytes` went to the room.

@@ -21,7 +21,7 @@ mod websocket;
 use crate::api::runtime::Runtime;
 use crate::limits::{self, Limits};
 use crate::log::warn_client;
-use crate::route::{EdgeSink, RoomKey, RoomUid, Router, ShardAddr, ToEdge, ToHome};
+use crate::route::{AutoResponse, EdgeSink, RoomKey, RoomUid, Router, ShardAddr, ToEdge, ToHome};
 use bytes::Bytes;
 use conn::{EdgeConn, RoomLink, Sweep};
 pub(crate) use gate::Gates;
@@ -318,12 +318,19 @@ impl Edge {
 
     /// `conn` was accepted into room `key` (loaded as `uid`): it joins the room's list
     /// here (sharing the room's link and window) and opens.
-    fn join(&self, conn: &Rc<EdgeConn>, key: RoomKey, uid: RoomUid) {
+    fn join(
+        &self,
+        conn: &Rc<EdgeConn>,
+        key: RoomKey,
+        uid: RoomUid,
+        auto_response: Option<Arc<AutoResponse>>,
+    ) {
         let mut rooms = self.rooms.borrow_mut();
         let room = rooms.entry(uid).or_insert_with(|| EdgeRoom {
             link: Rc::new(RoomLink::new(key, uid)),
             members: Vec::new(),
         });
+        room.link.set_auto_response(auto_response);
         conn.set_member_pos(room.members.len());
         room.members.push(conn.clone());
         conn.open(room.link.clone(), self.now_s());
@@ -416,12 +423,12 @@ impl Edge {
 impl EdgeSink for Edge {
     fn deliver(&self, msg: ToEdge) {
         match msg {
-            ToEdge::Connected { conn: cid, room, uid, outcome } => {
+            ToEdge::Connected { conn: cid, room, uid, outcome, auto_response } => {
                 let conn = self.conn(cid.seq).filter(|c| c.phase() == conn::Phase::Connecting);
                 match conn {
                     Some(conn) => {
                         if matches!(outcome, crate::route::ConnectOutcome::Accepted) {
-                            self.join(&conn, room, uid);
+                            self.join(&conn, room, uid, auto_response);
                         }
                         conn.set_connected(outcome);
                     }
@@ -465,6 +472,11 @@ impl EdgeSink for Edge {
                 let rooms = self.rooms.borrow();
                 for c in rooms.get(&room).map_or(&[][..], |r| &r.members[..]) {
                     c.request_close(code, &reason);
+                }
+            }
+            ToEdge::AutoResponse { room, pair } => {
+                if let Some(r) = self.rooms.borrow().get(&room) {
+                    r.link.set_auto_response(pair);
                 }
             }
             ToEdge::Credit { room, events, bytes } => {

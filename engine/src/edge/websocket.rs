@@ -394,6 +394,11 @@ enum Forwarded {
 fn forward(edge: &Rc<Edge>, conn: &EdgeConn, link: &RoomLink, event: Inbound) -> Forwarded {
     match event {
         Inbound::Message(message) => {
+            if let Some(frame) = link.auto_answer(&message) {
+                // Answered here: the room never sees it, and a sleeping room sleeps on.
+                edge.enqueue(conn, frame);
+                return Forwarded::Sent;
+            }
             link.charge(message.len());
             let msg = ToHome::Message { room: link.key.clone(), conn: conn.id(), message };
             match edge.router().to_home(msg) {

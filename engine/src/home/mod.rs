@@ -364,7 +364,13 @@ impl Home {
                 let outcome = ConnectOutcome::Refused(Box::new(response));
                 let _ = router.to_edge(
                     c.conn.edge,
-                    ToEdge::Connected { conn: c.conn, room: c.room, uid, outcome },
+                    ToEdge::Connected {
+                        conn: c.conn,
+                        room: c.room,
+                        uid,
+                        outcome,
+                        auto_response: None,
+                    },
                 );
             }
             RoomEvent::Request(r) => {

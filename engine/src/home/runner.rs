@@ -398,7 +398,13 @@ impl<P: Party> Runner<P> {
 }
 
 fn reply_connect(core: &RoomCore, conn: ConnId, outcome: ConnectOutcome) {
-    let reply = ToEdge::Connected { conn, room: core.key.clone(), uid: core.uid, outcome };
+    let reply = ToEdge::Connected {
+        conn,
+        room: core.key.clone(),
+        uid: core.uid,
+        outcome,
+        auto_response: core.auto_response.borrow().clone(),
+    };
     // Control deliveries are never refused.
     let _ = core.runtime.router.to_edge(conn.edge, reply);
 }

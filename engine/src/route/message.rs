@@ -84,6 +84,17 @@ pub(crate) enum ConnectOutcome {
     Refused(Box<Response>),
 }
 
+/// A room's auto-response (Durable Objects' `setWebSocketAutoResponse`): a text message
+/// equal to `request` is answered with `response` by the socket's edge, without reaching
+/// (or waking) the room.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct AutoResponse {
+    pub request: Bytes,
+    pub response: Bytes,
+    /// `response` as an encoded text frame, written as it is to every socket that asks.
+    pub frame: Bytes,
+}
+
 /// A room's home to an edge.
 #[derive(Debug)]
 pub(crate) enum ToEdge {
@@ -94,6 +105,8 @@ pub(crate) enum ToEdge {
         room: RoomKey,
         uid: RoomUid,
         outcome: ConnectOutcome,
+        /// The room's auto-response as of this answer (an edge answers it for the room).
+        auto_response: Option<Arc<AutoResponse>>,
     },
     /// An encoded frame for one socket.
     Frame {
@@ -116,6 +129,11 @@ pub(crate) enum ToEdge {
         room: RoomUid,
         code: CloseCode,
         reason: String,
+    },
+    /// The room's auto-response changed: every socket of the room on the edge uses this.
+    AutoResponse {
+        room: RoomUid,
+        pair: Option<Arc<AutoResponse>>,
     },
     /// The room took `events` messages (`bytes` of payload) from this edge: its window
     /// here has that much more room.

@@ -14,6 +14,8 @@ pub(crate) mod replies;
 pub(crate) mod router;
 
 pub(crate) use ids::{ConnId, NodeId, RoomKey, RoomUid, ShardAddr};
-pub(crate) use message::{ConnectOutcome, ConnectRequest, HttpRequest, ToEdge, ToHome};
+pub(crate) use message::{
+    AutoResponse, ConnectOutcome, ConnectRequest, HttpRequest, ToEdge, ToHome,
+};
 pub(crate) use placement::Placement;
 pub(crate) use router::{EdgeSink, HomeSink, Router, Wait};

@@ -132,6 +132,8 @@ impl Server {
             self.config.backlog,
             self.config.reuse_port,
         )?;
+        partyline_storage::set_memory_release_hook(crate::rt::release_freed_memory);
+        crate::rt::set_allocator_purge_delay(self.config.allocator_purge_delay_ms);
         let store_path = self.config.storage_path();
         let store = partyline_storage::Store::open(&store_path, self.config.storage)
             .map_err(|e| io::Error::other(format!("storage in {}: {e}", store_path.display())))?;

@@ -34,6 +34,22 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use thread::{Op, Reply, Request};
 
+/// What hands memory freed on the storage thread back to the OS, if set.
+static MEMORY_RELEASE_HOOK: std::sync::OnceLock<fn()> = std::sync::OnceLock::new();
+
+/// Sets how memory freed on the storage thread goes back to the OS (the engine passes its
+/// allocator's collect call; allocators that purge on their own need none). The storage
+/// thread calls it after it released a large archive's memory. The first call wins.
+pub fn set_memory_release_hook(hook: fn()) {
+    let _ = MEMORY_RELEASE_HOOK.set(hook);
+}
+
+fn release_freed_memory() {
+    if let Some(hook) = MEMORY_RELEASE_HOOK.get() {
+        hook();
+    }
+}
+
 fn namespace(party: &str, room: &str) -> Result<key::Namespace> {
     key::Namespace::new(party, room)
         .map_err(|size| Error::NameTooLong { size, max: limits::NAMESPACE_SIZE_MAX })

@@ -19,6 +19,15 @@ pub const LARGE_ENTRY_SIZE_MAX: usize = 2 * 1024 * 1024;
 /// does not sleep.
 pub const ARCHIVE_SIZE_MAX: usize = 256 * 1024 * 1024;
 
+/// An archive at least this large is flushed to disk at once (the archives' memtable is
+/// rotated) instead of waiting in memory for the memtable to fill: a sleeping room of a
+/// few hundred connections and up keeps nothing of them in memory.
+pub const ARCHIVE_FLUSH_BYTES: usize = 64 * 1024;
+
+/// Largest memtable of the archives keyspace: small archives wait in memory up to this
+/// much in all, then go to disk together.
+pub const ARCHIVES_MEMTABLE_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
 /// Most writes one transaction may buffer before its commit (it is one atomic batch).
 pub const TRANSACTION_WRITES_MAX: usize = 4_096;
 

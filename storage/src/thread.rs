@@ -11,7 +11,7 @@
 use crate::Counters;
 use crate::error::{Error, Result};
 use crate::key::{Namespace, successor_of_prefix};
-use crate::limits::GROUP_MAX;
+use crate::limits::{self, GROUP_MAX};
 use bytes::Bytes;
 use fjall::{Database, Keyspace, PersistMode};
 use futures_channel::oneshot;
@@ -86,6 +86,48 @@ pub(crate) struct Keyspaces {
     pub alarm_queue: Keyspace,
     /// What the engine keeps of a sleeping room (hibernation): namespace ++ kind -> bytes.
     pub archives: Keyspace,
+    /// A large archive's memtable was sealed for flushing and must then be released.
+    release_due: std::cell::Cell<bool>,
+    /// The tombstone that releases it was flushed for: once it is, hand the freed memory
+    /// back ([`crate::set_memory_release_hook`]).
+    collect_due: std::cell::Cell<bool>,
+}
+
+/// A key no room has (rooms' namespaces name a party, so never start with four zeros):
+/// the tombstone written to release a flushed archive's memory.
+const RELEASE_MARKER: [u8; 5] = [0, 0, 0, 0, 0xFF];
+
+/// How often the storage thread looks whether a sealed archive memtable was flushed.
+const RELEASE_POLL: std::time::Duration = std::time::Duration::from_millis(20);
+
+impl Keyspaces {
+    /// Releases the memory of a large archive once it is on disk. fjall frees a flushed
+    /// memtable only when a *later* version of the keyspace replaces the one that still
+    /// lists it (its MVCC history), so after the flush one more (tiny) flush is made: a
+    /// tombstone for a key no room uses. Without it, the last large archive written would
+    /// stay in memory until the next one.
+    fn release_flushed_archives(&self) {
+        if self.archives.sealed_memtable_count() > 0 {
+            return;
+        }
+        if self.collect_due.replace(false) {
+            crate::release_freed_memory();
+        }
+        if !self.release_due.replace(false) {
+            return;
+        }
+        let released =
+            self.archives.remove(RELEASE_MARKER).and_then(|()| self.archives.rotate_memtable());
+        match released {
+            Ok(_) => self.collect_due.set(true),
+            Err(e) => tracing::warn!(error = %e, "cannot release a flushed archive's memory"),
+        }
+    }
+
+    /// Whether a flushed archive is still to be released (the thread then polls).
+    fn releasing(&self) -> bool {
+        self.release_due.get() || self.collect_due.get()
+    }
 }
 
 impl Keyspaces {
@@ -94,8 +136,21 @@ impl Keyspaces {
         let kv = db.keyspace("kv", fjall::KeyspaceCreateOptions::default)?;
         let alarms = db.keyspace("alarms", fjall::KeyspaceCreateOptions::default)?;
         let alarm_queue = db.keyspace("alarm_queue", fjall::KeyspaceCreateOptions::default)?;
-        let archives = db.keyspace("archives", fjall::KeyspaceCreateOptions::default)?;
-        Ok(Keyspaces { db, kv, alarms, alarm_queue, archives })
+        // Archives are what sleeping rooms keep instead of memory: a small memtable, so
+        // they reach disk soon instead of sitting in memory until 64 MiB pile up.
+        let archives = db.keyspace("archives", || {
+            fjall::KeyspaceCreateOptions::default()
+                .max_memtable_size(limits::ARCHIVES_MEMTABLE_BYTES_MAX)
+        })?;
+        Ok(Keyspaces {
+            db,
+            kv,
+            alarms,
+            alarm_queue,
+            archives,
+            release_due: Default::default(),
+            collect_due: Default::default(),
+        })
     }
 }
 
@@ -110,7 +165,22 @@ pub(crate) fn run(
     let mut poisoned = false;
     // Writes committed in this group, acknowledged after its fsync.
     let mut pending: Vec<(oneshot::Sender<Result<Reply>>, Reply)> = Vec::new();
-    while let Ok(first) = rx.recv() {
+    loop {
+        let first = if ks.releasing() {
+            match rx.recv_timeout(RELEASE_POLL) {
+                Ok(first) => first,
+                Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                    ks.release_flushed_archives();
+                    continue;
+                }
+                Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(first) => first,
+                Err(_) => break,
+            }
+        };
         // A group: this request and whatever else is already waiting, up to group_max,
         // each run as it is taken (a read is answered at once, a write is committed and
         // waits for the group's fsync).
@@ -133,6 +203,7 @@ pub(crate) fn run(
             }
         }
         finish(&ks, &mut poisoned, &mut pending, counters);
+        ks.release_flushed_archives();
     }
     if !poisoned && let Err(e) = ks.db.persist(PersistMode::SyncAll) {
         tracing::error!(error = %e, "final storage fsync failed");
@@ -280,7 +351,15 @@ fn execute(ks: &Keyspaces, op: Op) -> Result<Reply> {
         }
         Op::SetArchive(key, value) => {
             match value {
-                Some(v) => ks.archives.insert(&key, &*v)?,
+                Some(v) => {
+                    ks.archives.insert(&key, &*v)?;
+                    if v.len() >= limits::ARCHIVE_FLUSH_BYTES {
+                        // A large room went to sleep: move its archive to disk now (the
+                        // journal already holds it; the flush runs in the background).
+                        ks.archives.rotate_memtable()?;
+                        ks.release_due.set(true);
+                    }
+                }
                 None => ks.archives.remove(&key)?,
             }
             Ok(Reply::Done)

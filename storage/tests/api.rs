@@ -420,3 +420,45 @@ fn archives_are_apart_from_the_rooms_keys_and_survive_reopening() {
         assert_eq!(r.get_archive(1).await.unwrap().as_deref(), Some(&b"kept"[..]));
     });
 }
+
+#[test]
+fn large_archives_go_to_disk_and_read_back_whole() {
+    // At and past ARCHIVE_FLUSH_BYTES the archives' memtable is flushed at once and then
+    // released; reads, overwrites, deletes and the tombstone that releases memory must not
+    // change what any room sees, before or after reopening.
+    let dir = tempfile::tempdir().unwrap();
+    let big = |fill: u8| {
+        bytes::Bytes::from(vec![fill; partyline_storage::limits::ARCHIVE_FLUSH_BYTES + 7])
+    };
+    {
+        let s = store(&dir, Profile::Partykit);
+        let a = s.room("relay", "a").unwrap();
+        let b = s.room("relay", "b").unwrap();
+        block_on(async {
+            a.put_archive(0, big(1)).await.unwrap();
+            b.put_archive(0, "small".into()).await.unwrap();
+            // Let the flush and the release run between requests.
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert_eq!(a.get_archive(0).await.unwrap(), Some(big(1)));
+            a.put_archive(0, big(2)).await.unwrap();
+            assert_eq!(a.get_archive(0).await.unwrap(), Some(big(2)));
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            assert_eq!(a.get_archive(0).await.unwrap(), Some(big(2)));
+            assert_eq!(b.get_archive(0).await.unwrap().as_deref(), Some(&b"small"[..]));
+            b.put_archive(1, big(3)).await.unwrap();
+            b.delete_archive(0).await.unwrap();
+        });
+        s.close();
+    }
+    let s = store(&dir, Profile::Partykit);
+    block_on(async {
+        let a = s.room("relay", "a").unwrap();
+        let b = s.room("relay", "b").unwrap();
+        assert_eq!(a.get_archive(0).await.unwrap(), Some(big(2)));
+        assert_eq!(b.get_archive(0).await.unwrap(), None);
+        assert_eq!(b.get_archive(1).await.unwrap(), Some(big(3)));
+        // The release marker is no room's archive.
+        assert_eq!(s.clear_archives(0xFF).await.unwrap(), 0);
+        assert_eq!(s.clear_archives(0).await.unwrap(), 1);
+    });
+}

@@ -71,6 +71,9 @@ impl Chat {
 }
 
 impl Party for Chat {
+    /// Asleep, the room drops its copy of the history; waking reads it again.
+    const HIBERNATE: bool = true;
+
     async fn on_start(room: Room) -> Result<Self> {
         let options = ListOptions {
             prefix: Some(PREFIX.into()),

@@ -1,6 +1,6 @@
 //! `relay`: every message goes to every other connection of the room; no state. The party
-//! the fan-out load test drives. (It will hibernate once a sleeping room costs less memory
-//! than an awake one: docs/benchmarks.md, hibernation.)
+//! the fan-out load test drives. It hibernates: a room quiet for `hibernate_after_ms`
+//! keeps only its sockets (docs/benchmarks.md, hibernation).
 
 use crate::{Connection, Message, Party, Result, Room};
 
@@ -11,6 +11,8 @@ pub struct Relay {
 }
 
 impl Party for Relay {
+    const HIBERNATE: bool = true;
+
     async fn on_start(room: Room) -> Result<Self> {
         Ok(Relay { room })
     }

@@ -506,3 +506,82 @@ impl HomeSink for Peer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Connection, Party, Result, Room};
+
+    /// Answers `who:<tag>` with the ids of the connections that have the tag, `one:<id>`
+    /// with whether that connection exists.
+    struct Lookup {
+        room: Room,
+    }
+
+    impl Party for Lookup {
+        const HIBERNATE: bool = true;
+
+        async fn on_start(room: Room) -> Result<Self> {
+            Ok(Lookup { room })
+        }
+
+        fn connection_tags(
+            &mut self,
+            conn: &Connection,
+            _ctx: &crate::ConnectContext,
+        ) -> Result<Vec<String>> {
+            Ok(if conn.id().starts_with('r') { vec!["red".into()] } else { Vec::new() })
+        }
+
+        async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
+            let text = message.text()?.to_owned();
+            let reply = match text.split_once(':') {
+                Some(("who", tag)) => {
+                    let mut ids: Vec<String> =
+                        self.room.connections(Some(tag)).iter().map(|c| c.id().into()).collect();
+                    ids.sort();
+                    ids.join(",")
+                }
+                Some(("one", id)) => self.room.connection(id)?.is_some().to_string(),
+                _ => {
+                    return self.room.broadcast(text, &[sender.id()]);
+                }
+            };
+            sender.send(reply)
+        }
+    }
+
+    #[test]
+    fn a_woken_room_rebuilds_only_the_connections_it_needs() {
+        let mut room = TestRoom::<Lookup>::new("lookup", "l");
+        let conns: Vec<TestConn> =
+            ["r1", "r2", "b1", "b2", "b3", "b4"].iter().map(|id| room.connect(id)).collect();
+        room.hibernate();
+        let rebuilt = |room: &TestRoom<Lookup>| room.core.registry.borrow().rebuilt();
+        let total = |room: &TestRoom<Lookup>| room.core.registry.borrow().len();
+        assert_eq!((rebuilt(&room), total(&room)), (0, 0));
+        // A message from one connection rebuilds that one; a broadcast that leaves it out
+        // needs no other.
+        room.send(&conns[2], "hello");
+        assert_eq!((rebuilt(&room), total(&room)), (1, 6));
+        assert_eq!(room.received_text(&conns[0]), ["hello"]);
+        assert!(room.received_text(&conns[2]).is_empty());
+        // A tag lookup rebuilds the tagged ones only; an id lookup that one only.
+        room.send(&conns[2], "who:red");
+        assert_eq!(room.received_text(&conns[2]), ["r1,r2"]);
+        assert_eq!(rebuilt(&room), 3);
+        room.send(&conns[2], "one:b4");
+        assert_eq!(room.received_text(&conns[2]), ["true"]);
+        assert_eq!(rebuilt(&room), 4);
+        // A close of an archived connection reaches on_close and leaves the room.
+        room.close(&conns[4], CloseCode::NORMAL, "bye");
+        assert_eq!((rebuilt(&room), total(&room)), (4, 5));
+        room.send(&conns[2], "one:b3");
+        assert_eq!(room.received_text(&conns[2]), ["false"]);
+        // Sleeping again keeps rebuilt and archived connections alike.
+        room.hibernate();
+        room.send(&conns[0], "who:b1");
+        assert_eq!(room.received_text(&conns[0]), ["b1"]);
+        assert_eq!((rebuilt(&room), total(&room)), (2, 5));
+    }
+}

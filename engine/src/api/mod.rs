@@ -5,6 +5,7 @@
 //!
 //! Depends on route and the base modules; home and edge depend on it, never the reverse.
 
+pub(crate) mod archive;
 mod connection;
 mod lobby;
 mod party;

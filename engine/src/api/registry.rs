@@ -1,8 +1,13 @@
 //! [`Registry`]: the open connections of one room, indexed three ways: by connection
 //! (the room's own events), by id (`room.connection(id)`, `broadcast(.., without)`), and
 //! by edge shard (a broadcast goes only to edges holding some, one delivery each).
+//!
+//! After a room wakes, its connections stay in the archive it slept with
+//! ([`ArchivedConns`]) until something needs one: then that one is rebuilt and indexed
+//! here. Every lookup asks both; a connection is in exactly one of them.
 
 use super::Connection;
+use super::archive::{ArchivedConns, ConnRecord, record_of};
 use crate::route::{ConnId, ShardAddr};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -19,11 +24,20 @@ pub(crate) struct Registry {
     id_dups: HashMap<Rc<str>, Vec<ConnId>>,
     /// Open connections per edge shard; a few entries (at most one per shard), so a list.
     per_edge: Vec<(ShardAddr, u32)>,
+    /// The connections not rebuilt since the room woke.
+    archived: Option<Box<ArchivedConns>>,
 }
 
 impl Registry {
-    pub fn len(&self) -> usize {
+    /// Connections rebuilt and indexed here (the rest, if the room woke, are archived).
+    #[cfg(test)]
+    pub fn rebuilt(&self) -> usize {
         self.by_ref.len()
+    }
+
+    /// Open connections (rebuilt or still archived; none while the room sleeps).
+    pub fn len(&self) -> usize {
+        self.by_ref.len() + self.archived.as_ref().map_or(0, |a| a.len())
     }
 
     /// Open connections, indexed or (while the room sleeps) archived.
@@ -36,13 +50,41 @@ impl Registry {
         !self.per_edge.is_empty()
     }
 
-    /// Every connection, in no order.
-    pub fn iter(&self) -> impl Iterator<Item = &Connection> + '_ {
-        self.by_ref.values()
+    /// The connection on socket `cid`, rebuilt from the archive if need be.
+    pub fn get(&mut self, cid: ConnId) -> Option<Connection> {
+        if let Some(conn) = self.by_ref.get(&cid) {
+            return Some(conn.clone());
+        }
+        let archived = self.archived.as_mut()?;
+        let at = archived.find(cid)?;
+        let conn = archived.take(at);
+        self.restore(&conn);
+        Some(conn)
     }
 
-    pub fn get(&self, cid: ConnId) -> Option<Connection> {
-        self.by_ref.get(&cid).cloned()
+    /// Rebuilds the archived connections at `positions` into the indexes.
+    fn take_archived(&mut self, positions: Vec<usize>) -> Vec<Connection> {
+        let Some(archived) = self.archived.as_mut() else { return Vec::new() };
+        let conns: Vec<Connection> = positions.into_iter().map(|at| archived.take(at)).collect();
+        for conn in &conns {
+            self.restore(conn);
+        }
+        conns
+    }
+
+    /// The room woke: its connections are read from `archive` as they are needed.
+    pub fn attach(&mut self, archive: ArchivedConns) {
+        self.archived = Some(Box::new(archive));
+    }
+
+    /// The records of every open connection, for the room's archive (those still archived
+    /// are copied through without being rebuilt).
+    pub fn records(&self) -> Vec<ConnRecord> {
+        let mut records: Vec<ConnRecord> = self.by_ref.values().map(record_of).collect();
+        if let Some(archived) = &self.archived {
+            records.extend(archived.remaining_records());
+        }
+        records
     }
 
     pub fn register(&mut self, conn: &Connection) {
@@ -54,8 +96,8 @@ impl Registry {
         self.restore(conn);
     }
 
-    /// Indexes a connection whose edge is already counted (one woken from the archive).
-    pub fn restore(&mut self, conn: &Connection) {
+    /// Indexes a connection whose edge is already counted (one rebuilt from the archive).
+    fn restore(&mut self, conn: &Connection) {
         let cid = conn.cid();
         match self.by_id.entry(conn.shared_id()) {
             Entry::Occupied(taken) => {
@@ -74,6 +116,7 @@ impl Registry {
     pub fn take_for_sleep(&mut self) -> Vec<Connection> {
         self.by_id = HashMap::new();
         self.id_dups = HashMap::new();
+        self.archived = None;
         std::mem::take(&mut self.by_ref).into_values().collect()
     }
 
@@ -85,6 +128,8 @@ impl Registry {
     }
 
     pub fn unregister(&mut self, cid: ConnId) -> Option<Connection> {
+        // A connection still archived is rebuilt once, for its `on_close`.
+        self.get(cid)?;
         let conn = self.by_ref.remove(&cid)?;
         if let Some(at) = self.per_edge.iter().position(|(edge, _)| *edge == cid.edge) {
             self.per_edge[at].1 -= 1;
@@ -118,27 +163,44 @@ impl Registry {
         self.per_edge.iter().map(|(edge, _)| *edge)
     }
 
-    /// Every connection with one of these ids.
+    /// Every connection with one of these ids (none is rebuilt).
     pub fn resolve(&self, ids: &[&str]) -> Arc<[ConnId]> {
         ids.iter()
             .flat_map(|id| {
-                let first = self.by_id.get(*id).into_iter();
-                first.chain(self.id_dups.get(*id).into_iter().flatten())
+                let first = self.by_id.get(*id).copied().into_iter();
+                let indexed = first.chain(self.id_dups.get(*id).into_iter().flatten().copied());
+                let archived = self
+                    .archived
+                    .as_ref()
+                    .map(|a| a.with_id(id).into_iter().map(|at| a.cid(at)).collect::<Vec<_>>());
+                indexed.chain(archived.into_iter().flatten())
             })
-            .copied()
             .collect()
     }
 
     /// The connection with this id; `Err(n)` if `n` connections share it.
-    pub fn by_id(&self, id: &str) -> Result<Option<Connection>, usize> {
-        if let Some(dups) = self.id_dups.get(id) {
-            return Err(dups.len() + 1);
+    pub fn by_id(&mut self, id: &str) -> Result<Option<Connection>, usize> {
+        let archived = self.archived.as_ref().map(|a| a.with_id(id)).unwrap_or_default();
+        let indexed =
+            self.id_dups.get(id).map_or(0, |d| d.len()) + usize::from(self.by_id.contains_key(id));
+        if indexed + archived.len() > 1 {
+            return Err(indexed + archived.len());
+        }
+        if !archived.is_empty() {
+            return Ok(self.take_archived(archived).pop());
         }
         Ok(self.by_id.get(id).and_then(|one| self.by_ref.get(one)).cloned())
     }
 
-    /// Open connections, all or those with `tag`.
-    pub fn connections(&self, tag: Option<&str>) -> Vec<Connection> {
+    /// Open connections, all or those with `tag` (archived ones are found through the
+    /// archive's tag index and rebuilt).
+    pub fn connections(&mut self, tag: Option<&str>) -> Vec<Connection> {
+        let archived = match (&self.archived, tag) {
+            (None, _) => Vec::new(),
+            (Some(a), None) => a.all(),
+            (Some(a), Some(tag)) => a.with_tag(tag),
+        };
+        self.take_archived(archived);
         self.by_ref
             .values()
             .filter(|c| c.is_open() && tag.is_none_or(|t| c.has_tag(t)))

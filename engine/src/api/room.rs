@@ -175,14 +175,14 @@ impl Room {
     pub fn connection(&self, id: &str) -> Result<Option<Connection>> {
         self.0
             .registry
-            .borrow()
+            .borrow_mut()
             .by_id(id)
             .map_err(|n| format!("{n} open connections have the id {id:?}").into())
     }
 
     /// Open connections, all or those with `tag`.
     pub fn connections(&self, tag: Option<&str>) -> Vec<Connection> {
-        self.0.registry.borrow().connections(tag)
+        self.0.registry.borrow_mut().connections(tag)
     }
 
     /// Sends an HTTP request straight to another room's `on_request` (on any shard),

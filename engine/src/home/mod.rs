@@ -9,17 +9,16 @@
 //! Depends on api and route; the edge never calls in here except through the router.
 
 pub(crate) mod alarm;
-mod archive;
 mod counts;
 pub(crate) mod host;
 pub(crate) mod runner;
 
 use crate::api::RoomCore;
+pub(crate) use crate::api::archive::REGISTRY as REGISTRY_ARCHIVE;
 use crate::api::runtime::Runtime;
 use crate::limits::{ROOM_BASE_BYTES, ROOM_CONNECTION_BYTES};
 use crate::log::warn_client;
 use crate::route::{ConnectOutcome, HomeSink, RoomKey, RoomUid, ShardAddr, ToEdge, ToHome};
-pub(crate) use archive::REGISTRY as REGISTRY_ARCHIVE;
 pub use counts::{PartyCounts, WAKE_BUCKETS_US, WakeHistogram};
 use host::{Refused, RoomEvent, RoomHost};
 use partyline_protocol::http::Response;

@@ -8,8 +8,8 @@
 //! (`TestRoom`), so a party is tested against the code that runs it.
 
 use super::alarm::{RETRIES_MAX, RETRY_BASE_MS};
-use super::archive;
 use super::host::RoomEvent;
+use crate::api::archive;
 use crate::api::{ConnectContext, Connection, Party, Room, RoomCore};
 use crate::log::warn_client;
 use crate::payload::Request;
@@ -144,7 +144,7 @@ impl<P: Party> Runner<P> {
                 connect(&self.core, party, self.hook_timeout, *request).await
             }
             RoomEvent::Message { conn, message } => {
-                let Some(conn) = self.core.registry.borrow().get(conn) else { return };
+                let Some(conn) = self.core.registry.borrow_mut().get(conn) else { return };
                 message_event(&self.core, party, self.hook_timeout, &conn, message).await
             }
             RoomEvent::Close { conn, code, reason } => {
@@ -189,11 +189,8 @@ impl<P: Party> Runner<P> {
             return;
         }
         let key = &self.core.key;
-        let records = {
-            let registry = self.core.registry.borrow();
-            registry.iter().map(archive::record_of).collect()
-        };
-        let bytes = match archive::encode(&archive::RegistryArchive { conns: records }) {
+        let records = self.core.registry.borrow().records();
+        let bytes = match archive::encode(&archive::RegistryArchive::new(records)) {
             Ok(bytes) => bytes,
             Err(e) => {
                 tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot encode the room's archive; it stays awake");
@@ -217,18 +214,17 @@ impl<P: Party> Runner<P> {
     async fn wake(&mut self) {
         self.asleep = false;
         let key = &self.core.key;
+        let runtime = self.core.runtime.clone();
         let read = match self.core.storage().get_archive(archive::REGISTRY).await {
-            Ok(Some(bytes)) => archive::decode(&bytes).map_err(|e| e.to_string()),
+            Ok(Some(bytes)) => {
+                archive::ArchivedConns::open(runtime, &bytes).map_err(|e| e.to_string())
+            }
             Ok(None) => Err("the archive is missing".to_owned()),
             Err(e) => Err(e.to_string()),
         };
         match read {
-            Ok(archive) => {
-                let mut registry = self.core.registry.borrow_mut();
-                for record in archive.conns {
-                    registry.restore(&archive::connection_of(&self.core.runtime, record));
-                }
-            }
+            // Connections are rebuilt one by one, when something needs them.
+            Ok(archived) => self.core.registry.borrow_mut().attach(archived),
             Err(e) => {
                 tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read the room's archive; closing its sockets, it starts fresh");
                 let edges = self.core.registry.borrow_mut().forget_all();

@@ -3,6 +3,11 @@
 //! open connection while its instance and registry are dropped), and a party's own
 //! snapshot ([`crate::Snapshot`]).
 //!
+//! A woken room does not deserialize its archive: [`ArchivedConns`] keeps the validated
+//! bytes and finds one connection by socket (binary search), by id or by tag (sorted
+//! indexes written with the archive), so a message from one connection rebuilds that
+//! connection only, and a tag lookup reads only the connections that have the tag.
+//!
 //! Layout of both: a 24-byte header (a magic naming the kind, `PLRA` or `PLSN`, the format
 //! version as u32 LE, the payload length as u64 LE, the xxh3-64 checksum of the payload as
 //! u64 LE), then the rkyv payload. Reading checks the header and the checksum, copies the
@@ -10,8 +15,8 @@
 //! bytecheck before anything is read from it; any failure is an [`ArchiveError`] that
 //! names what was wrong.
 
-use crate::api::Connection;
-use crate::api::runtime::Runtime;
+use super::Connection;
+use super::runtime::Runtime;
 use crate::route::{ConnId, NodeId, ShardAddr};
 use bytes::Bytes;
 use rkyv::rancor;
@@ -43,12 +48,6 @@ pub(crate) struct ConnRecord {
     pub state: Option<Vec<u8>>,
 }
 
-impl ConnRecord {
-    pub fn cid(&self) -> ConnId {
-        ConnId { edge: ShardAddr { node: NodeId(self.node), shard: self.shard }, seq: self.seq }
-    }
-}
-
 /// The record of a connection, for the archive.
 pub(crate) fn record_of(conn: &Connection) -> ConnRecord {
     let cid = conn.cid();
@@ -63,21 +62,172 @@ pub(crate) fn record_of(conn: &Connection) -> ConnRecord {
     }
 }
 
-/// The connection a record describes, as it was when the room went to sleep.
-pub(crate) fn connection_of(runtime: &Rc<Runtime>, record: ConnRecord) -> Connection {
-    let conn = Connection::new(runtime.clone(), record.cid(), record.id, record.uri);
+/// The connection an archived record describes, as it was when the room went to sleep
+/// (only this record is read).
+fn connection_of(runtime: &Rc<Runtime>, record: &ArchivedConnRecord) -> Connection {
+    let cid = ConnId {
+        edge: ShardAddr { node: NodeId(record.node.to_native()), shard: record.shard.to_native() },
+        seq: record.seq.to_native(),
+    };
+    let conn = Connection::new(
+        runtime.clone(),
+        cid,
+        record.id.as_str().into(),
+        record.uri.as_str().into(),
+    );
     // The tags passed the rules when the connection was accepted.
-    let _ = conn.set_tags(record.tags);
-    conn.restore_state(record.state.map(Bytes::from));
+    let _ = conn.set_tags(record.tags.iter().map(|t| t.as_str().to_owned()).collect());
+    conn.restore_state(record.state.as_ref().map(|s| Bytes::copy_from_slice(s)));
     conn
 }
 
-/// A sleeping room's connections.
+/// The connections with one tag: positions in [`RegistryArchive::conns`], ascending.
+#[derive(Debug, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+pub(crate) struct TagIndex {
+    pub tag: String,
+    pub conns: Vec<u32>,
+}
+
+/// A sleeping room's connections, with the indexes a woken room reads them by.
 #[derive(
     Debug, Default, Clone, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
 )]
 pub(crate) struct RegistryArchive {
+    /// Sorted by socket (node, shard, seq).
     pub conns: Vec<ConnRecord>,
+    /// Positions in `conns`, sorted by id.
+    pub by_id: Vec<u32>,
+    /// Every tag beyond the ids, sorted by tag.
+    pub tags: Vec<TagIndex>,
+}
+
+impl RegistryArchive {
+    /// The archive of these connections, sorted and indexed.
+    pub fn new(mut conns: Vec<ConnRecord>) -> RegistryArchive {
+        conns.sort_unstable_by_key(|c| (c.node, c.shard, c.seq));
+        let position = |i: usize| u32::try_from(i).expect("a room has under 4 billion connections");
+        let mut by_id: Vec<u32> = (0..conns.len()).map(position).collect();
+        by_id.sort_by(|a, b| conns[*a as usize].id.cmp(&conns[*b as usize].id));
+        let mut tags: std::collections::BTreeMap<&str, Vec<u32>> = Default::default();
+        for (i, c) in conns.iter().enumerate() {
+            for tag in &c.tags {
+                tags.entry(tag.as_str()).or_default().push(position(i));
+            }
+        }
+        let tags =
+            tags.into_iter().map(|(tag, conns)| TagIndex { tag: tag.to_owned(), conns }).collect();
+        RegistryArchive { conns, by_id, tags }
+    }
+}
+
+/// A woken room's archive, read in place: each connection is rebuilt when it is first
+/// needed and then leaves the archive (`taken`), as does one that closes.
+pub(crate) struct ArchivedConns {
+    /// The validated payload (never changed after [`ArchivedConns::open`]).
+    bytes: AlignedVec<16>,
+    /// Per record: rebuilt into the registry or closed since the wake.
+    taken: Vec<bool>,
+    left: usize,
+    runtime: Rc<Runtime>,
+}
+
+impl ArchivedConns {
+    /// Checks an archive written by [`encode`] (frame, checksum, bytecheck) and keeps it.
+    pub fn open(runtime: Rc<Runtime>, bytes: &[u8]) -> Result<ArchivedConns, ArchiveError> {
+        let bytes = unframe(REGISTRY_MAGIC, bytes)?;
+        let archive = rkyv::access::<ArchivedRegistryArchive, rancor::Error>(&bytes)
+            .map_err(|e| ArchiveError::Invalid(e.to_string()))?;
+        let len = archive.conns.len();
+        let in_range = |p: &rkyv::rend::u32_le| (p.to_native() as usize) < len;
+        if archive.by_id.len() != len
+            || !archive.by_id.iter().all(in_range)
+            || !archive.tags.iter().all(|t| t.conns.iter().all(in_range))
+        {
+            return Err(ArchiveError::Invalid("an index points past the connections".into()));
+        }
+        Ok(ArchivedConns { bytes, taken: vec![false; len], left: len, runtime })
+    }
+
+    fn archive(&self) -> &ArchivedRegistryArchive {
+        // SAFETY: `bytes` was validated as an `ArchivedRegistryArchive` in `open` and is
+        // never written afterwards.
+        unsafe { rkyv::access_unchecked::<ArchivedRegistryArchive>(&self.bytes) }
+    }
+
+    /// Connections still only in the archive.
+    pub fn len(&self) -> usize {
+        self.left
+    }
+
+    /// The position of the connection on socket `cid`, if it is still in the archive.
+    pub fn find(&self, cid: ConnId) -> Option<usize> {
+        let key = (cid.edge.node.0, cid.edge.shard, cid.seq);
+        let conns = &self.archive().conns;
+        let at = conns
+            .binary_search_by(|c| {
+                (c.node.to_native(), c.shard.to_native(), c.seq.to_native()).cmp(&key)
+            })
+            .ok()?;
+        (!self.taken[at]).then_some(at)
+    }
+
+    /// Positions of the connections with this id still in the archive.
+    pub fn with_id(&self, id: &str) -> Vec<usize> {
+        let archive = self.archive();
+        let id_at = |p: &rkyv::rend::u32_le| archive.conns[p.to_native() as usize].id.as_str();
+        let start = archive.by_id.partition_point(|p| id_at(p) < id);
+        archive.by_id[start..]
+            .iter()
+            .take_while(|p| id_at(p) == id)
+            .map(|p| p.to_native() as usize)
+            .filter(|at| !self.taken[*at])
+            .collect()
+    }
+
+    /// Positions of the connections with `tag` (their id or another tag) still in the
+    /// archive, ascending.
+    pub fn with_tag(&self, tag: &str) -> Vec<usize> {
+        let archive = self.archive();
+        let mut found = self.with_id(tag);
+        if let Ok(at) = archive.tags.binary_search_by(|t| t.tag.as_str().cmp(tag)) {
+            let listed = archive.tags[at].conns.iter().map(|p| p.to_native() as usize);
+            found.extend(listed.filter(|at| !self.taken[*at]));
+        }
+        found.sort_unstable();
+        found.dedup();
+        found
+    }
+
+    /// Positions of every connection still in the archive.
+    pub fn all(&self) -> Vec<usize> {
+        (0..self.taken.len()).filter(|at| !self.taken[*at]).collect()
+    }
+
+    /// The socket of the connection at `at`.
+    pub fn cid(&self, at: usize) -> ConnId {
+        let c = &self.archive().conns[at];
+        ConnId {
+            edge: ShardAddr { node: NodeId(c.node.to_native()), shard: c.shard.to_native() },
+            seq: c.seq.to_native(),
+        }
+    }
+
+    /// Rebuilds the connection at `at` and takes it out of the archive.
+    pub fn take(&mut self, at: usize) -> Connection {
+        debug_assert!(!self.taken[at]);
+        self.taken[at] = true;
+        self.left -= 1;
+        connection_of(&self.runtime, &self.archive().conns[at])
+    }
+
+    /// The records still in the archive, for the next one.
+    pub fn remaining_records(&self) -> Vec<ConnRecord> {
+        let conns = &self.archive().conns;
+        self.all()
+            .into_iter()
+            .filter_map(|at| rkyv::deserialize::<ConnRecord, rancor::Error>(&conns[at]).ok())
+            .collect()
+    }
 }
 
 /// Why an archive could not be read.
@@ -110,7 +260,8 @@ pub(crate) fn encode(archive: &RegistryArchive) -> Result<Bytes, String> {
     frame(REGISTRY_MAGIC, &payload)
 }
 
-/// Reads an archive written by [`encode`], checking everything first.
+/// Reads a whole archive written by [`encode`], checking everything first.
+#[cfg(test)]
 pub(crate) fn decode(bytes: &[u8]) -> Result<RegistryArchive, ArchiveError> {
     let aligned = unframe(REGISTRY_MAGIC, bytes)?;
     let archived = rkyv::access::<ArchivedRegistryArchive, rancor::Error>(&aligned)
@@ -168,20 +319,18 @@ mod tests {
     use super::*;
 
     fn sample() -> RegistryArchive {
-        RegistryArchive {
-            conns: vec![
-                ConnRecord {
-                    node: 0,
-                    shard: 1,
-                    seq: 7,
-                    id: "alice".into(),
-                    uri: "ws://h/parties/main/r?_pk=alice".into(),
-                    tags: vec!["red".into()],
-                    state: Some(b"{\"x\":1}".to_vec()),
-                },
-                ConnRecord { seq: 8, id: "bob".into(), state: None, tags: vec![], ..sample_one() },
-            ],
-        }
+        RegistryArchive::new(vec![
+            ConnRecord {
+                node: 0,
+                shard: 1,
+                seq: 7,
+                id: "alice".into(),
+                uri: "ws://h/parties/main/r?_pk=alice".into(),
+                tags: vec!["red".into()],
+                state: Some(b"{\"x\":1}".to_vec()),
+            },
+            ConnRecord { seq: 8, id: "bob".into(), state: None, tags: vec![], ..sample_one() },
+        ])
     }
 
     fn sample_one() -> ConnRecord {

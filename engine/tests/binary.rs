@@ -13,6 +13,7 @@ use std::time::Duration;
 struct Served {
     child: Child,
     addr: SocketAddr,
+    admin: SocketAddr,
     _data: TempDir,
 }
 
@@ -46,6 +47,8 @@ fn serve(shards: usize) -> Served {
             "--shards",
             &shards.to_string(),
             "--no-pin",
+            "--admin",
+            "127.0.0.1:0",
             "--data",
         ])
         .arg(&data)
@@ -57,20 +60,23 @@ fn serve(shards: usize) -> Served {
         .expect("partyline binary runs");
     let stdout = child.stdout.take().expect("stdout");
     let mut lines = BufReader::new(stdout).lines();
+    // The admin listener logs its address first, then the public listener.
+    let mut admin = None;
     let addr = loop {
         let line = lines.next().expect("server printed its address").expect("utf-8 log");
-        if let Some(rest) = line.split("addr=").nth(1) {
-            break rest
-                .split_whitespace()
-                .next()
-                .expect("address")
-                .parse()
-                .expect("socket address");
+        let Some(rest) = line.split("addr=").nth(1) else { continue };
+        let found: SocketAddr =
+            rest.split_whitespace().next().expect("address").parse().expect("socket address");
+        if line.contains("admin listening") {
+            admin = Some(found);
+        } else if line.contains("partyline listening") {
+            break found;
         }
     };
+    let admin = admin.expect("the admin listener logged its address");
     // Keep draining the log so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
-    Served { child, addr, _data: TempDir(data) }
+    Served { child, addr, admin, _data: TempDir(data) }
 }
 
 #[test]
@@ -91,6 +97,10 @@ fn main_chat_history_broadcast_and_http() {
     assert_eq!((status, body.as_str()), (200, r#"["first","second","hi bob","hi alice"]"#));
     // Another room has its own history.
     assert_eq!(http(addr, "GET", "/party/elsewhere", ""), (200, "[]".into()));
+    // `--admin` put the metrics where it was told.
+    let (status, metrics) = http(served.admin, "GET", "/metrics", "");
+    assert_eq!(status, 200);
+    assert!(metrics.contains(r#"partyline_rooms{party="main",state="awake"}"#), "{metrics}");
 }
 
 #[test]

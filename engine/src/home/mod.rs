@@ -246,8 +246,10 @@ impl Home {
             let registry = host.core.registry.borrow();
             (registry.len(), registry.count())
         };
-        let counts = &mut self.parties.borrow_mut()[host.party];
-        counts.connections = counts.connections - host.connections.replace(counted) + counted;
+        {
+            let counts = &mut self.parties.borrow_mut()[host.party];
+            counts.connections = counts.connections - host.connections.replace(counted) + counted;
+        }
         let charge = ROOM_BASE_BYTES + connections * ROOM_CONNECTION_BYTES + party_bytes;
         self.charged.set(self.charged.get() - host.charged.replace(charge) + charge);
         if host.is_idle() && !host.listed_idle.replace(true) {

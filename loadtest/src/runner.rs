@@ -24,6 +24,9 @@ pub enum Scenario {
     Rooms(scenario::fanout::RoomsParams),
     /// Hold idle connections; with --server-pid, the server's bytes per connection.
     Idle(scenario::idle::Params),
+    /// A room of many connections sleeps and wakes: time from a message to the sleeping
+    /// room until its first delivery.
+    Wake(scenario::wake::Params),
 }
 
 impl Scenario {
@@ -34,6 +37,7 @@ impl Scenario {
             Scenario::Fanout(_) => "fanout",
             Scenario::Rooms(_) => "rooms",
             Scenario::Idle(_) => "idle",
+            Scenario::Wake(_) => "wake",
         }
     }
 
@@ -58,6 +62,7 @@ impl Scenario {
                 &c,
             )),
             Scenario::Idle(p) => serde_json::to_value(scenario::idle::run(target, p, part, &c)),
+            Scenario::Wake(p) => serde_json::to_value(scenario::wake::run(target, p, part, &c)),
         };
         v.unwrap_or_default()
     }
@@ -82,6 +87,7 @@ impl Scenario {
             Scenario::Fanout(p) => scenario::fanout::finish(&all(partials)?, p.duration_s),
             Scenario::Rooms(p) => scenario::fanout::finish(&all(partials)?, p.duration_s),
             Scenario::Idle(p) => scenario::idle::finish(&all(partials)?, p),
+            Scenario::Wake(_) => scenario::wake::finish(&all(partials)?),
         })
     }
 }

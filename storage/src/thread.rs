@@ -132,7 +132,12 @@ impl Keyspaces {
 
 impl Keyspaces {
     pub fn open(path: &std::path::Path, cache_bytes: u64) -> Result<Keyspaces> {
-        let db = Database::builder(path).cache_size(cache_bytes).open()?;
+        // One background worker: with more, fjall's first worker hands every compaction
+        // request back to the queue and takes it again until another worker is scheduled,
+        // a busy loop that took 40% of a core after each flush (docs/benchmarks.md,
+        // hibernation). One worker flushes and compacts in turn; our writes come from one
+        // thread anyway.
+        let db = Database::builder(path).cache_size(cache_bytes).worker_threads(1).open()?;
         let kv = db.keyspace("kv", fjall::KeyspaceCreateOptions::default)?;
         let alarms = db.keyspace("alarms", fjall::KeyspaceCreateOptions::default)?;
         let alarm_queue = db.keyspace("alarm_queue", fjall::KeyspaceCreateOptions::default)?;

@@ -11,6 +11,7 @@ pub mod connect;
 pub mod echo;
 pub mod fanout;
 pub mod idle;
+pub mod wake;
 
 use crate::client::{Client, ConnectFailure};
 use crate::report;

@@ -10,10 +10,11 @@
 #            allocator_purge_delay_ms = 0.
 #   wake:    loadtest `wake` (a message to the sleeping room until its first delivery) with
 #            1,000 and 10,000 connections, and the server's own wake-duration histogram
-#            from the admin listener's /metrics; the same with the room kept awake (quiet
-#            shorter than hibernate_after_ms) gives the cost of the delivery alone.
+#            from the admin listener's /metrics; the same with the room kept awake
+#            (hibernate_after_ms huge, same quiet) gives the cost of the delivery alone.
 # Usage: bench/scripts/hibernation.sh   (after `cargo build --release`)
 #   RUNS=3 SIZES="5000 15000" WAKE_SIZES="1000 10000" ROUNDS=100 OUT=target/bench-hibernation
+#   PARTS="idle wake" (a subset re-runs only that part; the report reads what is in OUT)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 RUNS=${RUNS:-3}
@@ -23,7 +24,7 @@ ROUNDS=${ROUNDS:-100}
 OUT=${OUT:-target/bench-hibernation}
 PORT=${PORT:-19190}
 ADMIN=${ADMIN:-19191}
-rm -rf "$OUT"
+PARTS=${PARTS:-idle wake}
 mkdir -p "$OUT"
 printf 'hibernate_after_ms = 100000000\n' > "$OUT/awake.toml"
 printf 'hibernate_after_ms = 2000\n' > "$OUT/asleep.toml"
@@ -40,6 +41,7 @@ start_server() { # config file
 stop_server() { kill "$SERVER"; wait "$SERVER" 2>/dev/null || true; }
 
 for run in $(seq 1 "$RUNS"); do
+  [[ " $PARTS " == *" idle "* ]] || break
   for n in $SIZES; do
     for variant in awake asleep asleep-purge0; do
       echo "run $run: idle $n $variant" >&2
@@ -52,13 +54,14 @@ for run in $(seq 1 "$RUNS"); do
   done
 done
 for n in $WAKE_SIZES; do
+  [[ " $PARTS " == *" wake "* ]] || break
   for variant in asleep awake; do
     echo "wake $n $variant" >&2
-    quiet=600; [ "$variant" = awake ] && quiet=50
-    start_server "$OUT/wake.toml"
+    config="$OUT/wake.toml"; [ "$variant" = awake ] && config="$OUT/awake.toml"
+    start_server "$config"
     target/release/partyline-loadtest --target "127.0.0.1:$PORT" --workers 1 \
       --server-pid "$SERVER" --json "$OUT/wake-$n-$variant.json" \
-      wake --connections "$n" --rounds "$ROUNDS" --quiet-ms "$quiet" > /dev/null
+      wake --connections "$n" --rounds "$ROUNDS" --quiet-ms 600 > /dev/null
     sleep 0.5 # the gauges are published five times a second
     curl -s "127.0.0.1:$ADMIN/metrics" > "$OUT/wake-$n-$variant.metrics"
     stop_server

@@ -543,6 +543,9 @@ mod tests {
                     ids.join(",")
                 }
                 Some(("one", id)) => self.room.connection(id)?.is_some().to_string(),
+                Some(("uri", id)) => {
+                    self.room.connection(id)?.map(|c| c.uri().to_owned()).unwrap_or_default()
+                }
                 _ => {
                     return self.room.broadcast(text, &[sender.id()]);
                 }
@@ -583,5 +586,9 @@ mod tests {
         room.send(&conns[0], "who:b1");
         assert_eq!(room.received_text(&conns[0]), ["b1"]);
         assert_eq!((rebuilt(&room), total(&room)), (2, 5));
+        // Uris come back whole (the archive shares the part before the id).
+        room.hibernate();
+        room.send(&conns[0], "uri:b2");
+        assert_eq!(room.received_text(&conns[0]), ["ws://test/parties/lookup/l?_pk=b2"]);
     }
 }

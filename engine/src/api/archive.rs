@@ -32,7 +32,7 @@ pub(crate) const SNAPSHOT: u8 = 1;
 
 const REGISTRY_MAGIC: [u8; 4] = *b"PLRA";
 const SNAPSHOT_MAGIC: [u8; 4] = *b"PLSN";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER: usize = 4 + 4 + 8 + 8;
 
 /// One connection of a sleeping room.
@@ -42,13 +42,31 @@ pub(crate) struct ConnRecord {
     pub shard: u16,
     pub seq: u64,
     pub id: String,
-    pub uri: String,
+    /// The uri: `uri_prefixes[uri_prefix] + id + uri_rest` when `uri_prefix` names one of
+    /// the archive's shared prefixes (most uris are one room's URL with the id at the end,
+    /// so a room stores that once), else `uri_rest` alone ([`NO_PREFIX`]).
+    pub uri_prefix: u32,
+    pub uri_rest: String,
     /// Tags beyond the id.
     pub tags: Vec<String>,
     pub state: Option<Vec<u8>>,
 }
 
-/// The record of a connection, for the archive.
+/// `ConnRecord::uri_prefix` of a uri kept whole.
+pub(crate) const NO_PREFIX: u32 = u32::MAX;
+
+impl ConnRecord {
+    /// The connection's uri, given the archive's shared prefixes.
+    fn uri(prefix: Option<&str>, id: &str, rest: &str) -> String {
+        match prefix {
+            Some(prefix) => [prefix, id, rest].concat(),
+            None => rest.to_owned(),
+        }
+    }
+}
+
+/// The record of a connection, for the archive (its uri whole until the archive shares
+/// the prefixes).
 pub(crate) fn record_of(conn: &Connection) -> ConnRecord {
     let cid = conn.cid();
     ConnRecord {
@@ -56,7 +74,8 @@ pub(crate) fn record_of(conn: &Connection) -> ConnRecord {
         shard: cid.edge.shard,
         seq: cid.seq,
         id: conn.id().to_owned(),
-        uri: conn.uri().to_owned(),
+        uri_prefix: NO_PREFIX,
+        uri_rest: conn.uri().to_owned(),
         tags: conn.extra_tags(),
         state: conn.state().map(|s| s.to_vec()),
     }
@@ -64,21 +83,30 @@ pub(crate) fn record_of(conn: &Connection) -> ConnRecord {
 
 /// The connection an archived record describes, as it was when the room went to sleep
 /// (only this record is read).
-fn connection_of(runtime: &Rc<Runtime>, record: &ArchivedConnRecord) -> Connection {
+fn connection_of(
+    runtime: &Rc<Runtime>,
+    archive: &ArchivedRegistryArchive,
+    record: &ArchivedConnRecord,
+) -> Connection {
     let cid = ConnId {
         edge: ShardAddr { node: NodeId(record.node.to_native()), shard: record.shard.to_native() },
         seq: record.seq.to_native(),
     };
-    let conn = Connection::new(
-        runtime.clone(),
-        cid,
-        record.id.as_str().into(),
-        record.uri.as_str().into(),
+    let uri = ConnRecord::uri(
+        prefix_of(archive, record.uri_prefix.to_native()),
+        &record.id,
+        &record.uri_rest,
     );
+    let conn = Connection::new(runtime.clone(), cid, record.id.as_str().into(), uri);
     // The tags passed the rules when the connection was accepted.
     let _ = conn.set_tags(record.tags.iter().map(|t| t.as_str().to_owned()).collect());
     conn.restore_state(record.state.as_ref().map(|s| Bytes::copy_from_slice(s)));
     conn
+}
+
+/// Shared prefix `at` of an archive's uris (validated to exist when the archive opened).
+fn prefix_of(archive: &ArchivedRegistryArchive, at: u32) -> Option<&str> {
+    (at != NO_PREFIX).then(|| archive.uri_prefixes[at as usize].as_str())
 }
 
 /// The connections with one tag: positions in [`RegistryArchive::conns`], ascending.
@@ -99,12 +127,35 @@ pub(crate) struct RegistryArchive {
     pub by_id: Vec<u32>,
     /// Every tag beyond the ids, sorted by tag.
     pub tags: Vec<TagIndex>,
+    /// The uri prefixes the records share (see [`ConnRecord::uri_prefix`]).
+    pub uri_prefixes: Vec<String>,
 }
 
 impl RegistryArchive {
     /// The archive of these connections, sorted and indexed.
     pub fn new(mut conns: Vec<ConnRecord>) -> RegistryArchive {
         conns.sort_unstable_by_key(|c| (c.node, c.shard, c.seq));
+        // Share what comes before the id in the uris (one room's URL, as a rule).
+        let mut uri_prefixes: Vec<String> = Vec::new();
+        let mut interned: std::collections::HashMap<String, u32> = Default::default();
+        for c in &mut conns {
+            if c.uri_prefix != NO_PREFIX || c.id.is_empty() {
+                continue;
+            }
+            let Some(at) = c.uri_rest.rfind(c.id.as_str()) else { continue };
+            let prefix = &c.uri_rest[..at];
+            let index = match interned.get(prefix) {
+                Some(index) => *index,
+                None => {
+                    let Ok(index) = u32::try_from(uri_prefixes.len()) else { continue };
+                    interned.insert(prefix.to_owned(), index);
+                    uri_prefixes.push(prefix.to_owned());
+                    index
+                }
+            };
+            c.uri_rest = c.uri_rest[at + c.id.len()..].to_owned();
+            c.uri_prefix = index;
+        }
         let position = |i: usize| u32::try_from(i).expect("a room has under 4 billion connections");
         let mut by_id: Vec<u32> = (0..conns.len()).map(position).collect();
         by_id.sort_by(|a, b| conns[*a as usize].id.cmp(&conns[*b as usize].id));
@@ -116,7 +167,7 @@ impl RegistryArchive {
         }
         let tags =
             tags.into_iter().map(|(tag, conns)| TagIndex { tag: tag.to_owned(), conns }).collect();
-        RegistryArchive { conns, by_id, tags }
+        RegistryArchive { conns, by_id, tags, uri_prefixes }
     }
 }
 
@@ -139,9 +190,14 @@ impl ArchivedConns {
             .map_err(|e| ArchiveError::Invalid(e.to_string()))?;
         let len = archive.conns.len();
         let in_range = |p: &rkyv::rend::u32_le| (p.to_native() as usize) < len;
+        let prefixes = archive.uri_prefixes.len();
         if archive.by_id.len() != len
             || !archive.by_id.iter().all(in_range)
             || !archive.tags.iter().all(|t| t.conns.iter().all(in_range))
+            || !archive.conns.iter().all(|c| {
+                let p = c.uri_prefix.to_native();
+                p == NO_PREFIX || (p as usize) < prefixes
+            })
         {
             return Err(ArchiveError::Invalid("an index points past the connections".into()));
         }
@@ -217,15 +273,24 @@ impl ArchivedConns {
         debug_assert!(!self.taken[at]);
         self.taken[at] = true;
         self.left -= 1;
-        connection_of(&self.runtime, &self.archive().conns[at])
+        let archive = self.archive();
+        connection_of(&self.runtime, archive, &archive.conns[at])
     }
 
     /// The records still in the archive, for the next one.
     pub fn remaining_records(&self) -> Vec<ConnRecord> {
-        let conns = &self.archive().conns;
+        let archive = self.archive();
         self.all()
             .into_iter()
-            .filter_map(|at| rkyv::deserialize::<ConnRecord, rancor::Error>(&conns[at]).ok())
+            .filter_map(|at| {
+                rkyv::deserialize::<ConnRecord, rancor::Error>(&archive.conns[at]).ok()
+            })
+            .map(|mut c| {
+                // Whole again: the next archive shares its own prefixes.
+                c.uri_rest = ConnRecord::uri(prefix_of(archive, c.uri_prefix), &c.id, &c.uri_rest);
+                c.uri_prefix = NO_PREFIX;
+                c
+            })
             .collect()
     }
 }
@@ -325,7 +390,8 @@ mod tests {
                 shard: 1,
                 seq: 7,
                 id: "alice".into(),
-                uri: "ws://h/parties/main/r?_pk=alice".into(),
+                uri_prefix: NO_PREFIX,
+                uri_rest: "ws://h/parties/main/r?_pk=alice".into(),
                 tags: vec!["red".into()],
                 state: Some(b"{\"x\":1}".to_vec()),
             },
@@ -339,7 +405,8 @@ mod tests {
             shard: 0,
             seq: 1,
             id: "x".into(),
-            uri: "ws://h/".into(),
+            uri_prefix: NO_PREFIX,
+            uri_rest: "ws://h/".into(),
             tags: vec![],
             state: None,
         }
@@ -349,6 +416,14 @@ mod tests {
     fn archives_round_trip_and_every_damage_is_caught() {
         let bytes = encode(&sample()).unwrap();
         assert_eq!(decode(&bytes).unwrap(), sample());
+        // A uri ending with the id shares its prefix; another stays whole.
+        let decoded = decode(&bytes).unwrap();
+        assert_eq!(decoded.uri_prefixes, ["ws://h/parties/main/r?_pk="]);
+        assert_eq!(
+            (decoded.conns[0].uri_prefix, decoded.conns[0].uri_rest.as_str()),
+            (NO_PREFIX, "ws://h/")
+        );
+        assert_eq!((decoded.conns[1].uri_prefix, decoded.conns[1].uri_rest.as_str()), (0, ""));
         // Unaligned input (as fjall returns it) reads the same.
         let mut shifted = vec![0u8];
         shifted.extend_from_slice(&bytes);

@@ -24,6 +24,10 @@ pub const ARCHIVE_SIZE_MAX: usize = 256 * 1024 * 1024;
 /// few hundred connections and up keeps nothing of them in memory.
 pub const ARCHIVE_FLUSH_BYTES: usize = 64 * 1024;
 
+/// Archives are stored in chunks of this size (one key each, in one atomic batch), so
+/// flushing a large one never builds a block the size of the whole archive.
+pub const ARCHIVE_CHUNK_BYTES: usize = 8 * 1024;
+
 /// Largest memtable of the archives keyspace: small archives wait in memory up to this
 /// much in all, then go to disk together.
 pub const ARCHIVES_MEMTABLE_BYTES_MAX: u64 = 4 * 1024 * 1024;

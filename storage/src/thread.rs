@@ -354,31 +354,57 @@ fn execute(ks: &Keyspaces, op: Op) -> Result<Reply> {
         Op::GetAlarm(ns) => {
             Ok(Reply::Alarm(ks.alarms.get(ns.as_bytes())?.map(|v| decode_time(&v))))
         }
-        Op::SetArchive(key, value) => {
-            match value {
-                Some(v) => {
-                    ks.archives.insert(&key, &*v)?;
-                    if v.len() >= limits::ARCHIVE_FLUSH_BYTES {
-                        // A large room went to sleep: move its archive to disk now (the
-                        // journal already holds it; the flush runs in the background).
-                        ks.archives.rotate_memtable()?;
-                        ks.release_due.set(true);
-                    }
+        Op::SetArchive(prefix, value) => {
+            // One atomic batch: the old chunks go, the new ones come.
+            let mut batch = ks.db.batch();
+            for guard in ks.archives.prefix(&prefix) {
+                batch.remove(&ks.archives, guard.key()?);
+            }
+            let size = value.as_ref().map_or(0, Bytes::len);
+            if let Some(v) = value {
+                for (i, chunk) in v.chunks(limits::ARCHIVE_CHUNK_BYTES).enumerate() {
+                    let index = u32::try_from(i).map_err(|_| Error::ValueTooLarge {
+                        size,
+                        max: limits::ARCHIVE_SIZE_MAX,
+                    })?;
+                    let mut key = prefix.clone();
+                    key.extend_from_slice(&index.to_be_bytes());
+                    batch.insert(&ks.archives, key, chunk);
                 }
-                None => ks.archives.remove(&key)?,
+            }
+            batch.commit()?;
+            if size >= limits::ARCHIVE_FLUSH_BYTES {
+                // A large room went to sleep: move its archive to disk now (the journal
+                // already holds it; the flush runs in the background).
+                ks.archives.rotate_memtable()?;
+                ks.release_due.set(true);
             }
             Ok(Reply::Done)
         }
-        Op::GetArchive(key) => Ok(Reply::Values(vec![ks.archives.get(&key)?.map(bytes_of)])),
+        Op::GetArchive(prefix) => {
+            let mut chunks = Vec::new();
+            for guard in ks.archives.prefix(&prefix) {
+                chunks.push(guard.value()?);
+            }
+            let whole = match chunks.as_slice() {
+                [] => None,
+                [one] => Some(bytes_of(one.clone())),
+                many => Some(Bytes::from(many.concat())),
+            };
+            Ok(Reply::Values(vec![whole]))
+        }
         Op::ClearArchives(kind) => {
             let mut batch = ks.db.batch();
             let mut count = 0;
             for guard in ks.archives.iter() {
                 let key = guard.key()?;
-                // Keys are a namespace and one kind byte.
-                if key.last() == Some(&kind) {
+                // Keys are a namespace, one kind byte and a chunk index (keys of stores
+                // written before archives were chunked have no index).
+                let Some((_, _, used)) = Namespace::decode(&key) else { continue };
+                let rest = &key[used..];
+                if rest.first() == Some(&kind) {
+                    count += usize::from(matches!(rest.len(), 1) || rest[1..] == [0, 0, 0, 0]);
                     batch.remove(&ks.archives, key);
-                    count += 1;
                 }
             }
             batch.commit()?;

@@ -423,8 +423,8 @@ fn archives_are_apart_from_the_rooms_keys_and_survive_reopening() {
 
 #[test]
 fn large_archives_go_to_disk_and_read_back_whole() {
-    // At and past ARCHIVE_FLUSH_BYTES the archives' memtable is flushed at once and then
-    // released; reads, overwrites, deletes and the tombstone that releases memory must not
+    // Archives are stored in chunks; at and past ARCHIVE_FLUSH_BYTES the archives'
+    // memtable is flushed at once and then released; reads, overwrites, deletes and the tombstone that releases memory must not
     // change what any room sees, before or after reopening.
     let dir = tempfile::tempdir().unwrap();
     let big = |fill: u8| {
@@ -447,6 +447,10 @@ fn large_archives_go_to_disk_and_read_back_whole() {
             assert_eq!(b.get_archive(0).await.unwrap().as_deref(), Some(&b"small"[..]));
             b.put_archive(1, big(3)).await.unwrap();
             b.delete_archive(0).await.unwrap();
+            // A smaller archive replaces every chunk of a larger one.
+            b.put_archive(2, big(4)).await.unwrap();
+            b.put_archive(2, "tiny".into()).await.unwrap();
+            assert_eq!(b.get_archive(2).await.unwrap().as_deref(), Some(&b"tiny"[..]));
         });
         s.close();
     }
@@ -457,8 +461,11 @@ fn large_archives_go_to_disk_and_read_back_whole() {
         assert_eq!(a.get_archive(0).await.unwrap(), Some(big(2)));
         assert_eq!(b.get_archive(0).await.unwrap(), None);
         assert_eq!(b.get_archive(1).await.unwrap(), Some(big(3)));
-        // The release marker is no room's archive.
+        assert_eq!(b.get_archive(2).await.unwrap().as_deref(), Some(&b"tiny"[..]));
+        // The release marker is no room's archive; an archive of many chunks counts once.
         assert_eq!(s.clear_archives(0xFF).await.unwrap(), 0);
         assert_eq!(s.clear_archives(0).await.unwrap(), 1);
+        assert_eq!(a.get_archive(0).await.unwrap(), None);
+        assert_eq!(b.get_archive(1).await.unwrap(), Some(big(3)));
     });
 }

@@ -98,7 +98,11 @@ fn accept_loop(listener: &TcpListener, served: &Arc<Served>, shutdown: &AtomicBo
         if ready <= 0 {
             continue;
         }
-        let Ok((stream, _)) = listener.accept() else { continue };
+        let Ok((stream, _)) = listener.accept() else {
+            // Out of descriptors, say: the listener stays readable, so do not spin.
+            std::thread::sleep(Duration::from_millis(ACCEPT_POLL_MS.unsigned_abs().into()));
+            continue;
+        };
         if busy.fetch_add(1, Ordering::AcqRel) >= ADMIN_CONNECTIONS_MAX {
             busy.fetch_sub(1, Ordering::AcqRel);
             let _ = respond(&stream, 503, "text/plain", b"admin listener busy\n");
@@ -118,13 +122,19 @@ fn accept_loop(listener: &TcpListener, served: &Arc<Served>, shutdown: &AtomicBo
 
 /// Answers one request, then closes the connection.
 fn serve(mut stream: TcpStream, served: &Served) {
+    // One deadline for the whole request head, however slowly it trickles in.
+    let deadline = std::time::Instant::now() + Duration::from_millis(ADMIN_IO_TIMEOUT_MS);
     let timeout = Some(Duration::from_millis(ADMIN_IO_TIMEOUT_MS));
-    if stream.set_read_timeout(timeout).and_then(|()| stream.set_write_timeout(timeout)).is_err() {
+    if stream.set_write_timeout(timeout).is_err() {
         return;
     }
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     let (method, path) = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
         let n = match stream.read(&mut chunk) {
             Ok(0) | Err(_) => return,
             Ok(n) => n,

@@ -246,7 +246,8 @@ pub const ADMIN_CONNECTIONS_MAX: usize = 8;
 /// Longest admin request head (request line and headers); longer gets 431.
 pub const ADMIN_REQUEST_BYTES_MAX: usize = 8 * 1024;
 
-/// Deadline of every admin read and write: a scraper this slow is dropped.
+/// Deadline of an admin request's whole head, and of each write: a scraper this slow is
+/// dropped.
 pub const ADMIN_IO_TIMEOUT_MS: u64 = 5_000;
 
 /// Memory glommio locks per shard for registered I/O buffers. Network shards do no direct

@@ -191,7 +191,14 @@ impl ArchivedConns {
         let len = archive.conns.len();
         let in_range = |p: &rkyv::rend::u32_le| (p.to_native() as usize) < len;
         let prefixes = archive.uri_prefixes.len();
-        if archive.by_id.len() != len
+        // The id index must list every record once (lookups take what it lists).
+        let mut listed = vec![false; len];
+        let by_id_is_a_permutation = archive.by_id.iter().all(|p| {
+            let at = p.to_native() as usize;
+            at < len && !std::mem::replace(&mut listed[at], true)
+        });
+        if !by_id_is_a_permutation
+            || archive.by_id.len() != len
             || !archive.by_id.iter().all(in_range)
             || !archive.tags.iter().all(|t| t.conns.iter().all(in_range))
             || !archive.conns.iter().all(|c| {
@@ -277,19 +284,19 @@ impl ArchivedConns {
         connection_of(&self.runtime, archive, &archive.conns[at])
     }
 
-    /// The records still in the archive, for the next one.
-    pub fn remaining_records(&self) -> Vec<ConnRecord> {
+    /// The records still in the archive, for the next one (an error if one does not
+    /// deserialize: dropping it would lose a socket the room still counts).
+    pub fn remaining_records(&self) -> Result<Vec<ConnRecord>, String> {
         let archive = self.archive();
         self.all()
             .into_iter()
-            .filter_map(|at| {
-                rkyv::deserialize::<ConnRecord, rancor::Error>(&archive.conns[at]).ok()
-            })
-            .map(|mut c| {
+            .map(|at| {
+                let mut c = rkyv::deserialize::<ConnRecord, rancor::Error>(&archive.conns[at])
+                    .map_err(|e| e.to_string())?;
                 // Whole again: the next archive shares its own prefixes.
                 c.uri_rest = ConnRecord::uri(prefix_of(archive, c.uri_prefix), &c.id, &c.uri_rest);
                 c.uri_prefix = NO_PREFIX;
-                c
+                Ok(c)
             })
             .collect()
     }

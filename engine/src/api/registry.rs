@@ -79,12 +79,12 @@ impl Registry {
 
     /// The records of every open connection, for the room's archive (those still archived
     /// are copied through without being rebuilt).
-    pub fn records(&self) -> Vec<ConnRecord> {
+    pub fn records(&self) -> Result<Vec<ConnRecord>, String> {
         let mut records: Vec<ConnRecord> = self.by_ref.values().map(record_of).collect();
         if let Some(archived) = &self.archived {
-            records.extend(archived.remaining_records());
+            records.extend(archived.remaining_records()?);
         }
-        records
+        Ok(records)
     }
 
     pub fn register(&mut self, conn: &Connection) {

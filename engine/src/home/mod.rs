@@ -178,6 +178,9 @@ impl Home {
     }
 
     fn load(&self, key: &RoomKey) -> Result<Rc<RoomHost>, Response> {
+        if self.stopping.get() {
+            return Err(Response::text(503, "server shutting down\n"));
+        }
         let Some(spawn) = self.spawners.get(&*key.party).copied() else {
             return Err(Response::text(404, format!("unknown party: {}\n", key.party)));
         };
@@ -270,6 +273,9 @@ impl Home {
 
     /// A room went to sleep, or woke (in `took`).
     pub fn slept_or_woke(&self, host: &RoomHost, woke_in: Option<Duration>) {
+        if host.is_closed() {
+            return; // Unloaded (or stopped) while it slept or woke: no longer counted.
+        }
         let counts = &mut self.parties.borrow_mut()[host.party];
         match woke_in {
             None => {

@@ -116,8 +116,16 @@ impl<P: Party> Runner<P> {
             let failure = match run_hook(self.hook_timeout, P::on_start(room)).await {
                 Ran::Done(Ok(party)) => {
                     self.party = Some(party);
-                    self.restore_snapshot().await;
-                    None
+                    match self.restore_snapshot().await {
+                        Ok(()) => None,
+                        Err(e) => {
+                            // The snapshot may be fine: build again at the next event
+                            // rather than run (and later save) without it.
+                            self.party = None;
+                            self.log_error("cannot read the party's snapshot", &e);
+                            Some(("cannot read the room's saved state; try again".to_owned(), 503))
+                        }
+                    }
                 }
                 Ran::Done(Err(e)) => {
                     self.log_error("on_start failed", &e.to_string());
@@ -189,7 +197,13 @@ impl<P: Party> Runner<P> {
             return;
         }
         let key = &self.core.key;
-        let records = self.core.registry.borrow().records();
+        let records = match self.core.registry.borrow().records() {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read back the room's archive; it stays awake");
+                return;
+            }
+        };
         let bytes = match archive::encode(&archive::RegistryArchive::new(records)) {
             Ok(bytes) => bytes,
             Err(e) => {
@@ -251,18 +265,21 @@ impl<P: Party> Runner<P> {
     }
 
     /// Puts the party's saved fields into a new instance, if it keeps them and has saved
-    /// some. A snapshot that cannot be read is logged with the room's name and deleted;
-    /// the instance keeps what `on_start` built.
-    async fn restore_snapshot(&mut self) {
-        let (Some(fns), Some(party)) = (&self.snapshots, self.party.as_mut()) else { return };
+    /// some. A snapshot that is damaged is logged with the room's name and deleted; the
+    /// instance keeps what `on_start` built. A storage error (busy, say) is returned: the
+    /// snapshot may be fine, so it is neither deleted nor overwritten.
+    async fn restore_snapshot(&mut self) -> Result<(), String> {
+        let (Some(fns), Some(party)) = (&self.snapshots, self.party.as_mut()) else {
+            return Ok(());
+        };
         let key = &self.core.key;
         let storage = self.core.storage();
         let read = match storage.get_archive(archive::SNAPSHOT).await {
-            Ok(None) => return,
+            Ok(None) => return Ok(()),
             Ok(Some(bytes)) => archive::decode_snapshot(&bytes)
                 .map_err(|e| e.to_string())
                 .and_then(|payload| (fns.restore)(party, &payload)),
-            Err(e) => Err(e.to_string()),
+            Err(e) => return Err(e.to_string()),
         };
         if let Err(e) = read {
             tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read the party's snapshot; the room keeps what on_start built");
@@ -270,6 +287,7 @@ impl<P: Party> Runner<P> {
                 tracing::warn!(party = %key.party, room = %key.room, error = %e, "cannot delete the damaged snapshot");
             }
         }
+        Ok(())
     }
 
     /// The room is unloaded or the server stops: a party that keeps its fields saves them

@@ -71,8 +71,8 @@ pub struct Config {
     /// doubled the resident memory of 15,000 idle sockets (docs/benchmarks.md).
     pub huge_pages: bool,
     /// How long the allocator (mimalloc) waits before handing a free page back to the OS,
-    /// in ms. 0 keeps resident memory lowest (sleeping rooms' connections: 544 instead of
-    /// 702 bytes each at 5,000) at some cost in latency under a saturated fan-out (40% at the
+    /// in ms. 0 keeps resident memory lowest (sleeping rooms' connections: 537 instead of
+    /// 818 bytes each at 5,000) at some cost in latency under a saturated fan-out (40% at the
     /// median in docs/benchmarks.md); the default is mimalloc's own.
     pub allocator_purge_delay_ms: u32,
     /// A room of a hibernating party (`Party::HIBERNATE`) whose hooks have had nothing to do

@@ -68,11 +68,8 @@ pub(crate) struct Home {
     unloaded: Cell<u64>,
     refused_rooms: Cell<u64>,
     refused_events: Cell<u64>,
-    sleeps: Cell<u64>,
-    wakes: Cell<u64>,
-    /// Rooms asleep now.
-    asleep: Cell<usize>,
-    /// Per party (by [`SpawnRoom::party`]): rooms, connections, sleeps and wakes.
+    /// Per party (by [`SpawnRoom::party`]): rooms awake and asleep, connections, sleeps
+    /// and wakes (the shard's totals are their sums).
     parties: RefCell<Vec<PartyCounts>>,
     /// Room tasks still running (an unloaded room's task may still be saving its
     /// snapshot).
@@ -107,9 +104,6 @@ impl Home {
             unloaded: Cell::new(0),
             refused_rooms: Cell::new(0),
             refused_events: Cell::new(0),
-            sleeps: Cell::new(0),
-            wakes: Cell::new(0),
-            asleep: Cell::new(0),
             parties: RefCell::new(vec![PartyCounts::default(); spawners.len()]),
             tasks: Rc::new(Cell::new(0)),
             spawners,
@@ -135,15 +129,16 @@ impl Home {
 
     pub fn stats(&self) -> HomeStats {
         let rooms = self.rooms.borrow();
+        let parties = self.parties.borrow();
         HomeStats {
             rooms: rooms.len(),
             charged_bytes: self.charged.get(),
             unloaded: self.unloaded.get(),
             refused_rooms: self.refused_rooms.get(),
             refused_events: self.refused_events.get(),
-            sleeps: self.sleeps.get(),
-            wakes: self.wakes.get(),
-            asleep: self.asleep.get(),
+            sleeps: parties.iter().map(|c| c.sleeps).sum(),
+            wakes: parties.iter().map(|c| c.wakes).sum(),
+            asleep: parties.iter().map(|c| c.rooms_asleep).sum(),
         }
     }
 
@@ -227,7 +222,6 @@ impl Home {
         let mut parties = self.parties.borrow_mut();
         let counts = &mut parties[host.party];
         if host.asleep.replace(false) {
-            self.asleep.set(self.asleep.get() - 1);
             counts.rooms_asleep -= 1;
         } else {
             counts.rooms_awake -= 1;
@@ -279,15 +273,11 @@ impl Home {
         let counts = &mut self.parties.borrow_mut()[host.party];
         match woke_in {
             None => {
-                self.sleeps.set(self.sleeps.get() + 1);
-                self.asleep.set(self.asleep.get() + 1);
                 counts.sleeps += 1;
                 counts.rooms_awake -= 1;
                 counts.rooms_asleep += 1;
             }
             Some(took) => {
-                self.wakes.set(self.wakes.get() + 1);
-                self.asleep.set(self.asleep.get() - 1);
                 counts.wakes += 1;
                 counts.rooms_asleep -= 1;
                 counts.rooms_awake += 1;
@@ -404,7 +394,6 @@ impl Home {
         self.idle.borrow_mut().clear();
         self.quiet.borrow_mut().clear();
         self.charged.set(0);
-        self.asleep.set(0);
         for counts in self.parties.borrow_mut().iter_mut() {
             (counts.rooms_awake, counts.rooms_asleep, counts.connections) = (0, 0, 0);
         }

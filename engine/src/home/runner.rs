@@ -658,8 +658,9 @@ async fn run_room<P: Party>(
         runner.handle(event).await;
         host.set_running(false);
         if host.asleep.replace(runner.is_asleep()) != runner.is_asleep() {
-            let woke_in = (!runner.is_asleep()).then(|| runner.take_wake_time());
-            home.slept_or_woke(&host, woke_in.map(Option::unwrap_or_default));
+            let woke_in =
+                (!runner.is_asleep()).then(|| runner.take_wake_time().unwrap_or_default());
+            home.slept_or_woke(&host, woke_in);
         }
         home.settle(&host, runner.memory_bytes());
     }

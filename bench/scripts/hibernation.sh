@@ -6,7 +6,7 @@
 #
 #   memory:  loadtest `idle` with N connections (default 5000 and 15000) in one relay room,
 #            RSS sampled mid-hold; variants: awake (hibernate_after_ms huge), asleep
-#            (2 s; the room sleeps about 2 s into the 16 s hold), asleep with
+#            (2 s; the room sleeps about 2 s into the 24 s hold), asleep with
 #            allocator_purge_delay_ms = 0.
 #   wake:    loadtest `wake` (a message to the sleeping room until its first delivery) with
 #            1,000 and 10,000 connections, and the server's own wake-duration histogram
@@ -48,7 +48,7 @@ for run in $(seq 1 "$RUNS"); do
       start_server "$OUT/$variant.toml"
       target/release/partyline-loadtest --target "127.0.0.1:$PORT" --workers 1 \
         --server-pid "$SERVER" --json "$OUT/idle-$n-$variant-$run.json" \
-        idle --connections "$n" --hold-s 16 > /dev/null
+        idle --connections "$n" --hold-s 24 > /dev/null
       stop_server
     done
   done

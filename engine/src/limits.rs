@@ -239,6 +239,13 @@ pub const OPEN_FILES_RESERVE: u64 = 256;
 /// Longest request and response text of a room's auto-response (as Durable Objects').
 pub const AUTO_RESPONSE_BYTES_MAX: usize = 2_048;
 
+/// Sockets one sweep of a shard asks to park (a sweep runs five times a second). Parking
+/// ends a task and cancels its read in the ring: a room of 15,000 sockets going idle at
+/// once would otherwise stall the shard for one long turn and leave the ring's submission
+/// queue sized for 15,000 cancels for good (glommio never shrinks it: about 50 bytes per
+/// entry). At this rate 15,000 sockets park within 3 seconds.
+pub const PARKS_PER_SWEEP_MAX: usize = 1_024;
+
 /// Admin requests served at once; more are answered 503 at once (a scraper that holds a
 /// connection open cannot take the admin listener's thread with it).
 pub const ADMIN_CONNECTIONS_MAX: usize = 8;

@@ -19,13 +19,14 @@ pub const LARGE_ENTRY_SIZE_MAX: usize = 2 * 1024 * 1024;
 /// does not sleep.
 pub const ARCHIVE_SIZE_MAX: usize = 256 * 1024 * 1024;
 
-/// An archive at least this large is flushed to disk at once (the archives' memtable is
-/// rotated) instead of waiting in memory for the memtable to fill: a sleeping room of a
-/// few hundred connections and up keeps nothing of them in memory.
-pub const ARCHIVE_FLUSH_BYTES: usize = 64 * 1024;
+/// An archive at least this large is written to disk at once as its own table (fjall's
+/// ingestion, on the storage thread) instead of through the journal and the memtable,
+/// where it would wait in memory for the memtable to fill: a sleeping room of a few
+/// hundred connections and up keeps nothing of them in memory.
+pub const ARCHIVE_INGEST_BYTES: usize = 64 * 1024;
 
-/// Archives are stored in chunks of this size (one key each, in one atomic batch), so
-/// flushing a large one never builds a block the size of the whole archive.
+/// Archives are stored in chunks of this size (one key each, replaced in one atomic step),
+/// so writing a large one never builds a block the size of the whole archive.
 pub const ARCHIVE_CHUNK_BYTES: usize = 8 * 1024;
 
 /// Largest memtable of the archives keyspace: small archives wait in memory up to this

@@ -2,7 +2,9 @@
 //! crossbeam channel in groups (whatever is waiting, up to [`GROUP_MAX`]) and runs each as
 //! it takes it, in arrival order: a read is answered at once; a write is committed as one
 //! atomic batch (visible to the reads after it at once) and acknowledged only after the
-//! one fsync that makes the whole group durable: group commit. A failed commit or fsync poisons the store: no
+//! one fsync that makes the whole group durable: group commit (a large archive is the
+//! exception: it is written as its own table, fsynced by itself, see
+//! `Keyspaces::ingest_archive`). A failed commit or fsync poisons the store: no
 //! later write is acknowledged. A panic inside fjall is caught per request: the request
 //! fails, a write poisons the store (its batch may be half applied), and the thread goes
 //! on answering (reads, and `Poisoned` for writes), so a bad request can never silently
@@ -87,73 +89,68 @@ pub(crate) struct Keyspaces {
     pub alarm_queue: Keyspace,
     /// What the engine keeps of a sleeping room (hibernation): namespace ++ kind -> bytes.
     pub archives: Keyspace,
-    /// A large archive's memtable was sealed for flushing and must then be released.
-    release_due: std::cell::Cell<bool>,
-    /// The tombstone that releases it was flushed for: once it is, hand the freed memory
-    /// back ([`crate::set_memory_release_hook`]).
-    collect_due: std::cell::Cell<bool>,
-    /// Until when the thread keeps handing freed memory back while idle (from a large
-    /// archive's write until a while after its release), and when it last did.
+    /// Until when the thread keeps handing freed memory back while idle (for a while after
+    /// a large archive's write), and when it last did.
     collect_until: std::cell::Cell<Option<Instant>>,
     collected_at: std::cell::Cell<Instant>,
 }
 
-/// How long after a large archive's write (and again after its release) the storage
-/// thread keeps handing freed memory back while idle, and how often. Measured: without
-/// it, 5,000 sleeping connections kept about 200 bytes each more resident
-/// (docs/benchmarks.md).
-const COLLECT_AFTER_RELEASE: Duration = Duration::from_secs(10);
+/// How long after a large archive's write the storage thread keeps handing freed memory
+/// back while idle, and how often. Measured: without it, 5,000 sleeping connections kept
+/// about 200 bytes each more resident (docs/benchmarks.md).
+const COLLECT_AFTER_WRITE: Duration = Duration::from_secs(10);
 const COLLECT_EVERY: Duration = Duration::from_millis(100);
 
-/// A key no room has (rooms' namespaces name a party, so never start with four zeros):
-/// the tombstone written to release a flushed archive's memory.
-const RELEASE_MARKER: [u8; 5] = [0, 0, 0, 0, 0xFF];
-
-/// How often the storage thread looks whether a sealed archive memtable was flushed.
-const RELEASE_POLL: Duration = Duration::from_millis(20);
-
 impl Keyspaces {
-    /// Releases the memory of a large archive once it is on disk. fjall frees a flushed
-    /// memtable only when a *later* version of the keyspace replaces the one that still
-    /// lists it (its MVCC history), so after the flush one more (tiny) flush is made: a
-    /// tombstone for a key no room uses. Without it, the last large archive written would
-    /// stay in memory until the next one. Meanwhile, and for a while after, what is freed
-    /// into this thread's heap is handed back to the OS a few times a second (the thread
-    /// may not allocate again for long, and the allocator purges only when it does).
-    fn release_flushed_archives(&self) {
-        if let Some(until) = self.collect_until.get() {
-            let now = Instant::now();
-            if now >= until {
-                self.collect_until.set(None);
-            } else if now.duration_since(self.collected_at.get()) >= COLLECT_EVERY {
-                crate::release_freed_memory();
-                self.collected_at.set(now);
-            }
-        }
-        if self.archives.sealed_memtable_count() > 0 {
+    /// Hands memory freed on this thread back to the OS a few times a second for a while
+    /// after a large archive's write: the thread may not allocate again for long, and the
+    /// allocator purges a thread's free pages only when it does.
+    fn collect_while_idle(&self) {
+        let Some(until) = self.collect_until.get() else {
             return;
-        }
-        if self.collect_due.replace(false) {
-            // The release's own flush is done: the archive's memory is free now.
+        };
+        let now = Instant::now();
+        if now >= until {
+            self.collect_until.set(None);
+        } else if now.duration_since(self.collected_at.get()) >= COLLECT_EVERY {
             crate::release_freed_memory();
-            self.collect_until.set(Some(Instant::now() + COLLECT_AFTER_RELEASE));
-        }
-        if !self.release_due.replace(false) {
-            return;
-        }
-        let released =
-            self.archives.remove(RELEASE_MARKER).and_then(|()| self.archives.rotate_memtable());
-        match released {
-            Ok(_) => self.collect_due.set(true),
-            Err(e) => tracing::warn!(error = %e, "cannot release a flushed archive's memory"),
+            self.collected_at.set(now);
         }
     }
 
-    /// Whether a flushed archive is still to be released or its memory handed back (the
-    /// thread then polls instead of waiting for requests only).
-    fn releasing(&self) -> bool {
-        self.release_due.get() || self.collect_due.get() || self.collect_until.get().is_some()
+    /// Writes a large archive straight to disk as its own table (fjall's ingestion) instead
+    /// of through the journal and the memtable: written and made durable (table, folder
+    /// and version fsynced) on this thread, so it never sits in memory and no background
+    /// flush builds it on fjall's worker thread, whose freed buffers the allocator would
+    /// keep resident while that thread idles (measured: 60 to 650 KB after one sleep of
+    /// 5,000 connections). The old chunks past the new ones get tombstones in the same
+    /// table, so the replacement is one atomic step, like a batch. `old` are the archive's
+    /// chunk keys before (sorted).
+    fn ingest_archive(&self, prefix: &[u8], archive: &[u8], old: &[fjall::UserKey]) -> Result<()> {
+        let mut ingestion = self.archives.start_ingestion()?;
+        let mut chunks = 0usize;
+        for (i, chunk) in archive.chunks(limits::ARCHIVE_CHUNK_BYTES).enumerate() {
+            ingestion.write(chunk_key(prefix, i, archive.len())?, chunk)?;
+            chunks = i + 1;
+        }
+        // Keys sort by chunk index (u32, big-endian), so those past the new chunks come
+        // after them, as an ingestion requires.
+        for key in old.iter().skip(chunks) {
+            ingestion.write_tombstone(key.clone())?;
+        }
+        ingestion.finish()?;
+        Ok(())
     }
+}
+
+/// The key of chunk `index` of an archive of `size` bytes.
+fn chunk_key(prefix: &[u8], index: usize, size: usize) -> Result<Vec<u8>> {
+    let index = u32::try_from(index)
+        .map_err(|_| Error::ValueTooLarge { size, max: limits::ARCHIVE_SIZE_MAX })?;
+    let mut key = Vec::with_capacity(prefix.len() + 4);
+    key.extend_from_slice(prefix);
+    key.extend_from_slice(&index.to_be_bytes());
+    Ok(key)
 }
 
 impl Keyspaces {
@@ -179,8 +176,6 @@ impl Keyspaces {
             alarms,
             alarm_queue,
             archives,
-            release_due: Default::default(),
-            collect_due: Default::default(),
             collect_until: Default::default(),
             collected_at: std::cell::Cell::new(Instant::now()),
         })
@@ -199,11 +194,11 @@ pub(crate) fn run(
     // Writes committed in this group, acknowledged after its fsync.
     let mut pending: Vec<(oneshot::Sender<Result<Reply>>, Reply)> = Vec::new();
     loop {
-        let first = if ks.releasing() {
-            match rx.recv_timeout(RELEASE_POLL) {
+        let first = if ks.collect_until.get().is_some() {
+            match rx.recv_timeout(COLLECT_EVERY) {
                 Ok(first) => first,
                 Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                    ks.release_flushed_archives();
+                    ks.collect_while_idle();
                     continue;
                 }
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
@@ -236,7 +231,7 @@ pub(crate) fn run(
             }
         }
         finish(&ks, &mut poisoned, &mut pending, counters);
-        ks.release_flushed_archives();
+        ks.collect_while_idle();
     }
     if !poisoned && let Err(e) = ks.db.persist(PersistMode::SyncAll) {
         tracing::error!(error = %e, "final storage fsync failed");
@@ -383,34 +378,33 @@ fn execute(ks: &Keyspaces, op: Op) -> Result<Reply> {
             Ok(Reply::Alarm(ks.alarms.get(ns.as_bytes())?.map(|v| decode_time(&v))))
         }
         Op::SetArchive(prefix, value) => {
-            // One atomic batch: the old chunks go, the new ones come.
-            let mut batch = ks.db.batch();
-            for guard in ks.archives.prefix(&prefix) {
-                batch.remove(&ks.archives, guard.key()?);
-            }
-            let size = value.as_ref().map_or(0, Bytes::len);
-            if let Some(v) = value {
-                for (i, chunk) in v.chunks(limits::ARCHIVE_CHUNK_BYTES).enumerate() {
-                    let index = u32::try_from(i).map_err(|_| Error::ValueTooLarge {
-                        size,
-                        max: limits::ARCHIVE_SIZE_MAX,
-                    })?;
-                    let mut key = prefix.clone();
-                    key.extend_from_slice(&index.to_be_bytes());
-                    batch.insert(&ks.archives, key, chunk);
+            let old = ks
+                .archives
+                .prefix(&prefix)
+                .map(|guard| guard.key())
+                .collect::<std::result::Result<Vec<_>, _>>()?;
+            match value {
+                Some(archive) if archive.len() >= limits::ARCHIVE_INGEST_BYTES => {
+                    ks.ingest_archive(&prefix, &archive, &old)?;
+                    ks.collect_until.set(Some(Instant::now() + COLLECT_AFTER_WRITE));
                 }
-            }
-            batch.commit()?;
-            if size >= limits::ARCHIVE_FLUSH_BYTES {
-                // A large room went to sleep: move its archive to disk now (the journal
-                // already holds it; the flush runs in the background).
-                // The archive is committed: a failed rotation only leaves it in memory
-                // longer, so it must not fail the write (which would poison the store).
-                match ks.archives.rotate_memtable() {
-                    Ok(_) => ks.release_due.set(true),
-                    Err(e) => tracing::warn!(error = %e, "cannot flush a large archive now"),
+                value => {
+                    // One atomic batch: the old chunks go, the new ones come.
+                    let mut batch = ks.db.batch();
+                    for key in old {
+                        batch.remove(&ks.archives, key);
+                    }
+                    if let Some(archive) = value {
+                        for (i, chunk) in archive.chunks(limits::ARCHIVE_CHUNK_BYTES).enumerate() {
+                            batch.insert(
+                                &ks.archives,
+                                chunk_key(&prefix, i, archive.len())?,
+                                chunk,
+                            );
+                        }
+                    }
+                    batch.commit()?;
                 }
-                ks.collect_until.set(Some(Instant::now() + COLLECT_AFTER_RELEASE));
             }
             Ok(Reply::Done)
         }

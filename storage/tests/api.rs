@@ -423,13 +423,14 @@ fn archives_are_apart_from_the_rooms_keys_and_survive_reopening() {
 
 #[test]
 fn large_archives_go_to_disk_and_read_back_whole() {
-    // Archives are stored in chunks; at and past ARCHIVE_FLUSH_BYTES the archives'
-    // memtable is flushed at once and then released; reads, overwrites, deletes and the tombstone that releases memory must not
-    // change what any room sees, before or after reopening.
+    // Archives are stored in chunks; at and past ARCHIVE_INGEST_BYTES they are written as
+    // their own table (with tombstones for the old chunks past the new ones), below through
+    // the memtable. Reads, overwrites either way, and deletes must not change what any room
+    // sees, before or after reopening.
     let dir = tempfile::tempdir().unwrap();
-    let big = |fill: u8| {
-        bytes::Bytes::from(vec![fill; partyline_storage::limits::ARCHIVE_FLUSH_BYTES + 7])
-    };
+    let sized = |fill: u8, size: usize| bytes::Bytes::from(vec![fill; size]);
+    let big = |fill: u8| sized(fill, partyline_storage::limits::ARCHIVE_INGEST_BYTES + 7);
+    let bigger = |fill: u8| sized(fill, 3 * partyline_storage::limits::ARCHIVE_INGEST_BYTES + 1);
     {
         let s = store(&dir, Profile::Partykit);
         let a = s.room("relay", "a").unwrap();
@@ -437,7 +438,7 @@ fn large_archives_go_to_disk_and_read_back_whole() {
         block_on(async {
             a.put_archive(0, big(1)).await.unwrap();
             b.put_archive(0, "small".into()).await.unwrap();
-            // Let the flush and the release run between requests.
+            // Let the storage thread collect while idle between requests.
             std::thread::sleep(std::time::Duration::from_millis(200));
             assert_eq!(a.get_archive(0).await.unwrap(), Some(big(1)));
             a.put_archive(0, big(2)).await.unwrap();
@@ -451,6 +452,16 @@ fn large_archives_go_to_disk_and_read_back_whole() {
             b.put_archive(2, big(4)).await.unwrap();
             b.put_archive(2, "tiny".into()).await.unwrap();
             assert_eq!(b.get_archive(2).await.unwrap().as_deref(), Some(&b"tiny"[..]));
+            // A large archive replaced by a smaller large one: the extra chunks are gone.
+            a.put_archive(1, bigger(5)).await.unwrap();
+            a.put_archive(1, big(6)).await.unwrap();
+            assert_eq!(a.get_archive(1).await.unwrap(), Some(big(6)));
+            // A small archive in the memtable, then a large one over it, then small again.
+            b.put_archive(3, "first".into()).await.unwrap();
+            b.put_archive(3, bigger(7)).await.unwrap();
+            assert_eq!(b.get_archive(3).await.unwrap(), Some(bigger(7)));
+            b.put_archive(3, "last".into()).await.unwrap();
+            assert_eq!(b.get_archive(3).await.unwrap().as_deref(), Some(&b"last"[..]));
         });
         s.close();
     }
@@ -462,8 +473,9 @@ fn large_archives_go_to_disk_and_read_back_whole() {
         assert_eq!(b.get_archive(0).await.unwrap(), None);
         assert_eq!(b.get_archive(1).await.unwrap(), Some(big(3)));
         assert_eq!(b.get_archive(2).await.unwrap().as_deref(), Some(&b"tiny"[..]));
-        // The release marker is no room's archive; an archive of many chunks counts once.
-        assert_eq!(s.clear_archives(0xFF).await.unwrap(), 0);
+        assert_eq!(a.get_archive(1).await.unwrap(), Some(big(6)));
+        assert_eq!(b.get_archive(3).await.unwrap().as_deref(), Some(&b"last"[..]));
+        // An archive of many chunks counts once.
         assert_eq!(s.clear_archives(0).await.unwrap(), 1);
         assert_eq!(a.get_archive(0).await.unwrap(), None);
         assert_eq!(b.get_archive(1).await.unwrap(), Some(big(3)));

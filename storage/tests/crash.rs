@@ -1,7 +1,10 @@
 //! Crash recovery: a child process writes and acknowledges keys as fast as it can from
 //! several threads (so writes are group-committed), is killed with SIGKILL at a random
 //! moment, and the store is reopened: every key the child saw acknowledged must be there
-//! with its value. Repeated over one data folder, so each round also recovers the last.
+//! with its value. Beside them, one thread replaces a room's archive over and over, large
+//! ones (written as their own table) and small ones (through the journal) in turn: after
+//! the kill the archive must be the last acknowledged one or the one in flight, whole.
+//! Repeated over one data folder, so each round also recovers the last.
 //! `PARTYLINE_CRASH_ROUNDS=200 cargo test -p partyline-storage --test crash --release` is
 //! the longer run (docs/benchmarks.md records it).
 
@@ -16,6 +19,15 @@ const WRITERS: usize = 4;
 
 fn value_of(round: u64, writer: usize, i: u64) -> String {
     format!("value {round}/{writer}/{i} {}", "x".repeat(64))
+}
+
+/// Archive `i` of a round: every third small, the others large, of varying chunk counts,
+/// each byte marked with the round and `i` so a torn or stale archive cannot pass.
+fn archive_of(round: u64, i: u64) -> bytes::Bytes {
+    let ingest = partyline_storage::limits::ARCHIVE_INGEST_BYTES as u64;
+    let size = if i % 3 == 2 { 100 + i } else { ingest + (i % 4) * 20_000 + i };
+    let mark = round.wrapping_mul(31).wrapping_add(i).to_le_bytes()[0];
+    (0..size).map(|b| mark ^ b.to_le_bytes()[0]).collect::<Vec<u8>>().into()
 }
 
 /// The child: runs only when the parent starts it (ignored otherwise).
@@ -39,6 +51,12 @@ fn crash_child() {
             })
         })
         .collect();
+    let archiver = store.room("crash", "archiver").unwrap();
+    for i in 0.. {
+        block_on(archiver.put_archive(0, archive_of(round, i))).expect("put_archive");
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "ARCHIVE {i}").and_then(|()| out.flush()).expect("stdout");
+    }
     for t in threads {
         let _ = t.join();
     }
@@ -52,6 +70,7 @@ fn acknowledged_writes_survive_sigkill() {
     let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
     let mut seed = u64::from(clock.subsec_nanos()) ^ u64::from(std::process::id()) << 32 | 1;
     let mut total_acked = 0usize;
+    let mut total_archives = 0u64;
     for round in 0..rounds {
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads=1"])
@@ -62,11 +81,16 @@ fn acknowledged_writes_survive_sigkill() {
             .spawn()
             .expect("child starts");
         let acked: Arc<Mutex<Vec<(usize, u64)>>> = Arc::default();
+        let archived: Arc<Mutex<Option<u64>>> = Arc::default();
         let reader = {
-            let acked = acked.clone();
+            let (acked, archived) = (acked.clone(), archived.clone());
             let stdout = child.stdout.take().unwrap();
             std::thread::spawn(move || {
                 for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    if let Some(i) = line.strip_prefix("ARCHIVE ") {
+                        *archived.lock().unwrap() = Some(i.parse().unwrap());
+                        continue;
+                    }
                     let mut parts = line.strip_prefix("ACK ").unwrap_or("").split(' ');
                     if let (Some(w), Some(i)) = (parts.next(), parts.next()) {
                         acked.lock().unwrap().push((w.parse().unwrap(), i.parse().unwrap()));
@@ -101,6 +125,18 @@ fn acknowledged_writes_survive_sigkill() {
                 "round {round}: acknowledged write {w}/{i} lost"
             );
         }
+        if let Some(last) = *archived.lock().unwrap() {
+            let archiver = store.room("crash", "archiver").unwrap();
+            let got = block_on(archiver.get_archive(0)).unwrap().expect("an archive");
+            assert!(
+                got == archive_of(round, last) || got == archive_of(round, last + 1),
+                "round {round}: archive {last} acknowledged, found {} bytes of another",
+                got.len()
+            );
+            total_archives += last + 1;
+        }
     }
-    eprintln!("{rounds} rounds, {total_acked} acknowledged writes, all recovered");
+    eprintln!(
+        "{rounds} rounds, {total_acked} acknowledged writes and {total_archives} archives, all recovered"
+    );
 }

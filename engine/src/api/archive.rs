@@ -329,7 +329,20 @@ impl std::fmt::Display for ArchiveError {
 /// Serializes `archive` with its header and checksum.
 pub(crate) fn encode(archive: &RegistryArchive) -> Result<Bytes, String> {
     let payload = rkyv::to_bytes::<rancor::Error>(archive).map_err(|e| e.to_string())?;
+    release_scratch(payload.len());
     frame(REGISTRY_MAGIC, &payload)
+}
+
+/// Payloads from which serializing drops rkyv's scratch arena afterwards.
+const SCRATCH_KEEP_BYTES: usize = 16 * 1024;
+
+/// rkyv keeps a per-thread scratch arena as large as the largest value it serialized: one
+/// room of 15,000 connections put to sleep would leave about 400 KB on the shard for good.
+/// After a large payload (`len` bytes) the arena is dropped; small ones keep reusing it.
+pub(crate) fn release_scratch(len: usize) {
+    if len >= SCRATCH_KEEP_BYTES {
+        rkyv::util::clear_arena();
+    }
 }
 
 /// Reads a whole archive written by [`encode`], checking everything first.

@@ -72,7 +72,9 @@ impl<T> SnapshotFields for T where
 
 /// Serializes a party's fields (the payload, without the engine's frame).
 pub(crate) fn save<P: Snapshot>(party: &mut P) -> Result<AlignedVec, String> {
-    rkyv::to_bytes::<RkyvError>(party.fields()).map_err(|e| e.to_string())
+    let payload = rkyv::to_bytes::<RkyvError>(party.fields()).map_err(|e| e.to_string())?;
+    crate::api::archive::release_scratch(payload.len());
+    Ok(payload)
 }
 
 /// Validates a payload written by [`save`] (aligned) and puts the fields in place.

@@ -390,11 +390,14 @@ impl EdgeConn {
         self.parked_fd.get() >= 0
     }
 
-    /// Asks the socket's task to park when it is next idle (the sweeper's call).
-    pub fn want_park(&self) {
+    /// Asks the socket's task to park when it is next idle (the sweeper's call); whether
+    /// this asked anew.
+    pub fn want_park(&self) -> bool {
         if !self.is_parked() && !self.set_flag(PARK_WANTED, true) {
             self.wake();
+            return true;
         }
+        false
     }
 
     /// Whether parking was asked for; clears the request.
@@ -447,27 +450,30 @@ impl EdgeConn {
         self.set_flag(PINGED, false);
     }
 
-    /// The sweeper's look at an open socket: stamps output, asks an idle socket to park,
-    /// and says whether to ping it or close it as dead.
-    pub fn sweep(&self, now_s: u32, idle_s: u32, park_after_s: Option<u32>) -> Sweep {
+    /// The sweeper's look at an open socket: stamps output, asks an idle socket to park
+    /// (`park_after_s`; `None` when parking is off or this sweep has asked enough), and
+    /// says whether to ping it or close it as dead, and whether it asked it to park.
+    pub fn sweep(&self, now_s: u32, idle_s: u32, park_after_s: Option<u32>) -> (Sweep, bool) {
         if self.set_flag(SENT, false) {
             self.last_tx_s.set(now_s);
         }
         let silent = now_s.saturating_sub(self.last_rx_s.get());
+        let mut asked = false;
         if let Some(after) = park_after_s
             && !self.is_parked()
             && silent >= after
             && now_s.saturating_sub(self.last_tx_s.get()) >= after
         {
-            self.want_park();
+            asked = self.want_park();
         }
-        if silent >= 2 * idle_s {
+        let sweep = if silent >= 2 * idle_s {
             Sweep::Close
         } else if silent >= idle_s && !self.set_flag(PINGED, true) {
             Sweep::Ping
         } else {
             Sweep::Nothing
-        }
+        };
+        (sweep, asked)
     }
 
     /// Sets or clears `bit`; whether it was set before.
@@ -475,5 +481,46 @@ impl EdgeConn {
         let flags = self.flags.get();
         self.flags.set(if on { flags | bit } else { flags & !bit });
         flags & bit != 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::{NodeId, ShardAddr};
+
+    fn conn(now_s: u32) -> EdgeConn {
+        let id = ConnId { edge: ShardAddr::local(NodeId::default(), 0), seq: 1 };
+        EdgeConn::new(id, now_s, Rc::new(Parking::new().expect("epoll")))
+    }
+
+    #[test]
+    fn the_sweep_asks_an_idle_socket_to_park_once_and_says_so() {
+        let c = conn(100);
+        // Silent for less than the park delay: not asked.
+        assert_eq!(c.sweep(102, 30, Some(5)), (Sweep::Nothing, false));
+        // Silent both ways for the delay: asked, and the sweeper counts it.
+        assert_eq!(c.sweep(105, 30, Some(5)), (Sweep::Nothing, true));
+        assert!(c.take_park_wanted());
+        // Asked again only after the last request was taken.
+        assert_eq!(c.sweep(106, 30, Some(5)), (Sweep::Nothing, true));
+        assert_eq!(c.sweep(107, 30, Some(5)), (Sweep::Nothing, false));
+    }
+
+    #[test]
+    fn a_sweep_out_of_park_budget_leaves_the_socket_for_the_next() {
+        let c = conn(100);
+        // `None`: parking off, or this sweep asked its limit already.
+        assert_eq!(c.sweep(110, 30, None), (Sweep::Nothing, false));
+        assert!(!c.take_park_wanted());
+        assert_eq!(c.sweep(110, 30, Some(5)), (Sweep::Nothing, true));
+    }
+
+    #[test]
+    fn a_silent_socket_is_pinged_then_closed() {
+        let c = conn(100);
+        assert_eq!(c.sweep(130, 30, None), (Sweep::Ping, false));
+        assert_eq!(c.sweep(140, 30, None), (Sweep::Nothing, false));
+        assert_eq!(c.sweep(160, 30, None), (Sweep::Close, false));
     }
 }

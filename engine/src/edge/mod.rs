@@ -375,10 +375,13 @@ impl Edge {
         // Pinging (enqueue, and any shedding it causes) only reads the map, so it stays
         // borrowed for the whole pass.
         let conns = self.conns.borrow();
+        let mut parks_left = limits::PARKS_PER_SWEEP_MAX;
         for c in conns.values().filter(|c| c.is_open()) {
             stats.websockets += 1;
             stats.parked += usize::from(c.is_parked());
-            match c.sweep(now, idle_s, park_after_s) {
+            let (sweep, asked) = c.sweep(now, idle_s, park_after_s.filter(|_| parks_left > 0));
+            parks_left -= usize::from(asked);
+            match sweep {
                 Sweep::Nothing => {}
                 Sweep::Ping => self.enqueue(c, partyline_protocol::ws::encode::ping(b"partyline")),
                 Sweep::Close => c.request_close(CloseCode::GOING_AWAY, "idle timeout"),

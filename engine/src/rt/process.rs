@@ -47,10 +47,10 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Sets how long mimalloc waits before handing a free page back to the OS (its default is
 /// 10 ms; 0 is at once). A delayed purge only happens when the thread that owns the page
 /// allocates or collects again; the threads that free a sleeping room's archive (fjall's
-/// flush workers) may not, and their freed memory then stays resident until they work
-/// again. At once, 5,000 connections in a sleeping room cost 537 bytes each instead of
-/// 818, but a saturated fan-out's latency rose by 40% (docs/benchmarks.md), hence a
-/// setting (`allocator_purge_delay_ms`). Harmless when the global allocator is another one.
+/// flush worker) may not, and their freed memory then stays resident until they work
+/// again. At once, 5,000 connections in a sleeping room cost less (docs/benchmarks.md),
+/// but a saturated fan-out's latency rose by 40%, hence a setting
+/// (`allocator_purge_delay_ms`). Harmless when the global allocator is another one.
 pub fn set_allocator_purge_delay(ms: u32) {
     let ms = libc::c_long::from(ms);
     // SAFETY: sets a process-wide option; mimalloc reads options atomically.

@@ -27,8 +27,9 @@ use std::time::{Duration, Instant};
 /// How often the sweeper runs (idle pings, parking, gauges).
 const SWEEP_INTERVAL: Duration = Duration::from_millis(200);
 
-/// Least time between two forced allocator collections (one takes ~0.3-3 ms at 15,000
-/// sockets).
+/// Least time between two forced allocator collections while sockets keep parking or rooms
+/// keep sleeping (one takes ~0.3-3 ms at 15,000 sockets); the sweep after such a burst ends
+/// collects at once.
 const COLLECT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Everything one shard starts from, shared read-only with the others.
@@ -105,7 +106,8 @@ pub(crate) async fn run(
 /// the gauges, handing freed memory back, and the shutdown flag.
 async fn sweep_until_shutdown(edge: &Edge, home: &Home, gauges: &Gauges, shutdown: &AtomicBool) {
     // Parked sockets free their tasks and streams, sleeping rooms their connections' records;
-    // hand that memory back to the OS, at most once a second.
+    // hand that memory back to the OS when a burst of them ends (and once a second while
+    // one lasts).
     let (mut parked_before, mut sleeps_before) = (0, 0);
     let (mut collect_due, mut collected_at) = (false, Instant::now());
     while !shutdown.load(Ordering::Relaxed) {
@@ -113,9 +115,10 @@ async fn sweep_until_shutdown(edge: &Edge, home: &Home, gauges: &Gauges, shutdow
         let edge_stats = edge.sweep();
         home.sweep();
         let home_stats = home.stats();
-        collect_due |= edge_stats.parked > parked_before || home_stats.sleeps > sleeps_before;
+        let freeing = edge_stats.parked > parked_before || home_stats.sleeps > sleeps_before;
+        collect_due |= freeing;
         (parked_before, sleeps_before) = (edge_stats.parked, home_stats.sleeps);
-        if collect_due && collected_at.elapsed() >= COLLECT_INTERVAL {
+        if collect_due && (!freeing || collected_at.elapsed() >= COLLECT_INTERVAL) {
             crate::rt::release_freed_memory();
             (collect_due, collected_at) = (false, Instant::now());
         }

@@ -180,6 +180,7 @@ impl Server {
             on_fetch: self.on_fetch,
             shutdown: shutdown.clone(),
             gauges: gauges.clone(),
+            drain: crate::shard::DrainBarrier::new(count),
         });
         let mesh = crate::route::mesh::build(count, limits::MESH_CHANNEL_MAX);
         let mut handles = Vec::with_capacity(count);

@@ -394,3 +394,88 @@ fn snapshots_are_saved_at_shutdown_and_found_after_a_restart() {
     assert_eq!(read_text(&mut b), "3 0 three");
     srv.shutdown().unwrap();
 }
+
+/// The fields `Farewells` keeps: how many connections have closed, ever.
+#[derive(Default, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct Closes {
+    count: u64,
+}
+
+/// Counts closes in its snapshot; `?` asks for the count.
+struct Farewells {
+    closes: Closes,
+}
+
+impl Party for Farewells {
+    const HIBERNATE: bool = true;
+
+    async fn on_start(_room: Room) -> Result<Self> {
+        Ok(Farewells { closes: Closes::default() })
+    }
+
+    async fn on_message(&mut self, _message: Message, sender: &Connection) -> Result<()> {
+        sender.send(self.closes.count.to_string())
+    }
+
+    async fn on_close(
+        &mut self,
+        _conn: &Connection,
+        _code: CloseCode,
+        _reason: &str,
+    ) -> Result<()> {
+        self.closes.count += 1;
+        Ok(())
+    }
+}
+
+impl partyline::Snapshot for Farewells {
+    type Fields = Closes;
+
+    fn fields(&mut self) -> &mut Closes {
+        &mut self.closes
+    }
+}
+
+#[test]
+fn shutdown_runs_every_shards_closes_before_the_room_saves() {
+    // Eight rooms whose sockets all live on shard 0's edge (those the kernel hands to shard
+    // 1 are closed at once), so shard 1's edge is empty at shutdown. The rooms homed on
+    // shard 1 get their shutdown closes from shard 0 only; shard 1 must wait for them, run
+    // their on_close and only then stop the rooms and save their snapshots.
+    let data = data_dir();
+    let serve = || {
+        let mut cfg = config(2);
+        cfg.data = data.clone();
+        start(Server::new(cfg).party_with_snapshots::<Farewells>("farewells"))
+    };
+    let (srv, addr) = serve();
+    let mut kept = Vec::new();
+    let mut opened = [0u64; 8];
+    for (room, opened) in opened.iter_mut().enumerate() {
+        let path = format!("/parties/farewells/f{room}");
+        let mut on_shard_0 = 0;
+        while on_shard_0 < 3 {
+            let (mut s, shard) = ws(addr, &path);
+            *opened += 1;
+            send_text(&mut s, "?");
+            read_text(&mut s);
+            if shard == 0 {
+                on_shard_0 += 1;
+                kept.push(s);
+            } else {
+                s.close(None).unwrap();
+                while s.read().is_ok() {}
+            }
+            assert!(*opened < 200, "the kernel never picked shard 0");
+        }
+    }
+    srv.shutdown().unwrap();
+    drop(kept);
+    let (srv, addr) = serve();
+    for (room, opened) in opened.iter().enumerate() {
+        let (mut s, _) = ws(addr, &format!("/parties/farewells/f{room}"));
+        send_text(&mut s, "?");
+        assert_eq!(read_text(&mut s), opened.to_string(), "room f{room}: closes counted");
+    }
+    srv.shutdown().unwrap();
+}

@@ -23,7 +23,7 @@ use crate::payload::Request;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
 use partyline_protocol::http::Response;
-use std::cell::{OnceCell, RefCell};
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -69,6 +69,11 @@ pub(crate) struct Router {
     replies: Replies,
     home: OnceCell<Weak<dyn HomeSink>>,
     edge: OnceCell<Weak<dyn EdgeSink>>,
+    /// Messages handed to each peer home's channel, and received from all peers: at
+    /// shutdown a home waits until it has received what every drained edge sent it
+    /// (`shard::DrainBarrier`), so no close is lost before its room saves.
+    sent_home: Vec<Cell<u64>>,
+    received_home: Cell<u64>,
 }
 
 /// Deliveries to one peer that found its channel full, drained in order by a task.
@@ -98,6 +103,8 @@ impl Router {
             replies: Replies::default(),
             home: OnceCell::new(),
             edge: OnceCell::new(),
+            sent_home: (0..peers).map(|_| Cell::new(0)).collect(),
+            received_home: Cell::new(0),
         });
         for peer in (0..peers).filter(|&p| p != here.index()) {
             let (tx, rx) = local_channel::new_bounded(1);
@@ -152,19 +159,40 @@ impl Router {
         }
         let tx = self.home_tx[home.index()].as_ref()?;
         match tx.try_send(msg) {
-            Ok(()) => None,
+            Ok(()) => {
+                self.count_sent_home(home.index());
+                None
+            }
             Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
                 let router = self.clone();
                 Some(Box::pin(async move {
-                    if let Some(tx) = &router.home_tx[home.index()]
-                        && tx.send(msg).await.is_err()
-                    {
-                        tracing::debug!(home = %home, "mesh channel closed (shutting down)");
+                    if let Some(tx) = &router.home_tx[home.index()] {
+                        match tx.send(msg).await {
+                            Ok(()) => router.count_sent_home(home.index()),
+                            Err(_) => {
+                                tracing::debug!(home = %home, "mesh channel closed (shutting down)");
+                            }
+                        }
                     }
                 }))
             }
             Err(_) => None, // closed: shutting down
         }
+    }
+
+    fn count_sent_home(&self, peer: usize) {
+        let sent = &self.sent_home[peer];
+        sent.set(sent.get() + 1);
+    }
+
+    /// Messages handed to shard `peer`'s home so far.
+    pub fn sent_home(&self, peer: usize) -> u64 {
+        self.sent_home[peer].get()
+    }
+
+    /// Messages received from other shards' edges and homes so far.
+    pub fn received_home(&self) -> u64 {
+        self.received_home.get()
     }
 
     /// [`Router::to_home`], waiting if need be.
@@ -278,6 +306,7 @@ impl Outbox {
 async fn home_loop(router: Weak<Router>, rx: ConnectedReceiver<ToHome>) {
     while let Some(msg) = rx.recv().await {
         let Some(router) = router.upgrade() else { return };
+        router.received_home.set(router.received_home.get() + 1);
         if let Some(sink) = router.home.get().and_then(Weak::upgrade) {
             sink.deliver(msg);
         }

@@ -21,7 +21,7 @@ pub use stats::ShardStats;
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 /// How often the sweeper runs (idle pings, parking, gauges).
@@ -42,6 +42,53 @@ pub(crate) struct ShardSetup {
     pub on_fetch: Option<FetchHandler>,
     pub shutdown: Arc<AtomicBool>,
     pub gauges: Arc<[Gauges]>,
+    pub drain: DrainBarrier,
+}
+
+/// Where the shards meet at shutdown, between draining their edges and stopping their
+/// rooms. A room's closes come from the edges of every shard; a home that stopped as soon
+/// as its own edge was empty could save a room (its snapshot) before another shard's
+/// close reached it, and that `on_close` would never run. So each shard, once its edge is
+/// drained, publishes how many messages it handed to each other shard's home, then
+/// counts itself drained; a home stops its rooms only when every edge is drained and it
+/// has received all they sent it (or at the drain deadline).
+pub(crate) struct DrainBarrier {
+    shards: usize,
+    drained: AtomicUsize,
+    /// `sent[from * shards + to]`: messages shard `from` handed to shard `to`'s home, as of
+    /// its edge's drain.
+    sent: Box<[AtomicU64]>,
+}
+
+impl DrainBarrier {
+    pub fn new(shards: usize) -> DrainBarrier {
+        DrainBarrier {
+            shards,
+            drained: AtomicUsize::new(0),
+            sent: (0..shards * shards).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Shard `from`'s edge is drained, having sent `sent(to)` messages to each home.
+    fn edge_drained(&self, from: usize, sent: impl Fn(usize) -> u64) {
+        for to in 0..self.shards {
+            self.sent[from * self.shards + to].store(sent(to), Ordering::Relaxed);
+        }
+        // Release: whoever sees the count sees the totals stored before it.
+        self.drained.fetch_add(1, Ordering::Release);
+    }
+
+    /// Whether shard `to` has received, `received` in all, everything every drained edge
+    /// sent it.
+    fn all_arrived(&self, to: usize, received: u64) -> bool {
+        if self.drained.load(Ordering::Acquire) < self.shards {
+            return false;
+        }
+        let sent: u64 = (0..self.shards)
+            .map(|from| self.sent[from * self.shards + to].load(Ordering::Relaxed))
+            .sum();
+        received >= sent
+    }
 }
 
 /// Builds shard `id` and runs it until shutdown.
@@ -88,9 +135,14 @@ pub(crate) async fn run(
     }
     edge.stop_parking();
     waiter.await;
-    // The rooms run the closes (on_close) still queued, then stop; rooms of parties that
-    // keep snapshots save them as their tasks end. Both bounded by the same deadline.
+    // Every shard's closes for this shard's rooms arrive (DrainBarrier); the rooms run
+    // them (on_close) and whatever else is queued, then stop; rooms of parties that keep
+    // snapshots save them as their tasks end. All bounded by the same deadline.
+    setup.drain.edge_drained(id, |to| router.sent_home(to));
     let deadline = Instant::now() + Duration::from_millis(SHUTDOWN_DRAIN_MS);
+    while !setup.drain.all_arrived(id, router.received_home()) && Instant::now() < deadline {
+        crate::rt::sleep(Duration::from_millis(5)).await;
+    }
     while !home.is_quiet() && Instant::now() < deadline {
         crate::rt::sleep(Duration::from_millis(10)).await;
     }

@@ -80,14 +80,18 @@ fn main() {
         connect_concurrency: cli.connect_concurrency,
         source_addrs,
     };
-    let server_rss_before = if cli.child.is_none() {
-        cli.server_pid.and_then(partyline_loadtest::sys::rss_bytes)
+    let server_before = if cli.child.is_none() {
+        cli.server_pid.map(|pid| {
+            (partyline_loadtest::sys::rss_bytes(pid), partyline_loadtest::sys::anon_bytes(pid))
+        })
     } else {
         None
     };
     let mut scenario = cli.scenario;
-    if let Scenario::Idle(p) = &mut scenario {
-        p.server_rss_before = server_rss_before;
+    if let Scenario::Idle(p) = &mut scenario
+        && let Some((rss, anon)) = server_before
+    {
+        (p.server_rss_before, p.server_anon_before) = (rss, anon);
     }
     if let Some(index) = cli.child {
         runner::run_child(&scenario, &target, index);

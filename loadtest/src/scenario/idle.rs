@@ -24,9 +24,12 @@ pub struct Params {
     pub hold_s: f64,
     #[arg(long, default_value_t = 0.0)]
     pub ramp_per_s: f64,
-    /// The server's RSS before the run (set by the runner, from /proc).
+    /// The server's RSS, and its anonymous part, before the run (set by the runner, from
+    /// /proc).
     #[arg(skip)]
     pub server_rss_before: Option<u64>,
+    #[arg(skip)]
+    pub server_anon_before: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -35,6 +38,7 @@ pub struct Partial {
     closed_during_hold: u64,
     failures: Failures,
     server_rss_held: Option<u64>,
+    server_anon_held: Option<u64>,
 }
 
 pub fn run(
@@ -69,14 +73,21 @@ pub fn run(
             }
             let end = start + floor_u64(p.hold_s * 1e9);
             // Sample the server's memory once everything has settled, mid-hold.
-            let server_rss_held = if w == 0 && part.index == 0 {
+            let (server_rss_held, server_anon_held) = if w == 0 && part.index == 0 {
                 sleep_until(start + (end - start) / 2).await;
-                t.server_pid.and_then(crate::sys::rss_bytes)
+                let pid = t.server_pid;
+                (pid.and_then(crate::sys::rss_bytes), pid.and_then(crate::sys::anon_bytes))
             } else {
-                None
+                (None, None)
             };
             sleep_until(end).await;
-            Partial { connected, closed_during_hold: closed.get(), failures, server_rss_held }
+            Partial {
+                connected,
+                closed_during_hold: closed.get(),
+                failures,
+                server_rss_held,
+                server_anon_held,
+            }
         }
     })
 }
@@ -87,17 +98,22 @@ pub fn finish(parts: &[Partial], params: &Params) -> serde_json::Value {
         add_failures(&mut failures, &p.failures);
     }
     let connected: u64 = parts.iter().map(|p| p.connected).sum();
+    let per_connection = |held: Option<u64>, before: Option<u64>| {
+        held.zip(before)
+            .filter(|_| connected > 0)
+            .map(|(h, b)| (h as f64 - b as f64) / connected as f64)
+    };
     let held = parts.iter().find_map(|p| p.server_rss_held);
-    let per_connection = held
-        .zip(params.server_rss_before)
-        .filter(|_| connected > 0)
-        .map(|(h, b)| (h as f64 - b as f64) / connected as f64);
+    let anon_held = parts.iter().find_map(|p| p.server_anon_held);
     serde_json::json!({
         "connected": connected,
         "closed_during_hold": parts.iter().map(|p| p.closed_during_hold).sum::<u64>(),
         "connect_failures": failures,
         "server_rss_before": params.server_rss_before,
         "server_rss_held": held,
-        "server_bytes_per_connection": per_connection,
+        "server_bytes_per_connection": per_connection(held, params.server_rss_before),
+        "server_anon_before": params.server_anon_before,
+        "server_anon_held": anon_held,
+        "server_anon_bytes_per_connection": per_connection(anon_held, params.server_anon_before),
     })
 }

@@ -195,12 +195,15 @@ fn idle_connections_are_held_and_memory_is_read() {
             hold_s: 0.5,
             ramp_per_s: 0.0,
             server_rss_before: partyline_loadtest::sys::rss_bytes(std::process::id()),
+            server_anon_before: partyline_loadtest::sys::anon_bytes(std::process::id()),
         }),
     );
     assert_eq!(r["connected"], 100, "{r}");
     assert_eq!(r["closed_during_hold"], 0, "{r}");
     assert!(r["server_rss_held"].as_u64().is_some(), "{r}");
     assert!(r["server_bytes_per_connection"].as_f64().is_some(), "{r}");
+    assert!(r["server_anon_held"].as_u64().is_some(), "{r}");
+    assert!(r["server_anon_bytes_per_connection"].as_f64().is_some(), "{r}");
     srv.shutdown().unwrap();
 }
 

@@ -20,9 +20,11 @@
 //!   ([`ws::MessageAssembler`]), close codes ([`ws::CloseCode`]) and the frame encoder that
 //!   produces shared, refcounted frames ([`ws::encode`]).
 //! - [`route`]: `/parties/:party/:room[/rest]` and the legacy `/party/:room[/rest]`.
+//! - [`proxy`]: the PROXY protocol header (versions 1 and 2) a TCP load balancer sends first.
 
 pub mod http;
 pub mod limits;
+pub mod proxy;
 pub mod route;
 pub mod ws;
 

@@ -55,3 +55,12 @@ const _: () = {
     assert!(WS_MESSAGE_SIZE_MAX_LARGE <= WS_MESSAGE_SIZE_MAX_CEILING);
     assert!(HTTP_CHUNK_LINE_SIZE_MAX < HTTP_HEAD_SIZE_MAX);
 };
+
+/// The longest PROXY protocol version 1 line, CRLF included (the spec's bound).
+pub const PROXY_V1_LINE_MAX: usize = 107;
+
+/// The longest PROXY protocol version 2 header accepted, extensions included: 16 fixed
+/// bytes, 216 for the largest (UNIX) address block, and room for the extensions HAProxy
+/// sends (ALPN, authority, unique id, SSL details). Longer headers are refused, not
+/// buffered.
+pub const PROXY_V2_HEADER_MAX: usize = 1024;

@@ -66,6 +66,12 @@ pub struct Config {
     /// second server on a port in use is refused at start, naming the address, instead of
     /// silently splitting connections (and rooms) with the first.
     pub reuse_port: bool,
+    /// Whether every client connection starts with a PROXY protocol header (version 1 or
+    /// 2, as HAProxy's `send-proxy` / `send-proxy-v2` write it), which then gives
+    /// `Request::client`. Off by default; when on, a connection without a valid header is
+    /// closed (anyone reaching the port directly could otherwise claim any address), so
+    /// turn it on only behind a balancer that sends it.
+    pub proxy_protocol: bool,
     /// Whether the process may use transparent huge pages. Off by default: khugepaged
     /// fills the holes that freed connection memory leaves in 2 MiB regions, which
     /// doubled the resident memory of 15,000 idle sockets (docs/benchmarks.md).
@@ -96,6 +102,7 @@ impl Default for Config {
             prefix: "parties".into(),
             backlog: 4096,
             reuse_port: false,
+            proxy_protocol: false,
             huge_pages: false,
             hibernate_after_ms: 10_000,
             allocator_purge_delay_ms: 10,

@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use bytes::Bytes;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 /// A WebSocket message from or to a client.
@@ -80,6 +81,10 @@ pub struct Request {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
+    /// The client's address: the socket's peer or, on a listener with `proxy_protocol`,
+    /// the address the load balancer's PROXY header gives. `None` for requests made in
+    /// code ([`Request::new`], a room's request to another room).
+    pub client: Option<SocketAddr>,
 }
 
 impl Request {
@@ -90,6 +95,7 @@ impl Request {
             target: target.into(),
             headers: Vec::new(),
             body: Bytes::new(),
+            client: None,
         }
     }
 

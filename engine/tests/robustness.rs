@@ -1,7 +1,8 @@
 //! Bad and slow clients against a real server: malformed HTTP, protocol violations with
 //! their close codes, oversized messages, a slowloris head, a slow consumer, pings, HTTP
 //! keep-alive and pipelining, bodies on upgrades, overlong ids, refusals while the client
-//! is still sending, and a second server on the same port. Each must get the right answer,
+//! is still sending, a second server on the same port, and PROXY protocol headers (good,
+//! missing, broken). Each must get the right answer,
 //! delivered whole (never cut off by a reset), and harm nobody else.
 
 mod common;
@@ -292,4 +293,91 @@ fn a_second_server_on_a_port_in_use_is_refused_unless_it_opts_in() {
     // The first still serves.
     assert_eq!(http(addr, "GET", "/health", ""), (200, "ok\n".into()));
     first.shutdown().unwrap();
+}
+
+/// Tells each client the address the server sees for it: `on_request` answers it, and
+/// `on_connect` sends it as the socket's first message.
+struct Whois;
+
+impl partyline::Party for Whois {
+    async fn on_start(_room: partyline::Room) -> partyline::Result<Self> {
+        Ok(Whois)
+    }
+
+    async fn on_connect(
+        &mut self,
+        conn: &partyline::Connection,
+        ctx: &partyline::ConnectContext,
+    ) -> partyline::Result<()> {
+        conn.send(format!("{:?}", ctx.request.client))
+    }
+
+    async fn on_request(
+        &mut self,
+        request: partyline::Request,
+    ) -> partyline::Result<partyline::Response> {
+        Ok(partyline::Response::text(200, format!("{:?}", request.client)))
+    }
+}
+
+fn whois_server(proxy_protocol: bool) -> (partyline::RunningServer, std::net::SocketAddr) {
+    let mut cfg = config(1);
+    cfg.proxy_protocol = proxy_protocol;
+    start(Server::new(cfg).party::<Whois>("whois"))
+}
+
+fn proxy_v2(command: u8, family: u8, block: &[u8]) -> Vec<u8> {
+    let mut out = partyline_protocol::proxy::V2_SIGNATURE.to_vec();
+    out.extend_from_slice(&[0x20 | command, family]);
+    out.extend_from_slice(&u16::try_from(block.len()).unwrap().to_be_bytes());
+    out.extend_from_slice(block);
+    out
+}
+
+#[test]
+fn the_proxy_protocol_header_gives_rooms_the_clients_address() {
+    const GET: &[u8] = b"GET /parties/whois/w HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n";
+    let body = |text: String| text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    // Without the setting: the socket's peer, loopback here.
+    let (srv, addr) = whois_server(false);
+    let (status, seen) = http(addr, "GET", "/parties/whois/w", "");
+    assert_eq!((status, seen.starts_with("Some(127.0.0.1:")), (200, true), "{seen}");
+    srv.shutdown().unwrap();
+
+    let (srv, addr) = whois_server(true);
+    // Version 1, as HAProxy's send-proxy writes it.
+    let v1 = [&b"PROXY TCP4 203.0.113.9 127.0.0.1 4711 1999\r\n"[..], GET].concat();
+    assert_eq!(body(raw_http(addr, &v1)).as_deref(), Some("Some(203.0.113.9:4711)"));
+    // Version 2, IPv6, with an extension after the addresses.
+    let mut block = "2001:db8::7".parse::<std::net::Ipv6Addr>().unwrap().octets().to_vec();
+    block.extend_from_slice(&std::net::Ipv6Addr::LOCALHOST.octets());
+    block.extend_from_slice(&[0x01, 0xBB, 0x07, 0xCF, 0x04, 0x00, 0x01, b'x']);
+    let v2 = [proxy_v2(1, 0x21, &block), GET.to_vec()].concat();
+    assert_eq!(body(raw_http(addr, &v2)).as_deref(), Some("Some([2001:db8::7]:443)"));
+    // LOCAL (the balancer's own health check): the socket's own peer.
+    let local = [proxy_v2(0, 0x00, &[]), GET.to_vec()].concat();
+    let seen = body(raw_http(addr, &local)).unwrap_or_default();
+    assert!(seen.starts_with("Some(127.0.0.1:"), "{seen}");
+    // No header, or a broken one: closed without an answer, the server unharmed.
+    assert_eq!(raw_http(addr, GET), "");
+    assert_eq!(raw_http(addr, &[&b"PROXY TCP4 1.2.3.4\r\n"[..], GET].concat()), "");
+    // The upgrade request carries it too (ConnectContext::request).
+    let mut ws = TcpStream::connect(addr).unwrap();
+    ws.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    ws.write_all(b"PROXY TCP4 198.51.100.2 127.0.0.1 5000 1999\r\n").unwrap();
+    ws.write_all(
+        b"GET /parties/whois/w HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    )
+    .unwrap();
+    let mut got = Vec::new();
+    let expected = b"Some(198.51.100.2:5000)";
+    let mut chunk = [0u8; 1024];
+    while !got.windows(expected.len()).any(|w| w == expected) {
+        let n = ws.read(&mut chunk).unwrap();
+        assert!(n > 0, "closed before the first message: {}", String::from_utf8_lossy(&got));
+        got.extend_from_slice(&chunk[..n]);
+    }
+    assert!(got.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
+    srv.shutdown().unwrap();
 }

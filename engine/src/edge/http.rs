@@ -19,9 +19,11 @@ use futures_lite::{AsyncWriteExt, FutureExt};
 use partyline_protocol::http::{
     BodyDecoder, BodyKind, EncodeOptions, HeadParser, HttpError, HttpLimits, RequestHead, Response,
 };
+use partyline_protocol::proxy::{self, ProxyHeader};
 use partyline_protocol::route::{self, Route, RouteError};
 use std::future::{Future, poll_fn};
 use std::io;
+use std::net::SocketAddr;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -57,6 +59,7 @@ pub(super) async fn serve_http(edge: &Rc<Edge>, stream: &mut TcpStream) -> Optio
     };
     let mut parser = HeadParser::new(http_limits);
     let mut buf: Vec<u8> = Vec::new();
+    let client = client_address(edge, stream, &mut buf, limits.handshake_timeout_ms).await?;
     let mut first = true;
     loop {
         // The first head must arrive within the handshake timeout (slowloris); later ones
@@ -75,9 +78,14 @@ pub(super) async fn serve_http(edge: &Rc<Edge>, stream: &mut TcpStream) -> Optio
         let target = target(edge, &head);
         if head.is_websocket_upgrade() {
             return match target {
-                Target::Room { gates, key, connection_id } => {
-                    Some(Box::new(Upgrade { head, gates, key, connection_id, leftover: buf }))
-                }
+                Target::Room { gates, key, connection_id } => Some(Box::new(Upgrade {
+                    head,
+                    gates,
+                    key,
+                    connection_id,
+                    client,
+                    leftover: buf,
+                })),
                 Target::Refuse(response) => {
                     refuse(edge, stream, &response).await;
                     None
@@ -100,7 +108,7 @@ pub(super) async fn serve_http(edge: &Rc<Edge>, stream: &mut TcpStream) -> Optio
                 return None;
             }
         };
-        let request = request_of(&head, body);
+        let request = request_of(&head, body, client);
         let response = match target {
             Target::Room { gates, key, .. } => room_request(edge, gates, key, request).await,
             Target::Health => health(edge),
@@ -121,6 +129,47 @@ pub(super) async fn serve_http(edge: &Rc<Edge>, stream: &mut TcpStream) -> Optio
 }
 
 /// Reads the next request head within `wait_ms`.
+/// The client's address: the socket's peer, or, with `proxy_protocol`, what the PROXY
+/// header at the start of the connection says (read into `buf`, within the handshake
+/// timeout, and taken off it). `None` ends the connection: no valid header in time.
+async fn client_address(
+    edge: &Edge,
+    stream: &mut TcpStream,
+    buf: &mut Vec<u8>,
+    wait_ms: u64,
+) -> Option<Option<SocketAddr>> {
+    let peer = stream.peer_addr().ok();
+    if !edge.runtime.config.proxy_protocol {
+        return Some(peer);
+    }
+    let deadline = Instant::now() + Duration::from_millis(wait_ms);
+    let reading = async {
+        loop {
+            if !buf.is_empty() {
+                match proxy::parse(buf) {
+                    Ok(Some((header, used))) => {
+                        buf.drain(..used);
+                        return Some(match header {
+                            ProxyHeader::Proxied { source, .. } => Some(source),
+                            ProxyHeader::Local => peer,
+                        });
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        crate::log::warn_client!(error = %e, ?peer, "connection refused");
+                        return None;
+                    }
+                }
+            }
+            match read_more(edge, stream, buf).await {
+                Ok(0) | Err(_) => return None,
+                Ok(_) => {}
+            }
+        }
+    };
+    within(deadline, reading).await.flatten()
+}
+
 async fn next_head(
     edge: &Edge,
     stream: &mut TcpStream,
@@ -303,8 +352,9 @@ async fn fetch(edge: &Edge, request: Request) -> Response {
     }
 }
 
-pub(super) fn request_of(head: &RequestHead, body: Bytes) -> Request {
+pub(super) fn request_of(head: &RequestHead, body: Bytes, client: Option<SocketAddr>) -> Request {
     Request {
+        client,
         method: head.method().to_owned(),
         target: head.origin_target().to_owned(),
         headers: head

@@ -41,6 +41,8 @@ pub(super) struct Upgrade {
     pub gates: Gates,
     pub key: RoomKey,
     pub connection_id: Option<String>,
+    /// The client's address ([`crate::Request::client`]).
+    pub client: Option<std::net::SocketAddr>,
     /// Bytes after the head: the first frames, if the client did not wait for the 101.
     pub leftover: Vec<u8>,
 }
@@ -66,7 +68,7 @@ async fn negotiate(
     stream: &mut TcpStream,
     upgrade: Box<Upgrade>,
 ) -> Option<Vec<u8>> {
-    let Upgrade { head, gates, key, connection_id, leftover } = *upgrade;
+    let Upgrade { head, gates, key, connection_id, client, leftover } = *upgrade;
     let accept = match handshake::accept(&head, &handshake::HandshakeConfig::default()) {
         Ok(a) => a,
         Err(e) => {
@@ -77,7 +79,7 @@ async fn negotiate(
     };
     let lobby = Lobby::new(edge.runtime.clone(), &key.party, &key.room);
     let timeout = Duration::from_millis(edge.limits().hook_timeout_ms);
-    let request = request_of(&head, Bytes::new());
+    let request = request_of(&head, Bytes::new(), client);
     let request = match gate::run(gates.before_connect, request, &lobby, timeout).await {
         Ok(r) => r,
         Err(response) => {

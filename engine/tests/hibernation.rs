@@ -372,14 +372,21 @@ fn a_damaged_snapshot_is_reported_and_the_room_keeps_what_on_start_built() {
     assert_eq!(room.received_text(&a), ["1 1 y", "0 0 "]);
 }
 
+/// A two-shard server with party `P` (keeping snapshots) as `name`, storing in `data`: the
+/// same folder each time, so a restart finds what the last one saved.
+fn serve_snapshots<P: partyline::Snapshot>(
+    data: &std::path::Path,
+    name: &str,
+) -> (partyline::RunningServer, std::net::SocketAddr) {
+    let mut cfg = config(2);
+    cfg.data = data.to_path_buf();
+    start(Server::new(cfg).party_with_snapshots::<P>(name))
+}
+
 #[test]
 fn snapshots_are_saved_at_shutdown_and_found_after_a_restart() {
     let data = data_dir();
-    let serve = || {
-        let mut cfg = config(2);
-        cfg.data = data.clone();
-        start(Server::new(cfg).party_with_snapshots::<Tally>("tally"))
-    };
+    let serve = || serve_snapshots::<Tally>(&data, "tally");
     let (srv, addr) = serve();
     let (mut a, _) = ws(addr, "/parties/tally/kept?_pk=a");
     for word in ["one", "two", "three"] {
@@ -443,11 +450,7 @@ fn shutdown_runs_every_shards_closes_before_the_room_saves() {
     // shard 1 get their shutdown closes from shard 0 only; shard 1 must wait for them, run
     // their on_close and only then stop the rooms and save their snapshots.
     let data = data_dir();
-    let serve = || {
-        let mut cfg = config(2);
-        cfg.data = data.clone();
-        start(Server::new(cfg).party_with_snapshots::<Farewells>("farewells"))
-    };
+    let serve = || serve_snapshots::<Farewells>(&data, "farewells");
     let (srv, addr) = serve();
     let mut kept = Vec::new();
     let mut opened = [0u64; 8];

@@ -128,14 +128,12 @@ impl Keyspaces {
     /// chunk keys before (sorted).
     fn ingest_archive(&self, prefix: &[u8], archive: &[u8], old: &[fjall::UserKey]) -> Result<()> {
         let mut ingestion = self.archives.start_ingestion()?;
-        let mut chunks = 0usize;
         for (i, chunk) in archive.chunks(limits::ARCHIVE_CHUNK_BYTES).enumerate() {
             ingestion.write(chunk_key(prefix, i, archive.len())?, chunk)?;
-            chunks = i + 1;
         }
         // Keys sort by chunk index (u32, big-endian), so those past the new chunks come
         // after them, as an ingestion requires.
-        for key in old.iter().skip(chunks) {
+        for key in old.iter().skip(archive.len().div_ceil(limits::ARCHIVE_CHUNK_BYTES)) {
             ingestion.write_tombstone(key.clone())?;
         }
         ingestion.finish()?;

@@ -128,7 +128,6 @@ pub(super) async fn serve_http(edge: &Rc<Edge>, stream: &mut TcpStream) -> Optio
     }
 }
 
-/// Reads the next request head within `wait_ms`.
 /// The client's address: the socket's peer, or, with `proxy_protocol`, what the PROXY
 /// header at the start of the connection says (read into `buf`, within the handshake
 /// timeout, and taken off it). `None` ends the connection: no valid header in time.
@@ -170,6 +169,7 @@ async fn client_address(
     within(deadline, reading).await.flatten()
 }
 
+/// Reads the next request head within `wait_ms`.
 async fn next_head(
     edge: &Edge,
     stream: &mut TcpStream,

@@ -33,6 +33,8 @@ pub(crate) struct View {
     pub gauges: Arc<[Gauges]>,
     pub parties: Arc<[String]>,
     pub store: partyline_storage::Store,
+    /// The other nodes' links, in a cluster.
+    pub links: Option<Arc<crate::link::NodeLinks>>,
 }
 
 impl View {
@@ -288,7 +290,7 @@ impl Collector for Metrics {
         let shards: Vec<ShardStats> = view.gauges.iter().map(Gauges::read).collect();
         let names: Vec<String> = (0..shards.len()).map(|i| i.to_string()).collect();
         type Pick = fn(&ShardStats) -> u64;
-        let per_shard: [(&str, &str, MetricType, Pick); 12] = [
+        let per_shard: [(&str, &str, MetricType, Pick); 13] = [
             (
                 "partyline_sockets",
                 "Sockets accepted on the shard and not yet closed",
@@ -303,6 +305,12 @@ impl Collector for Metrics {
                 "WebSockets parked (idle, with no task)",
                 MetricType::Gauge,
                 |s| s.parked as u64,
+            ),
+            (
+                "partyline_remote_room_websockets",
+                "Open WebSockets on the shard in rooms homed on other nodes",
+                MetricType::Gauge,
+                |s| s.remote_websockets as u64,
             ),
             (
                 "partyline_outbound_bytes",
@@ -369,6 +377,49 @@ impl Collector for Metrics {
                     .iter()
                     .zip(&names)
                     .map(|(s, shard)| (vec![("shard", shard.as_str())], pick(s))),
+            )?;
+        }
+
+        // Per node link.
+        let links = view.links.as_ref().map(|l| l.stats()).unwrap_or_default();
+        if !links.is_empty() {
+            family(
+                &mut encoder,
+                "partyline_node_link_up",
+                "Whether the link to another node of the cluster is up (1) or not (0)",
+                MetricType::Gauge,
+                &mut links.iter().map(|l| (vec![("node", l.node.as_str())], u64::from(l.up))),
+            )?;
+            family(
+                &mut encoder,
+                "partyline_node_link_losses",
+                "Times the link to another node was lost",
+                MetricType::Counter,
+                &mut links.iter().map(|l| (vec![("node", l.node.as_str())], l.lost)),
+            )?;
+            family(
+                &mut encoder,
+                "partyline_node_link_messages",
+                "Messages sent to (out) and received from (in) another node",
+                MetricType::Counter,
+                &mut links.iter().flat_map(|l| {
+                    [
+                        (vec![("node", l.node.as_str()), ("direction", "out")], l.messages_out),
+                        (vec![("node", l.node.as_str()), ("direction", "in")], l.messages_in),
+                    ]
+                }),
+            )?;
+            family(
+                &mut encoder,
+                "partyline_node_link_bytes",
+                "Bytes sent to (out) and received from (in) another node",
+                MetricType::Counter,
+                &mut links.iter().flat_map(|l| {
+                    [
+                        (vec![("node", l.node.as_str()), ("direction", "out")], l.bytes_out),
+                        (vec![("node", l.node.as_str()), ("direction", "in")], l.bytes_in),
+                    ]
+                }),
             )?;
         }
 

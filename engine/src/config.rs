@@ -42,6 +42,25 @@ impl TryFrom<String> for Admin {
     }
 }
 
+/// The nodes of a cluster (`[cluster]` in the TOML file, the same file on every node):
+/// `nodes = [{ id = "a", peer = "10.0.0.1:7001" }, ...]`. Each node's place in the list is
+/// its number; every node must hold the same list (they compare a hash of it when they
+/// link, and refuse to link otherwise). Empty: one process on its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Cluster {
+    pub nodes: Vec<NodeSpec>,
+}
+
+/// One node of a [`Cluster`]: a name, and the address its node links listen on (other
+/// nodes connect there; clients never do).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub id: String,
+    pub peer: SocketAddr,
+}
+
 /// Everything a server needs to start.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -84,6 +103,14 @@ pub struct Config {
     /// A room of a hibernating party (`Party::HIBERNATE`) whose hooks have had nothing to do
     /// for this long goes to sleep (Durable Objects: about 10 s).
     pub hibernate_after_ms: u64,
+    /// The cluster's member list (see [`Cluster`]); empty for a single process.
+    pub cluster: Cluster,
+    /// Which node of `cluster` this process is (`partyline serve --node a`).
+    pub node: Option<String>,
+    /// How long a node keeps answering `/health` with 503 after SIGTERM before it stops
+    /// its rooms and closes its sockets (so a balancer's health check takes it out of
+    /// rotation first), in ms. 0 stops at once.
+    pub drain_health_ms: u64,
     /// Variables party code reads through `Room::env`.
     pub env: BTreeMap<String, String>,
     pub limits: Limits,
@@ -106,6 +133,9 @@ impl Default for Config {
             huge_pages: false,
             hibernate_after_ms: 10_000,
             allocator_purge_delay_ms: 10,
+            cluster: Cluster::default(),
+            node: None,
+            drain_health_ms: 0,
             env: BTreeMap::new(),
             limits: Limits::default(),
             storage: StoreConfig::default(),

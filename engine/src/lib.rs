@@ -43,6 +43,7 @@ mod admin;
 mod api;
 mod edge;
 mod home;
+mod link;
 pub mod parties;
 mod route;
 mod server;
@@ -53,11 +54,12 @@ pub use api::{
     ConnectContext, Connection, Gate, Lobby, Party, Room, Snapshot, SnapshotFields, Storage,
 };
 pub use clock::Clock;
-pub use config::{Admin, Config};
+pub use config::{Admin, Cluster, Config, NodeSpec};
 pub use edge::FetchHandler;
 pub use error::{Error, Fault, Result};
 pub use home::{PartyCounts, WakeHistogram};
 pub use limits::Limits;
+pub use link::LinkStats;
 pub use partyline_protocol::http::Response;
 pub use partyline_protocol::ws::CloseCode;
 /// The storage types party code meets: list options, transactions, errors, the store's
@@ -66,6 +68,6 @@ pub use partyline_storage::{
     Error as StorageError, ListOptions, Profile as StorageProfile, StoreConfig, Transaction,
 };
 pub use payload::{Message, Request};
-pub use server::{RunningServer, Server};
+pub use server::{RunningServer, Server, home_node};
 pub use shard::ShardStats;
 pub use testing::TestRoom;

@@ -268,3 +268,26 @@ const _: () = assert!(ROOM_CREDIT_BATCH_BYTES < ROOM_WINDOW_BYTES);
 const _: () = assert!(ROOM_WINDOW_BYTES <= ROOM_MAILBOX_BYTES_MAX / 16);
 const _: () = assert!(MESH_OUTBOX_LOW < MESH_OUTBOX_HIGH && MESH_OUTBOX_HIGH < MESH_OUTBOX_MAX);
 const _: () = assert!(SCRATCH_BYTES > wire::WS_FRAME_HEADER_MAX);
+
+/// Bytes waiting to be written on one node link, past which the link is dropped (the peer
+/// is not reading fast enough) and its node treated as lost: rooms homed there close
+/// their sockets here with 1013, sockets there leave rooms here. The writer may hold as
+/// much again while it writes.
+pub const LINK_BUFFER_MAX: usize = 64 * 1024 * 1024;
+
+/// How often a node link sends a heartbeat when it has nothing else to say.
+pub const LINK_PING_MS: u64 = 500;
+
+/// A node link silent for this long is dropped (a peer that hangs without closing).
+pub const LINK_DEAD_MS: u64 = 3_000;
+
+/// Time for a node link's TCP connect and its handshake, each.
+pub const LINK_HANDSHAKE_MS: u64 = 2_000;
+
+/// Between attempts to link to a node that is down: from the first to the last, doubling.
+pub const LINK_BACKOFF_MIN_MS: u64 = 50;
+pub const LINK_BACKOFF_MAX_MS: u64 = 2_000;
+
+/// How long a new link waits for every shard to have closed what lived across the last
+/// one (they do it at their next sweep, 200 ms apart) before carrying traffic anyway.
+pub const LINK_ACK_WAIT_MS: u64 = 3_000;

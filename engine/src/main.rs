@@ -42,6 +42,9 @@ enum Command {
         /// Do not pin shards to cores.
         #[arg(long)]
         no_pin: bool,
+        /// Which node of the config's `[cluster]` list this process is.
+        #[arg(long, value_name = "ID")]
+        node: Option<String>,
     },
 }
 
@@ -52,7 +55,7 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
-    let Command::Serve { listen, admin, shards, data, config, no_pin } = Cli::parse().command;
+    let Command::Serve { listen, admin, shards, data, config, no_pin, node } = Cli::parse().command;
     let mut cfg = match config {
         Some(path) => match Config::from_toml_file(&path) {
             Ok(c) => c,
@@ -77,6 +80,9 @@ fn main() -> ExitCode {
     }
     if no_pin {
         cfg.pin_cores = false;
+    }
+    if node.is_some() {
+        cfg.node = node;
     }
     if let Err(e) = std::fs::create_dir_all(&cfg.data) {
         tracing::error!("cannot create data folder {}: {e}", cfg.data.display());

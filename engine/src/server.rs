@@ -8,6 +8,7 @@ use crate::config::{Admin, Config};
 use crate::edge::{FetchHandler, Gates};
 use crate::home::{PartyCounts, SpawnRoom, spawn_room, spawn_room_with_snapshots};
 use crate::limits;
+use crate::link::{LinkStats, LinkThread};
 use crate::shard::{Gauges, ShardSetup, ShardStats};
 use glommio::{LocalExecutorBuilder, Placement};
 use std::collections::HashMap;
@@ -93,6 +94,9 @@ impl Server {
             .validate()
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         crate::rt::check_io_uring().map_err(io::Error::other)?;
+        let members =
+            crate::route::Members::from_config(&self.config.cluster, self.config.node.as_deref())
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
         if !self.config.huge_pages
             && let Err(e) = crate::rt::disable_transparent_huge_pages()
         {
@@ -154,14 +158,34 @@ impl Server {
         }
         let parties: Arc<[String]> = parties.into();
         let gauges: Arc<[Gauges]> = (0..count).map(|_| Gauges::new(parties.len())).collect();
+        let clustered = members.len() > 1;
+        let (mesh, link_ends) =
+            crate::route::mesh::build(count, limits::MESH_CHANNEL_MAX, clustered);
+        let links = match link_ends.map(|ends| LinkThread::start(members.clone(), count, ends)) {
+            None => None,
+            Some(Ok(links)) => Some(links),
+            Some(Err(e)) => {
+                store.close();
+                return Err(e);
+            }
+        };
         let admin = match self.config.admin {
             Admin::Off => None,
             Admin::At(addr) => {
-                let view =
-                    View { gauges: gauges.clone(), parties: parties.clone(), store: store.clone() };
+                let view = View {
+                    gauges: gauges.clone(),
+                    parties: parties.clone(),
+                    store: store.clone(),
+                    links: links.as_ref().map(|l| l.links.clone()),
+                };
                 match AdminListener::start(addr, view, shutdown.clone()) {
                     Ok(admin) => Some(admin),
                     Err(e) => {
+                        // The link thread's ends to the shards close with the mesh.
+                        drop(mesh);
+                        if let Some(links) = links {
+                            links.stop();
+                        }
                         store.close();
                         return Err(e);
                     }
@@ -181,8 +205,9 @@ impl Server {
             shutdown: shutdown.clone(),
             gauges: gauges.clone(),
             drain: crate::shard::DrainBarrier::new(count),
+            members: members.clone(),
+            links: links.as_ref().map(|l| l.links.clone()),
         });
-        let mesh = crate::route::mesh::build(count, limits::MESH_CHANNEL_MAX);
         let mut handles = Vec::with_capacity(count);
         for (id, (listener, ends)) in listeners.into_iter().zip(mesh).enumerate() {
             let setup = setup.clone();
@@ -205,12 +230,14 @@ impl Server {
         }
         tracing::info!(
             %addr,
+            node = members.name(members.here()),
+            nodes = members.len(),
             shards = count,
             pinned = pin,
             connections_per_shard_max = per_shard_max,
             "partyline listening"
         );
-        Ok(RunningServer { addr, shutdown, handles, gauges, parties, admin, store })
+        Ok(RunningServer { addr, shutdown, handles, gauges, parties, admin, store, links })
     }
 
     /// Starts, then runs until SIGTERM or SIGINT, then closes every socket with 1001.
@@ -220,6 +247,16 @@ impl Server {
         signal_hook::flag::register(signal_hook::consts::SIGINT, running.shutdown.clone())?;
         running.wait()
     }
+}
+
+/// The node of `cluster` that room `room` of party `party` lives on (the same answer
+/// every node of the cluster gives); `None` for an empty list.
+pub fn home_node(cluster: &crate::config::Cluster, party: &str, room: &str) -> Option<String> {
+    let first = cluster.nodes.first()?;
+    let members = crate::route::Members::from_config(cluster, Some(&first.id)).ok()?;
+    let placement = crate::route::Placement::cluster(&members, 1);
+    let node = placement.node_of(&crate::route::RoomKey::new(party, room));
+    Some(members.name(node).to_owned())
 }
 
 /// A started server.
@@ -233,6 +270,7 @@ pub struct RunningServer {
     parties: Arc<[String]>,
     admin: Option<AdminListener>,
     store: partyline_storage::Store,
+    links: Option<LinkThread>,
 }
 
 impl RunningServer {
@@ -250,6 +288,11 @@ impl RunningServer {
     /// of each shard's last sweep).
     pub fn party_stats(&self) -> std::collections::BTreeMap<String, PartyCounts> {
         self.parties.iter().cloned().zip(Gauges::sum_parties(&self.gauges)).collect()
+    }
+
+    /// Each other node's link (in a cluster; empty otherwise), in member-list order.
+    pub fn link_stats(&self) -> Vec<LinkStats> {
+        self.links.as_ref().map(|l| l.links.stats()).unwrap_or_default()
     }
 
     /// Where the admin listener (`/metrics`) listens, if it is on.
@@ -282,6 +325,9 @@ impl RunningServer {
             if let Err(e) = handle.join() {
                 result = Err(io::Error::other(format!("shard failed: {e}")));
             }
+        }
+        if let Some(links) = self.links {
+            links.stop();
         }
         if let Some(admin) = self.admin {
             admin.join();

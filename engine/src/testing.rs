@@ -133,6 +133,7 @@ impl<P: Party> TestRoom<P> {
             home_rx: Vec::new(),
             edge_tx: vec![None],
             edge_rx: Vec::new(),
+            link: None,
         };
         let (router, receivers) = Router::new(here, Placement::new(here.node, 1), mesh);
         let peer = Rc::new(Peer {

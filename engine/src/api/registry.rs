@@ -8,7 +8,7 @@
 
 use super::Connection;
 use super::archive::{ArchivedConns, ConnRecord, record_of};
-use crate::route::{ConnId, ShardAddr};
+use crate::route::{ConnId, NodeId, ShardAddr};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::rc::Rc;
@@ -156,6 +156,16 @@ impl Registry {
             id_dups.remove(id);
         }
         Some(conn)
+    }
+
+    /// Every connection on an edge of `node` (none is rebuilt).
+    pub fn on_node(&self, node: NodeId) -> Vec<ConnId> {
+        let mut out: Vec<ConnId> =
+            self.by_ref.keys().filter(|c| c.edge.node == node).copied().collect();
+        if let Some(a) = &self.archived {
+            out.extend((0..a.len()).map(|at| a.cid(at)).filter(|c| c.edge.node == node));
+        }
+        out
     }
 
     /// The edge shards holding connections of the room.

@@ -105,15 +105,11 @@ impl Room {
         let frame = frame_of(message.into());
         let registry = self.0.registry.borrow();
         let without = registry.resolve(without);
-        let mut refused = 0;
-        for edge in registry.edges() {
-            let delivery = ToEdge::Broadcast {
-                room: self.0.uid,
-                frame: frame.clone(),
-                without: without.clone(),
-            };
-            refused += usize::from(self.0.runtime.router.to_edge(edge, delivery).is_err());
-        }
+        let refused = self.0.runtime.router.to_edges(registry.edges(), || ToEdge::Broadcast {
+            room: self.0.uid,
+            frame: frame.clone(),
+            without: without.clone(),
+        });
         if refused > 0 {
             return Err(Error::overloaded(format!(
                 "broadcast in {}/{}: {refused} shard(s) have too many deliveries waiting",
@@ -154,11 +150,11 @@ impl Room {
         }
         *self.0.auto_response.borrow_mut() = pair.clone();
         let registry = self.0.registry.borrow();
-        for edge in registry.edges() {
-            let update = ToEdge::AutoResponse { room: self.0.uid, pair: pair.clone() };
-            // Control deliveries are never refused.
-            let _ = self.0.runtime.router.to_edge(edge, update);
-        }
+        // Control deliveries are never refused.
+        self.0.runtime.router.to_edges(registry.edges(), || ToEdge::AutoResponse {
+            room: self.0.uid,
+            pair: pair.clone(),
+        });
         Ok(())
     }
 

@@ -21,7 +21,9 @@ mod websocket;
 use crate::api::runtime::Runtime;
 use crate::limits::{self, Limits};
 use crate::log::warn_client;
-use crate::route::{AutoResponse, EdgeSink, RoomKey, RoomUid, Router, ShardAddr, ToEdge, ToHome};
+use crate::route::{
+    AutoResponse, EdgeSink, NodeId, RoomKey, RoomUid, Router, ShardAddr, ToEdge, ToHome,
+};
 use bytes::Bytes;
 use conn::{EdgeConn, RoomLink, Sweep};
 pub(crate) use gate::Gates;
@@ -48,6 +50,7 @@ pub(crate) struct EdgeStats {
     pub sockets: usize,
     pub websockets: usize,
     pub parked: usize,
+    pub remote_websockets: usize,
     pub outbound_bytes: usize,
     pub inbound_bytes: usize,
     pub closed_for_output: u64,
@@ -109,7 +112,10 @@ impl Edge {
             conns: RefCell::new(HashMap::new()),
             rooms: RefCell::new(HashMap::new()),
             parking,
-            next_seq: Cell::new(1),
+            // Numbers start from the time the edge started (ms since the epoch, times
+            // 65,536): a node that restarts never reuses a connection's number that rooms
+            // on other nodes may still hold.
+            next_seq: Cell::new(seq_base()),
             out_per_socket_max: limits.outbound_bytes_max,
             out_total: Cell::new(0),
             out_max: (limits.outbound_total_bytes_max / shards).max(limits.outbound_bytes_max),
@@ -396,12 +402,37 @@ impl Edge {
             sockets: self.conns.borrow().len(),
             websockets: 0,
             parked: 0,
+            remote_websockets: self
+                .rooms
+                .borrow()
+                .iter()
+                .filter(|(uid, _)| uid.home.node != self.here.node)
+                .map(|(_, r)| r.members.len())
+                .sum(),
             outbound_bytes: self.out_total.get(),
             inbound_bytes: self.in_total.get(),
             closed_for_output: self.closed_for_output.get(),
             closed_for_input: self.closed_for_input.get(),
             reads_held: self.reads_held.get(),
         }
+    }
+
+    /// The link to `node` was lost: every socket here in a room homed there is closed
+    /// with 1013 (try again later), so its client reconnects and finds the room again
+    /// once its node is back. Returns how many were asked to close.
+    pub fn node_lost(&self, node: NodeId) -> usize {
+        let rooms = self.rooms.borrow();
+        let mut closed = 0;
+        for room in rooms.values().filter(|r| r.link.uid.home.node == node) {
+            for c in &room.members {
+                c.request_close(
+                    CloseCode::TRY_AGAIN_LATER,
+                    "the room's node is unreachable; reconnect",
+                );
+                closed += 1;
+            }
+        }
+        closed
     }
 
     /// Shutdown: no new sockets, and every socket is asked to close with 1001.
@@ -421,6 +452,14 @@ impl Edge {
     pub fn stop_parking(&self) {
         self.parking.stop();
     }
+}
+
+/// The first connection number of an edge started now.
+fn seq_base() -> u64 {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+    (ms << 16).max(1)
 }
 
 impl EdgeSink for Edge {

@@ -13,7 +13,7 @@ use crate::limits::{
     ROOM_CREDIT_BATCH_BYTES, ROOM_CREDIT_BATCH_EVENTS, ROOM_MAILBOX_BYTES_MAX, ROOM_MAILBOX_MAX,
 };
 use crate::payload::Message;
-use crate::route::{ConnId, ConnectRequest, HttpRequest, ShardAddr, ToEdge, ToHome};
+use crate::route::{ConnId, ConnectRequest, HttpRequest, NodeId, ShardAddr, ToEdge, ToHome};
 use partyline_protocol::ws::CloseCode;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -41,6 +41,10 @@ pub(crate) enum RoomEvent {
     },
     /// The room's hooks had nothing to do for `hibernate_after_ms`: it goes to sleep.
     Sleep,
+    /// The link to `node` was lost: the room's connections on its edges are closed (1006).
+    NodeLost {
+        node: NodeId,
+    },
 }
 
 impl RoomEvent {
@@ -117,14 +121,18 @@ impl RoomHost {
     }
 
     /// Queues an event without waiting. Messages and closes are always taken (messages
-    /// are bounded by the edges' windows, closes by the connections); a connect, request
-    /// or alarm is refused past the hard cap.
+    /// are bounded by the edges' windows, closes by the connections, lost nodes by the
+    /// nodes); a connect, request or alarm is refused past the hard cap.
     pub fn push(&self, event: RoomEvent) -> Result<(), Refused> {
         let bytes = event.bytes();
         let len = self.mailbox.borrow().len();
         let over =
             len >= ROOM_MAILBOX_MAX || self.mailbox_bytes.get() + bytes > ROOM_MAILBOX_BYTES_MAX;
-        if over && !matches!(event, RoomEvent::Close { .. } | RoomEvent::Message { .. }) {
+        let always = matches!(
+            event,
+            RoomEvent::Close { .. } | RoomEvent::Message { .. } | RoomEvent::NodeLost { .. }
+        );
+        if over && !always {
             return Err(Refused(event));
         }
         self.mailbox.borrow_mut().push_back(event);

@@ -18,7 +18,7 @@ pub(crate) use crate::api::archive::REGISTRY as REGISTRY_ARCHIVE;
 use crate::api::runtime::Runtime;
 use crate::limits::{ROOM_BASE_BYTES, ROOM_CONNECTION_BYTES};
 use crate::log::warn_client;
-use crate::route::{ConnectOutcome, HomeSink, RoomKey, RoomUid, ShardAddr, ToEdge, ToHome};
+use crate::route::{ConnectOutcome, HomeSink, NodeId, RoomKey, RoomUid, ShardAddr, ToEdge, ToHome};
 pub use counts::{PartyCounts, WAKE_BUCKETS_US, WakeHistogram};
 use host::{Refused, RoomEvent, RoomHost};
 use partyline_protocol::http::Response;
@@ -308,6 +308,24 @@ impl Home {
         }
     }
 
+    /// The link to `node` was lost: every room with connections on that node's edges
+    /// closes them (their sockets are gone, or will be closed there with 1013), asleep or
+    /// not. Returns how many rooms were told.
+    pub fn node_lost(&self, node: NodeId) -> usize {
+        let hosts: Vec<Rc<RoomHost>> = self
+            .rooms
+            .borrow()
+            .values()
+            .filter(|h| h.core.registry.borrow().edges().any(|e| e.node == node))
+            .cloned()
+            .collect();
+        for host in &hosts {
+            self.activate(host);
+            let _ = host.push(RoomEvent::NodeLost { node });
+        }
+        hosts.len()
+    }
+
     /// Takes off `list` the rooms listed at least `after_ms` before `now`, oldest first.
     fn older_than(
         list: &RefCell<lru::LruCache<RoomKey, u64>>,
@@ -378,6 +396,7 @@ impl Home {
             // connections; an alarm that finds the mailbox full is tried again later.
             RoomEvent::Message { .. }
             | RoomEvent::Close { .. }
+            | RoomEvent::NodeLost { .. }
             | RoomEvent::Alarm { .. }
             | RoomEvent::Sleep => {}
         }

@@ -168,6 +168,28 @@ impl<P: Party> Runner<P> {
             }
             RoomEvent::Alarm { time } => self.alarm(time).await,
             RoomEvent::Sleep => Health::Fine,
+            RoomEvent::NodeLost { node } => {
+                let lost = self.core.registry.borrow().on_node(node);
+                let mut health = Health::Fine;
+                for conn in lost {
+                    let reason = "the socket's node is unreachable";
+                    health = close(
+                        &self.core,
+                        party,
+                        self.hook_timeout,
+                        conn,
+                        CloseCode::ABNORMAL,
+                        reason,
+                    )
+                    .await;
+                    if health == Health::Poisoned {
+                        // The instance is dropped; the rest are forgotten without on_close.
+                        self.fail(RoomEvent::NodeLost { node }, "", 0).await;
+                        break;
+                    }
+                }
+                health
+            }
         };
         if health == Health::Poisoned {
             self.party = None;
@@ -345,6 +367,14 @@ impl<P: Party> Runner<P> {
             RoomEvent::Close { conn, .. } => {
                 if let Some(c) = core.registry.borrow_mut().unregister(conn) {
                     c.mark_closed();
+                }
+            }
+            RoomEvent::NodeLost { node } => {
+                let mut registry = core.registry.borrow_mut();
+                for conn in registry.on_node(node) {
+                    if let Some(c) = registry.unregister(conn) {
+                        c.mark_closed();
+                    }
                 }
             }
             RoomEvent::Sleep => {}

@@ -4,7 +4,7 @@
 //! [`Response`]): no handles, no channels, nothing bound to a shard, so a node link can
 //! encode them as they are.
 
-use super::ids::{ConnId, RoomKey, RoomUid, ShardAddr};
+use super::ids::{ConnId, NodeId, RoomKey, RoomUid, ShardAddr};
 use crate::payload::{Message, Request};
 use bytes::Bytes;
 use partyline_protocol::http::Response;
@@ -154,5 +154,36 @@ impl ToEdge {
     /// outbox refuses. The rest is bounded by the sockets and requests waiting for it.
     pub fn is_data(&self) -> bool {
         matches!(self, ToEdge::Frame { .. } | ToEdge::Broadcast { .. })
+    }
+}
+
+/// A delivery for the edges of another node: one message for one or several of its shards
+/// (a broadcast crosses to each node once and is fanned out there).
+#[derive(Debug)]
+pub(crate) struct ToNode {
+    pub node: NodeId,
+    pub shards: Shards,
+    pub msg: ToEdge,
+}
+
+/// The shards of one node a [`ToNode`] is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Shards {
+    One(u16),
+    Many(Box<[u16]>),
+}
+
+impl Shards {
+    pub fn as_slice(&self) -> &[u16] {
+        match self {
+            Shards::One(s) => std::slice::from_ref(s),
+            Shards::Many(s) => s,
+        }
+    }
+}
+
+impl ToNode {
+    pub fn is_data(&self) -> bool {
+        self.msg.is_data()
     }
 }

@@ -2,7 +2,10 @@
 //! message goes ([`Placement`]), hands local traffic straight to this shard's home or edge
 //! (a direct call, no channel), sends the rest over the mesh, keeps deliveries to each
 //! peer in order behind a bounded outbox when its channel is full, and matches replies to
-//! the requests waiting for them.
+//! the requests waiting for them. Rooms homed on other nodes and sockets on other nodes
+//! are reached through the node-link thread: one channel each way per class, with the
+//! same bounded outbox behind the edge class; a broadcast to several shards of another
+//! node crosses once ([`Router::to_edges`]).
 //!
 //! It never names the edge or the home: they register as a [`HomeSink`] and an
 //! [`EdgeSink`], which keeps the dependencies pointing one way (edge and home depend on
@@ -13,9 +16,9 @@
 //! whose drainer sends into a channel the peer drains the same way; `request` waits for a
 //! reply until the deadline its caller passes.
 
-use super::ids::{RoomKey, ShardAddr};
-use super::mesh::Connected;
-use super::message::{HttpRequest, ToEdge, ToHome};
+use super::ids::{NodeId, RoomKey, ShardAddr};
+use super::mesh::{Connected, ConnectedLink};
+use super::message::{HttpRequest, Shards, ToEdge, ToHome, ToNode};
 use super::placement::Placement;
 use super::replies::Replies;
 use crate::limits::{MESH_OUTBOX_HIGH, MESH_OUTBOX_LOW, MESH_OUTBOX_MAX};
@@ -51,10 +54,35 @@ pub(crate) struct Overloaded {
     pub edge: ShardAddr,
 }
 
-/// The receiving ends of a shard's mesh channels, by peer shard.
+/// The receiving ends of a shard's mesh channels, by peer shard, and from the node link.
 pub(crate) struct Receivers {
     home_rx: Vec<(usize, ConnectedReceiver<ToHome>)>,
     edge_rx: Vec<(usize, ConnectedReceiver<ToEdge>)>,
+    link: Option<(ConnectedReceiver<ToHome>, ConnectedReceiver<ToEdge>)>,
+}
+
+/// The sending ends to the node-link thread, and the outbox behind the edge class.
+struct Link {
+    home_tx: ConnectedSender<ToHome>,
+    edge_tx: ConnectedSender<ToNode>,
+    outbox: RefCell<Outbox<ToNode>>,
+}
+
+/// What an outbox holds: deliveries, some of which are data (frames and broadcasts).
+trait Delivery: Send + 'static {
+    fn is_data(&self) -> bool;
+}
+
+impl Delivery for ToEdge {
+    fn is_data(&self) -> bool {
+        ToEdge::is_data(self)
+    }
+}
+
+impl Delivery for ToNode {
+    fn is_data(&self) -> bool {
+        ToNode::is_data(self)
+    }
 }
 
 /// One shard's router.
@@ -65,7 +93,9 @@ pub(crate) struct Router {
     home_tx: Vec<Option<ConnectedSender<ToHome>>>,
     edge_tx: Vec<Option<ConnectedSender<ToEdge>>>,
     /// Deliveries waiting behind a full edge channel, per peer shard.
-    outboxes: Vec<RefCell<Outbox>>,
+    outboxes: Vec<RefCell<Outbox<ToEdge>>>,
+    /// The node-link thread, in a cluster.
+    link: Option<Link>,
     replies: Replies,
     home: OnceCell<Weak<dyn HomeSink>>,
     edge: OnceCell<Weak<dyn EdgeSink>>,
@@ -77,9 +107,8 @@ pub(crate) struct Router {
 }
 
 /// Deliveries to one peer that found its channel full, drained in order by a task.
-#[derive(Default)]
-struct Outbox {
-    queue: VecDeque<ToEdge>,
+struct Outbox<T> {
+    queue: VecDeque<T>,
     /// Frames and broadcasts among `queue` (what [`MESH_OUTBOX_MAX`] bounds).
     data: usize,
     /// The drainer holds a popped delivery it is still sending.
@@ -89,17 +118,31 @@ struct Outbox {
     waiters: Vec<Waker>,
 }
 
+impl<T> Default for Outbox<T> {
+    fn default() -> Self {
+        Outbox { queue: VecDeque::new(), data: 0, busy: false, wake: None, waiters: Vec::new() }
+    }
+}
+
 impl Router {
     /// A router over the connected mesh ends (spawning the outbox drainers on the current
     /// executor), and the receiving ends for [`Router::listen`].
     pub fn new(here: ShardAddr, placement: Placement, mesh: Connected) -> (Rc<Router>, Receivers) {
         let peers = placement.shards();
+        let (link, link_rx) = match mesh.link {
+            Some(ConnectedLink { home_tx, edge_tx, home_rx, edge_rx }) => (
+                Some(Link { home_tx, edge_tx, outbox: RefCell::default() }),
+                Some((home_rx, edge_rx)),
+            ),
+            None => (None, None),
+        };
         let router = Rc::new(Router {
             here,
             placement,
             home_tx: mesh.home_tx,
             edge_tx: mesh.edge_tx,
             outboxes: (0..peers).map(|_| RefCell::default()).collect(),
+            link,
             replies: Replies::default(),
             home: OnceCell::new(),
             edge: OnceCell::new(),
@@ -109,9 +152,15 @@ impl Router {
         for peer in (0..peers).filter(|&p| p != here.index()) {
             let (tx, rx) = local_channel::new_bounded(1);
             router.outboxes[peer].borrow_mut().wake = Some(tx);
-            glommio::spawn_local(drain_outbox(Rc::downgrade(&router), peer, rx)).detach();
+            glommio::spawn_local(drain_outbox(Rc::downgrade(&router), peer, rx, peer_ends))
+                .detach();
         }
-        (router, Receivers { home_rx: mesh.home_rx, edge_rx: mesh.edge_rx })
+        if let Some(link) = &router.link {
+            let (tx, rx) = local_channel::new_bounded(1);
+            link.outbox.borrow_mut().wake = Some(tx);
+            glommio::spawn_local(drain_outbox(Rc::downgrade(&router), 0, rx, link_ends)).detach();
+        }
+        (router, Receivers { home_rx: mesh.home_rx, edge_rx: mesh.edge_rx, link: link_rx })
     }
 
     /// Registers this shard's home and edge, then starts receiving from the other shards
@@ -124,10 +173,15 @@ impl Router {
     ) {
         assert!(self.home.set(home).is_ok() && self.edge.set(edge).is_ok(), "attached twice");
         for (_, rx) in rx.home_rx {
-            glommio::spawn_local(home_loop(Rc::downgrade(self), rx)).detach();
+            glommio::spawn_local(home_loop(Rc::downgrade(self), rx, true)).detach();
         }
         for (_, rx) in rx.edge_rx {
             glommio::spawn_local(edge_loop(Rc::downgrade(self), rx)).detach();
+        }
+        if let Some((home_rx, edge_rx)) = rx.link {
+            // Not counted for the drain barrier, which is between this node's shards.
+            glommio::spawn_local(home_loop(Rc::downgrade(self), home_rx, false)).detach();
+            glommio::spawn_local(edge_loop(Rc::downgrade(self), edge_rx)).detach();
         }
     }
 
@@ -156,6 +210,25 @@ impl Router {
                 sink.deliver(msg);
             }
             return None;
+        }
+        if home.node != self.here.node {
+            // Another node's room: the node-link thread sends it (or answers for a node
+            // that is down).
+            let tx = &self.link.as_ref()?.home_tx;
+            return match tx.try_send(msg) {
+                Ok(()) => None,
+                Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
+                    let router = self.clone();
+                    Some(Box::pin(async move {
+                        if let Some(link) = &router.link
+                            && link.home_tx.send(msg).await.is_err()
+                        {
+                            tracing::debug!("node link channel closed (shutting down)");
+                        }
+                    }))
+                }
+                Err(_) => None, // closed: shutting down
+            };
         }
         let tx = self.home_tx[home.index()].as_ref()?;
         match tx.try_send(msg) {
@@ -230,33 +303,59 @@ impl Router {
             self.deliver_here(msg);
             return Ok(());
         }
+        if edge.node != self.here.node {
+            let Some(link) = &self.link else { return Ok(()) };
+            let msg = ToNode { node: edge.node, shards: Shards::One(edge.shard), msg };
+            return send_or_queue(&link.edge_tx, &link.outbox, msg)
+                .map_err(|()| Overloaded { edge });
+        }
         let Some(tx) = self.edge_tx.get(edge.index()).and_then(Option::as_ref) else {
-            return Ok(()); // not a shard of this node (issue 12 routes those)
+            return Ok(()); // no such shard
         };
-        let mut outbox = self.outboxes[edge.index()].borrow_mut();
-        // Straight into the channel only when nothing waits or is in flight before it, so
-        // deliveries to one edge stay in order.
-        if outbox.queue.is_empty() && !outbox.busy {
-            match tx.try_send(msg) {
-                Ok(()) => return Ok(()),
-                Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
-                    outbox.push(msg);
-                }
-                Err(_) => return Ok(()), // closed: shutting down
-            }
-        } else if msg.is_data() && outbox.data >= MESH_OUTBOX_MAX {
-            return Err(Overloaded { edge });
-        } else {
-            outbox.push(msg);
-        }
-        if let Some(w) = &outbox.wake {
-            let _ = w.try_send(());
-        }
-        Ok(())
+        send_or_queue(tx, &self.outboxes[edge.index()], msg).map_err(|()| Overloaded { edge })
     }
 
-    /// Deliveries waiting for `edge` behind its full channel.
+    /// Sends one delivery to each of `edges` (`make` builds each copy): those of this node
+    /// one each, those of another node one per node, fanned out by that node. Returns how
+    /// many of `edges` refused it (see [`Router::to_edge`]).
+    pub fn to_edges(
+        &self,
+        edges: impl Iterator<Item = ShardAddr>,
+        mut make: impl FnMut() -> ToEdge,
+    ) -> usize {
+        let mut refused = 0;
+        let mut remote: Vec<(NodeId, Vec<u16>)> = Vec::new();
+        for edge in edges {
+            if edge.node == self.here.node {
+                refused += usize::from(self.to_edge(edge, make()).is_err());
+            } else {
+                match remote.iter_mut().find(|(n, _)| *n == edge.node) {
+                    Some((_, shards)) => shards.push(edge.shard),
+                    None => remote.push((edge.node, vec![edge.shard])),
+                }
+            }
+        }
+        let Some(link) = &self.link else { return refused };
+        for (node, shards) in remote {
+            let count = shards.len();
+            let shards = match shards[..] {
+                [one] => Shards::One(one),
+                _ => Shards::Many(shards.into()),
+            };
+            let msg = ToNode { node, shards, msg: make() };
+            if send_or_queue(&link.edge_tx, &link.outbox, msg).is_err() {
+                refused += count;
+            }
+        }
+        refused
+    }
+
+    /// Deliveries waiting for `edge` behind its full channel (for another node's edge,
+    /// behind the channel to the node-link thread).
     pub fn backlog(&self, edge: ShardAddr) -> usize {
+        if edge.node != self.here.node {
+            return self.link.as_ref().map_or(0, |l| l.outbox.borrow().queue.len());
+        }
         self.outboxes.get(edge.index()).map_or(0, |o| o.borrow().queue.len())
     }
 
@@ -268,19 +367,16 @@ impl Router {
     /// Waits until `edge`'s backlog is below [`MESH_OUTBOX_LOW`]. Bounded by the peer's
     /// progress: it drains its channel without ever waiting.
     pub async fn drained(&self, edge: ShardAddr) {
+        if edge.node != self.here.node {
+            if let Some(link) = &self.link {
+                wait_below_low(&link.outbox).await;
+            }
+            return;
+        }
         let Some(outbox) = self.outboxes.get(edge.index()) else {
             return;
         };
-        poll_fn(|cx| {
-            let mut outbox = outbox.borrow_mut();
-            if outbox.queue.len() < MESH_OUTBOX_LOW {
-                Poll::Ready(())
-            } else {
-                outbox.waiters.push(cx.waker().clone());
-                Poll::Pending
-            }
-        })
-        .await;
+        wait_below_low(outbox).await;
     }
 
     /// A delivery for this shard: responses to their waiters, the rest to the edge.
@@ -296,17 +392,77 @@ impl Router {
     }
 }
 
-impl Outbox {
-    fn push(&mut self, msg: ToEdge) {
+impl<T: Delivery> Outbox<T> {
+    fn push(&mut self, msg: T) {
         self.data += usize::from(msg.is_data());
         self.queue.push_back(msg);
     }
 }
 
-async fn home_loop(router: Weak<Router>, rx: ConnectedReceiver<ToHome>) {
+/// Hands `msg` to `tx`, or queues it behind the channel when it is full (or when others
+/// wait there already, to keep the order). `Err` when it is data and the outbox is full.
+fn send_or_queue<T: Delivery>(
+    tx: &ConnectedSender<T>,
+    outbox: &RefCell<Outbox<T>>,
+    msg: T,
+) -> Result<(), ()> {
+    let mut outbox = outbox.borrow_mut();
+    // Straight into the channel only when nothing waits or is in flight before it, so
+    // deliveries to one edge stay in order.
+    if outbox.queue.is_empty() && !outbox.busy {
+        match tx.try_send(msg) {
+            Ok(()) => return Ok(()),
+            Err(glommio::GlommioError::WouldBlock(glommio::ResourceType::Channel(msg))) => {
+                outbox.push(msg);
+            }
+            Err(_) => return Ok(()), // closed: shutting down
+        }
+    } else if msg.is_data() && outbox.data >= MESH_OUTBOX_MAX {
+        return Err(());
+    } else {
+        outbox.push(msg);
+    }
+    if let Some(w) = &outbox.wake {
+        let _ = w.try_send(());
+    }
+    Ok(())
+}
+
+/// Waits until the outbox holds fewer than [`MESH_OUTBOX_LOW`] deliveries.
+async fn wait_below_low<T>(outbox: &RefCell<Outbox<T>>) {
+    poll_fn(|cx| {
+        let mut outbox = outbox.borrow_mut();
+        if outbox.queue.len() < MESH_OUTBOX_LOW {
+            Poll::Ready(())
+        } else {
+            outbox.waiters.push(cx.waker().clone());
+            Poll::Pending
+        }
+    })
+    .await;
+}
+
+/// An outbox and the channel behind it, as [`drain_outbox`] finds them.
+type OutboxEnds<'a, T> = (&'a RefCell<Outbox<T>>, Option<&'a ConnectedSender<T>>);
+
+/// Where [`drain_outbox`] finds its outbox.
+type Ends<T> = for<'a> fn(&'a Router, usize) -> OutboxEnds<'a, T>;
+
+fn peer_ends(router: &Router, peer: usize) -> OutboxEnds<'_, ToEdge> {
+    (&router.outboxes[peer], router.edge_tx[peer].as_ref())
+}
+
+fn link_ends(router: &Router, _: usize) -> OutboxEnds<'_, ToNode> {
+    let link = router.link.as_ref().expect("a link outbox has a link");
+    (&link.outbox, Some(&link.edge_tx))
+}
+
+async fn home_loop(router: Weak<Router>, rx: ConnectedReceiver<ToHome>, count: bool) {
     while let Some(msg) = rx.recv().await {
         let Some(router) = router.upgrade() else { return };
-        router.received_home.set(router.received_home.get() + 1);
+        if count {
+            router.received_home.set(router.received_home.get() + 1);
+        }
         if let Some(sink) = router.home.get().and_then(Weak::upgrade) {
             sink.deliver(msg);
         }
@@ -320,12 +476,17 @@ async fn edge_loop(router: Weak<Router>, rx: ConnectedReceiver<ToEdge>) {
     }
 }
 
-async fn drain_outbox(router: Weak<Router>, peer: usize, wake: LocalReceiver<()>) {
+async fn drain_outbox<T: Delivery>(
+    router: Weak<Router>,
+    peer: usize,
+    wake: LocalReceiver<()>,
+    ends: Ends<T>,
+) {
     while wake.recv().await.is_some() {
         loop {
             let Some(router) = router.upgrade() else { return };
             let next = {
-                let mut outbox = router.outboxes[peer].borrow_mut();
+                let mut outbox = ends(&router, peer).0.borrow_mut();
                 let next = outbox.queue.pop_front();
                 if let Some(msg) = &next {
                     outbox.data -= usize::from(msg.is_data());
@@ -340,7 +501,7 @@ async fn drain_outbox(router: Weak<Router>, peer: usize, wake: LocalReceiver<()>
                 next
             };
             let Some(msg) = next else { break };
-            let Some(tx) = &router.edge_tx[peer] else { break };
+            let Some(tx) = ends(&router, peer).1 else { break };
             if tx.send(msg).await.is_err() {
                 return;
             }
@@ -360,7 +521,7 @@ mod tests {
     /// stays in the channel and then the outbox.
     #[test]
     fn a_full_outbox_refuses_frames_but_never_control_deliveries() {
-        let mut ends = mesh::build(2, crate::limits::MESH_CHANNEL_MAX).into_iter();
+        let mut ends = mesh::build(2, crate::limits::MESH_CHANNEL_MAX, false).0.into_iter();
         let (ours, theirs) = (ends.next().unwrap(), ends.next().unwrap());
         let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
         let peer = std::thread::spawn(move || {

@@ -14,8 +14,9 @@ use crate::config::Config;
 use crate::edge::{Edge, FetchHandler, Gates};
 use crate::home::{Home, SpawnRoom};
 use crate::limits::SHUTDOWN_DRAIN_MS;
+use crate::link::NodeLinks;
 use crate::route::mesh::MeshEnds;
-use crate::route::{EdgeSink, HomeSink, NodeId, Placement, Router, ShardAddr};
+use crate::route::{EdgeSink, HomeSink, Members, Placement, Router, ShardAddr};
 pub(crate) use stats::Gauges;
 pub use stats::ShardStats;
 use std::collections::HashMap;
@@ -43,6 +44,10 @@ pub(crate) struct ShardSetup {
     pub shutdown: Arc<AtomicBool>,
     pub gauges: Arc<[Gauges]>,
     pub drain: DrainBarrier,
+    /// The cluster's nodes (just this one for a process on its own).
+    pub members: Members,
+    /// Other nodes' links, in a cluster.
+    pub links: Option<Arc<NodeLinks>>,
 }
 
 /// Where the shards meet at shutdown, between draining their edges and stopping their
@@ -99,8 +104,8 @@ pub(crate) async fn run(
     mesh: MeshEnds,
 ) {
     let shards = setup.gauges.len();
-    let here = ShardAddr::local(NodeId::default(), id);
-    let placement = Placement::new(here.node, shards);
+    let here = ShardAddr::local(setup.members.here(), id);
+    let placement = Placement::cluster(&setup.members, shards);
     let (router, receivers) = Router::new(here, placement, mesh.connect().await);
     let runtime = Rc::new(Runtime {
         router: router.clone(),
@@ -123,7 +128,8 @@ pub(crate) async fn run(
     let (acceptor, waiter) = edge.start(listener);
     tracing::debug!(shard = %here, "shard running");
 
-    sweep_until_shutdown(&edge, &home, &setup.gauges[id], &setup.shutdown).await;
+    let lost = Lost { links: setup.links.clone(), shard: id, seen: Vec::new() };
+    sweep_until_shutdown(&edge, &home, &setup.gauges[id], &setup.shutdown, lost).await;
 
     // Shutdown: stop accepting, close every socket with 1001, wait for them to drain,
     // then unload every room (their tasks end, and with them the references to the store).
@@ -153,10 +159,53 @@ pub(crate) async fn run(
     tracing::debug!(shard = %here, left = edge.stats().sockets, "shard stopped");
 }
 
+/// The other nodes' lost links, as this shard has handled them.
+struct Lost {
+    links: Option<Arc<NodeLinks>>,
+    shard: usize,
+    /// Per node, the losses handled.
+    seen: Vec<u64>,
+}
+
+impl Lost {
+    /// For each node whose link was lost since the last sweep: this edge closes its
+    /// sockets in rooms homed there (1013), and this home's rooms close their connections
+    /// on that node's edges; then the loss is acknowledged, so a new link may carry
+    /// traffic.
+    fn sweep(&mut self, edge: &Edge, home: &Home) {
+        let Some(links) = &self.links else { return };
+        let members = links.members();
+        self.seen.resize(members.len(), 0);
+        for node in members.others() {
+            let losses = links.losses(node);
+            let seen = &mut self.seen[usize::from(node.0)];
+            if losses != *seen {
+                let sockets = edge.node_lost(node);
+                let rooms = home.node_lost(node);
+                tracing::debug!(
+                    shard = self.shard,
+                    node = members.name(node),
+                    sockets,
+                    rooms,
+                    "closed what lived across a lost node link"
+                );
+                *seen = losses;
+                links.ack(self.shard, node, losses);
+            }
+        }
+    }
+}
+
 /// The sweeper: idle pings, timeouts and parking on the edge, quiet rooms to sleep and
 /// idle rooms to unload on the home (both O(what they put away)),
 /// the gauges, handing freed memory back, and the shutdown flag.
-async fn sweep_until_shutdown(edge: &Edge, home: &Home, gauges: &Gauges, shutdown: &AtomicBool) {
+async fn sweep_until_shutdown(
+    edge: &Edge,
+    home: &Home,
+    gauges: &Gauges,
+    shutdown: &AtomicBool,
+    mut lost: Lost,
+) {
     // Parked sockets free their tasks and streams, sleeping rooms their connections' records;
     // hand that memory back to the OS when a burst of them ends (and once a second while
     // one lasts).
@@ -164,6 +213,7 @@ async fn sweep_until_shutdown(edge: &Edge, home: &Home, gauges: &Gauges, shutdow
     let (mut collect_due, mut collected_at) = (false, Instant::now());
     while !shutdown.load(Ordering::Relaxed) {
         crate::rt::sleep(SWEEP_INTERVAL).await;
+        lost.sweep(edge, home);
         let edge_stats = edge.sweep();
         home.sweep();
         let home_stats = home.stats();

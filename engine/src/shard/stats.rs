@@ -15,6 +15,8 @@ pub struct ShardStats {
     pub websockets: usize,
     /// Of those, parked: idle, with no task ([`crate::Limits::ws_park_after_ms`]).
     pub parked: usize,
+    /// Of the open WebSockets, those in rooms homed on another node of the cluster.
+    pub remote_websockets: usize,
     /// Bytes queued to write on this shard's sockets (`outbound_total_bytes_max`).
     pub outbound_bytes: usize,
     /// Bytes held for partly received messages (`inbound_total_bytes_max`).
@@ -51,6 +53,7 @@ pub(crate) struct Gauges {
     sockets: AtomicUsize,
     websockets: AtomicUsize,
     parked: AtomicUsize,
+    remote_websockets: AtomicUsize,
     outbound_bytes: AtomicUsize,
     inbound_bytes: AtomicUsize,
     closed_for_output: AtomicU64,
@@ -88,6 +91,7 @@ impl Gauges {
             sockets: r(),
             websockets: r(),
             parked: r(),
+            remote_websockets: r(),
             outbound_bytes: r(),
             inbound_bytes: r(),
             closed_for_output: c(),
@@ -159,6 +163,7 @@ impl Gauges {
         self.sockets.store(edge.sockets, r);
         self.websockets.store(edge.websockets, r);
         self.parked.store(edge.parked, r);
+        self.remote_websockets.store(edge.remote_websockets, r);
         self.outbound_bytes.store(edge.outbound_bytes, r);
         self.inbound_bytes.store(edge.inbound_bytes, r);
         self.closed_for_output.store(edge.closed_for_output, r);
@@ -180,6 +185,7 @@ impl Gauges {
             sockets: self.sockets.load(r),
             websockets: self.websockets.load(r),
             parked: self.parked.load(r),
+            remote_websockets: self.remote_websockets.load(r),
             outbound_bytes: self.outbound_bytes.load(r),
             inbound_bytes: self.inbound_bytes.load(r),
             closed_for_output: self.closed_for_output.load(r),

@@ -35,6 +35,8 @@ pub(crate) struct View {
     pub store: partyline_storage::Store,
     /// The other nodes' links, in a cluster.
     pub links: Option<Arc<crate::link::NodeLinks>>,
+    /// Set when the server starts to drain: `/health` answers 503 from then on.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl View {
@@ -176,6 +178,9 @@ fn serve(mut stream: TcpStream, served: &Served) {
                 ),
                 Err(_) => respond(&stream, 500, "text/plain", b"cannot encode the metrics\n"),
             }
+        }
+        ("GET", "/health") if served.view.draining.load(Ordering::Relaxed) => {
+            respond(&stream, 503, "text/plain", b"draining\n")
         }
         ("GET", "/health") => match served.view.store.health() {
             Ok(()) => respond(&stream, 200, "text/plain", b"ok\n"),

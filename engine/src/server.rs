@@ -148,6 +148,8 @@ impl Server {
             tracing::warn!(error = %e, "cannot clear the connection archives of an earlier run");
         }
         let shutdown = Arc::new(AtomicBool::new(false));
+        let draining = Arc::new(AtomicBool::new(false));
+        let drain_health = std::time::Duration::from_millis(self.config.drain_health_ms);
         // Each party's index (for its counts) is its place in name order.
         let mut parties: Vec<String> = self.spawners.keys().cloned().collect();
         parties.sort();
@@ -177,6 +179,7 @@ impl Server {
                     parties: parties.clone(),
                     store: store.clone(),
                     links: links.as_ref().map(|l| l.links.clone()),
+                    draining: draining.clone(),
                 };
                 match AdminListener::start(addr, view, shutdown.clone()) {
                     Ok(admin) => Some(admin),
@@ -237,14 +240,31 @@ impl Server {
             connections_per_shard_max = per_shard_max,
             "partyline listening"
         );
-        Ok(RunningServer { addr, shutdown, handles, gauges, parties, admin, store, links })
+        Ok(RunningServer {
+            addr,
+            shutdown,
+            draining,
+            drain_health,
+            handles,
+            gauges,
+            parties,
+            admin,
+            store,
+            links,
+        })
     }
 
-    /// Starts, then runs until SIGTERM or SIGINT, then closes every socket with 1001.
+    /// Starts, then runs until SIGTERM or SIGINT, then drains ([`RunningServer::drain`])
+    /// and exits.
     pub fn serve(self) -> io::Result<()> {
         let running = self.start()?;
-        signal_hook::flag::register(signal_hook::consts::SIGTERM, running.shutdown.clone())?;
-        signal_hook::flag::register(signal_hook::consts::SIGINT, running.shutdown.clone())?;
+        let signalled = Arc::new(AtomicBool::new(false));
+        signal_hook::flag::register(signal_hook::consts::SIGTERM, signalled.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGINT, signalled.clone())?;
+        while !signalled.load(Ordering::Relaxed) {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        running.drain();
         running.wait()
     }
 }
@@ -264,6 +284,8 @@ pub fn home_node(cluster: &crate::config::Cluster, party: &str, room: &str) -> O
 pub struct RunningServer {
     addr: SocketAddr,
     shutdown: Arc<AtomicBool>,
+    draining: Arc<AtomicBool>,
+    drain_health: std::time::Duration,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
     gauges: Arc<[Gauges]>,
     /// Party names by index, as the gauges count them.
@@ -300,7 +322,23 @@ impl RunningServer {
         self.admin.as_ref().map(|a| a.addr)
     }
 
-    /// Asks every shard to stop: no new sockets, open ones closed with 1001.
+    /// Drains: `/health` answers 503 for `drain_health_ms` (so a balancer's health check
+    /// takes the node out of rotation while it still serves), then every shard stops
+    /// ([`RunningServer::begin_shutdown`]). Returns when the shards have been told.
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
+        if !self.drain_health.is_zero() {
+            tracing::info!(
+                ms = u64::try_from(self.drain_health.as_millis()).unwrap_or(u64::MAX),
+                "draining: /health answers 503; stopping after that"
+            );
+            std::thread::sleep(self.drain_health);
+        }
+        self.begin_shutdown();
+    }
+
+    /// Asks every shard to stop: no new sockets, open ones closed with 1012, rooms put
+    /// to sleep (hibernating parties) or unloaded.
     pub fn begin_shutdown(&self) {
         self.shutdown.store(true, Ordering::Relaxed);
     }

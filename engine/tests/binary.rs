@@ -1,6 +1,6 @@
 //! Tests of the `partyline` binary itself: `partyline serve` with the built-in parties on
 //! an ephemeral port, the `main` chat over WebSocket and HTTP (new and legacy paths), and
-//! SIGTERM closing every socket with 1001 and exiting 0.
+//! SIGTERM draining (health 503 first), closing every socket with 1012 and exiting 0.
 
 mod common;
 
@@ -35,6 +35,11 @@ impl Drop for Served {
 
 /// Runs `partyline serve` on an ephemeral loopback port; reads the address from its log.
 fn serve(shards: usize) -> Served {
+    serve_with(shards, &[])
+}
+
+/// [`serve`] with more arguments.
+fn serve_with(shards: usize, more: &[&str]) -> Served {
     static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // One server per data folder: the store locks it.
@@ -52,6 +57,7 @@ fn serve(shards: usize) -> Served {
             "--data",
         ])
         .arg(&data)
+        .args(more)
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stdout(Stdio::piped())
@@ -104,15 +110,29 @@ fn main_chat_history_broadcast_and_http() {
 }
 
 #[test]
-fn sigterm_closes_sockets_with_1001_and_exits_0() {
-    let mut served = serve(2);
+fn sigterm_drains_then_closes_sockets_with_1012_and_exits_0() {
+    let config = std::env::temp_dir().join(format!("partyline-drain-{}.toml", std::process::id()));
+    std::fs::write(&config, "drain_health_ms = 700\n").expect("config written");
+    let mut served = serve_with(2, &["--config", config.to_str().expect("utf-8 path")]);
     let (mut a, _) = ws(served.addr, "/parties/echo/x");
     let (mut b, _) = ws(served.addr, "/parties/relay/y");
+    assert_eq!(http(served.admin, "GET", "/health", "").0, 200);
     let pid = i32::try_from(served.child.id()).expect("pid fits");
     // SAFETY: kill(2) with a pid we spawned and a valid signal number.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-    assert_eq!(read_close(&mut a).0, 1001);
-    assert_eq!(read_close(&mut b).0, 1001);
+    let signalled = std::time::Instant::now();
+    // First the balancer is told (health 503) while everything still works...
+    let mut health = 200;
+    while health != 503 && signalled.elapsed() < Duration::from_millis(500) {
+        health = http(served.admin, "GET", "/health", "").0;
+    }
+    assert_eq!(health, 503, "/health says the node is draining");
+    send_text(&mut a, "still here");
+    assert_eq!(read_text(&mut a), "still here", "sockets are served while the node drains");
+    // ...then the sockets are closed with 1012 (service restart: reconnect elsewhere).
+    assert_eq!(read_close(&mut a).0, 1012);
+    assert!(signalled.elapsed() >= Duration::from_millis(700), "closed only after the drain time");
+    assert_eq!(read_close(&mut b).0, 1012);
     let mut waited = Duration::ZERO;
     let status = loop {
         if let Some(status) = served.child.try_wait().expect("wait") {
@@ -123,4 +143,5 @@ fn sigterm_closes_sockets_with_1001_and_exits_0() {
         waited += Duration::from_millis(50);
     };
     assert!(status.success(), "exit status {status}");
+    let _ = std::fs::remove_file(config);
 }

@@ -73,11 +73,11 @@ fn parked_sockets_resume_on_reads_and_writes_in_order() {
         std::thread::sleep(Duration::from_millis(50));
     }
 
-    // Shutdown closes parked sockets with 1001.
+    // Shutdown closes parked sockets with 1012.
     server.begin_shutdown();
     for (i, c) in clients.iter_mut().enumerate().filter(|(i, _)| *i != 3) {
         let (code, reason) = read_close(c);
-        assert_eq!((code, reason.as_str()), (1001, "server shutting down"), "client {i}");
+        assert_eq!((code, reason.as_str()), (1012, "server shutting down"), "client {i}");
     }
     server.wait().expect("clean stop");
 }

@@ -266,8 +266,8 @@ fn http_requests_reach_on_request_with_the_full_target() {
         http(addr, "POST", "/parties/probe/r/sub/path?x=1", "body!"),
         (200, "POST /parties/probe/r/sub/path?x=1 body!".into())
     );
-    // Echo has no on_request: 500, as PartyKit answers.
-    assert_eq!(http(addr, "GET", "/parties/echo/r", "").0, 500);
+    // Relay has no on_request: 500, as PartyKit answers.
+    assert_eq!(http(addr, "GET", "/parties/relay/r", "").0, 500);
     assert_eq!(http(addr, "GET", "/parties/probe/r/fail", ""), (500, "on_request failed\n".into()));
     srv.shutdown().unwrap();
 }
@@ -373,12 +373,12 @@ fn room_connection_limit_answers_503() {
 }
 
 #[test]
-fn shutdown_closes_sockets_with_1001() {
+fn shutdown_closes_sockets_with_1012() {
     let (srv, addr) = start(server(2));
     let (mut a, _) = ws(addr, "/parties/echo/r");
     let (mut b, _) = ws(addr, "/parties/echo/r");
     srv.begin_shutdown();
-    assert_eq!(read_close(&mut a).0, 1001);
-    assert_eq!(read_close(&mut b).0, 1001);
+    assert_eq!(read_close(&mut a).0, 1012);
+    assert_eq!(read_close(&mut b).0, 1012);
     srv.wait().unwrap();
 }

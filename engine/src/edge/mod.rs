@@ -435,12 +435,13 @@ impl Edge {
         closed
     }
 
-    /// Shutdown: no new sockets, and every socket is asked to close with 1001.
+    /// Shutdown: no new sockets, and every socket is asked to close with 1012 (service
+    /// restart: the client reconnects, through the balancer to another node).
     pub fn close_all(&self) {
         self.shutting_down.set(true);
         let conns: Vec<_> = self.conns.borrow().values().cloned().collect();
         for c in conns {
-            c.request_close(CloseCode::GOING_AWAY, "server shutting down");
+            c.request_close(CloseCode::SERVICE_RESTART, "server shutting down");
         }
     }
 

@@ -34,7 +34,7 @@ pub(crate) struct View {
     pub parties: Arc<[String]>,
     pub store: partyline_storage::Store,
     /// The other nodes' links, in a cluster.
-    pub links: Option<Arc<crate::link::NodeLinks>>,
+    pub links: Option<Arc<crate::route::NodeLinks>>,
     /// Set when the server starts to drain: `/health` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
 }

@@ -275,6 +275,12 @@ const _: () = assert!(SCRATCH_BYTES > wire::WS_FRAME_HEADER_MAX);
 /// much again while it writes.
 pub const LINK_BUFFER_MAX: usize = 64 * 1024 * 1024;
 
+/// Bytes waiting on a node link past which rooms with sockets on that node wait before
+/// their next event (as for a congested shard), until it is below [`LINK_BUFFER_LOW`]:
+/// a room that writes faster than the link drains is held back, not the link dropped.
+pub const LINK_BUFFER_HIGH: usize = LINK_BUFFER_MAX / 4;
+pub const LINK_BUFFER_LOW: usize = LINK_BUFFER_HIGH / 4;
+
 /// How often a node link sends a heartbeat when it has nothing else to say.
 pub const LINK_PING_MS: u64 = 500;
 

@@ -135,7 +135,7 @@ impl<P: Party> TestRoom<P> {
             edge_rx: Vec::new(),
             link: None,
         };
-        let (router, receivers) = Router::new(here, Placement::new(here.node, 1), mesh);
+        let (router, receivers) = Router::new(here, Placement::new(here.node, 1), mesh, None);
         let peer = Rc::new(Peer {
             sockets: RefCell::default(),
             broadcasts: RefCell::default(),

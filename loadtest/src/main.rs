@@ -16,18 +16,20 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "partyline-loadtest", version, about = "Load tests for PartyKit-style servers")]
 struct Cli {
-    /// Server address.
-    #[arg(long, global = true, default_value = "127.0.0.1:1999")]
-    target: SocketAddr,
+    /// Server address; several, comma-separated, spread the connections over them (the
+    /// nodes of a cluster, say).
+    #[arg(long, global = true, default_value = "127.0.0.1:1999", value_delimiter = ',')]
+    target: Vec<SocketAddr>,
     /// Worker threads per process (default: one per core).
     #[arg(long, global = true)]
     workers: Option<usize>,
     /// Worker processes: each has its own open-files limit (20,000 on our machines).
     #[arg(long, global = true, default_value_t = 1)]
     processes: usize,
-    /// The server's pid, to report its CPU seconds and memory.
-    #[arg(long, global = true)]
-    server_pid: Option<u32>,
+    /// The server's pid, to report its CPU seconds and memory; several, comma-separated,
+    /// are summed (every process of a cluster).
+    #[arg(long, global = true, value_delimiter = ',')]
+    server_pid: Vec<u32>,
     /// Connection attempts in flight per worker.
     #[arg(long, global = true, default_value_t = 256)]
     connect_concurrency: usize,
@@ -70,23 +72,18 @@ fn main() {
         }
     };
     let target = Target {
-        addr: cli.target,
+        addrs: cli.target,
         workers: cli
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1),
         processes: cli.processes.max(1),
-        server_pid: cli.server_pid,
+        server_pids: cli.server_pid.clone(),
         connect_concurrency: cli.connect_concurrency,
         source_addrs,
     };
-    let server_before = if cli.child.is_none() {
-        cli.server_pid.map(|pid| {
-            (partyline_loadtest::sys::rss_bytes(pid), partyline_loadtest::sys::anon_bytes(pid))
-        })
-    } else {
-        None
-    };
+    let server_before =
+        (cli.child.is_none() && !target.server_pids.is_empty()).then(|| target.server_memory());
     let mut scenario = cli.scenario;
     if let Scenario::Idle(p) = &mut scenario
         && let Some((rss, anon)) = server_before

@@ -36,10 +36,10 @@ fn next_server() -> usize {
 
 fn target(server: &partyline::RunningServer) -> Target {
     Target {
-        addr: server.local_addr(),
+        addrs: vec![server.local_addr()],
         workers: 2,
         processes: 1,
-        server_pid: Some(std::process::id()),
+        server_pids: vec![std::process::id()],
         connect_concurrency: 16,
         source_addrs: Vec::new(),
     }
@@ -153,6 +153,68 @@ fn fanout_delivers_everything_in_order() {
     );
     assert!(r["cpu"]["server_cpu_s"].as_f64().is_some(), "{r}");
     srv.shutdown().unwrap();
+}
+
+/// One room's connections spread over the two nodes of a cluster (`--target A,B`): the
+/// fan-out crosses the node link and still loses and reorders nothing.
+#[test]
+fn fanout_over_two_nodes_of_a_cluster_loses_nothing() {
+    let peers: Vec<std::net::TcpListener> =
+        (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let cluster = partyline::Cluster {
+        nodes: ["a", "b"]
+            .iter()
+            .zip(&peers)
+            .map(|(id, l)| partyline::NodeSpec { id: (*id).into(), peer: l.local_addr().unwrap() })
+            .collect(),
+    };
+    drop(peers);
+    let node = |id: &str| {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            shards: 1,
+            pin_cores: false,
+            admin: partyline::Admin::Off,
+            cluster: cluster.clone(),
+            node: Some(id.into()),
+            data: std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+                "loadtest-{}-{}",
+                std::process::id(),
+                next_server()
+            )),
+            ..Config::default()
+        };
+        Server::new(config).with_builtin_parties().start().expect("node starts")
+    };
+    let (a, b) = (node("a"), node("b"));
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !(a.link_stats().iter().all(|l| l.up) && b.link_stats().iter().all(|l| l.up)) {
+        assert!(std::time::Instant::now() < until, "the nodes did not link");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let target = Target { addrs: vec![a.local_addr(), b.local_addr()], ..target(&a) };
+    let scenario = Scenario::Fanout(fanout::FanoutParams {
+        receivers: 40,
+        senders: 2,
+        rate: 200.0,
+        warmup_s: 0.2,
+        duration_s: 0.5,
+        payload: 64,
+        party: "relay".into(),
+        room: "across".into(),
+    });
+    let r = runner::run(&scenario, &target, &[]).expect("scenario runs");
+    assert_complete(&r);
+    assert_eq!(
+        r["expected_deliveries"].as_u64(),
+        r["messages_sent"].as_u64().map(|s| s * 40),
+        "{r}"
+    );
+    // The room is on one node; the other carried its messages both ways over the link.
+    let crossed: u64 = [&a, &b].iter().flat_map(|n| n.link_stats()).map(|l| l.messages_in).sum();
+    assert!(crossed > r["messages_sent"].as_u64().unwrap(), "{:?}", a.link_stats());
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
 }
 
 #[test]

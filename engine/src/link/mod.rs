@@ -20,7 +20,6 @@
 //! waiting; the link's reads wait on the peer, bounded by the heartbeat deadline.
 
 mod session;
-mod status;
 
 use crate::limits::{LINK_BUFFER_MAX, LINK_DEAD_MS, LINK_PING_MS, SHARD_IO_MEMORY};
 use crate::route::mesh::LinkEnds;
@@ -38,8 +37,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use status::LinkStats;
-pub(crate) use status::NodeLinks;
+pub use crate::route::LinkStats;
+use crate::route::NodeLinks;
 
 /// The running node-link thread.
 pub(crate) struct LinkThread {
@@ -107,6 +106,8 @@ struct Peer {
     sessions: Cell<u64>,
     /// Encoded frames waiting for the writer.
     out: RefCell<Vec<u8>>,
+    /// Bytes the writer took from `out` and has not written yet.
+    writing: Cell<usize>,
     wake: RefCell<Option<LocalSender<()>>>,
     fd: Cell<Option<RawFd>>,
     heard: Cell<Option<Instant>>,
@@ -222,6 +223,7 @@ impl Core {
             self.end(node, session, "the node is not reading fast enough");
             return false;
         }
+        self.links.set_pending(node, len + peer.writing.get());
         if let Some(w) = peer.wake.borrow().as_ref() {
             let _ = w.try_send(());
         }
@@ -284,6 +286,8 @@ impl Core {
         }
         peer.session.set(0);
         *peer.out.borrow_mut() = Vec::new();
+        peer.writing.set(0);
+        self.links.set_pending(node, 0);
         peer.wake.borrow_mut().take();
         if let Some(fd) = peer.fd.take() {
             // Ends the reader's pending read; the descriptor closes with the stream.

@@ -302,12 +302,20 @@ async fn write_loop(
                 break;
             }
             let mut at = 0;
+            peer.writing.set(buf.len());
             while at < buf.len() {
                 let wrote =
                     poll_fn(|cx| crate::rt::poll_write(&mut stream.borrow_mut(), cx, &buf[at..]))
                         .await;
+                if peer.session.get() != session {
+                    return;
+                }
                 match wrote {
-                    Ok(n) if n > 0 => at += n,
+                    Ok(n) if n > 0 => {
+                        at += n;
+                        peer.writing.set(buf.len() - at);
+                        core.links.set_pending(node, peer.out.borrow().len() + buf.len() - at);
+                    }
                     Ok(_) => return core.end(node, session, "the link accepts no more bytes"),
                     Err(e) => return core.end(node, session, &format!("write failed: {e}")),
                 }

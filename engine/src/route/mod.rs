@@ -10,6 +10,7 @@ pub(crate) mod ids;
 pub(crate) mod members;
 pub(crate) mod mesh;
 pub(crate) mod message;
+pub(crate) mod nodes;
 pub(crate) mod placement;
 pub(crate) mod replies;
 pub(crate) mod router;
@@ -20,5 +21,7 @@ pub(crate) use members::Members;
 pub(crate) use message::{
     AutoResponse, ConnectOutcome, ConnectRequest, HttpRequest, ToEdge, ToHome,
 };
+pub use nodes::LinkStats;
+pub(crate) use nodes::NodeLinks;
 pub(crate) use placement::{ANY_SHARD, Placement};
 pub(crate) use router::{EdgeSink, HomeSink, Router, Wait};

@@ -19,9 +19,12 @@
 use super::ids::{NodeId, RoomKey, ShardAddr};
 use super::mesh::{Connected, ConnectedLink};
 use super::message::{HttpRequest, Shards, ToEdge, ToHome, ToNode};
+use super::nodes::NodeLinks;
 use super::placement::Placement;
 use super::replies::Replies;
-use crate::limits::{MESH_OUTBOX_HIGH, MESH_OUTBOX_LOW, MESH_OUTBOX_MAX};
+use crate::limits::{
+    LINK_BUFFER_HIGH, LINK_BUFFER_LOW, MESH_OUTBOX_HIGH, MESH_OUTBOX_LOW, MESH_OUTBOX_MAX,
+};
 use crate::payload::Request;
 use glommio::channels::local_channel::{self, LocalReceiver, LocalSender};
 use glommio::channels::shared_channel::{ConnectedReceiver, ConnectedSender};
@@ -31,6 +34,7 @@ use std::collections::VecDeque;
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::Instant;
 
@@ -94,8 +98,9 @@ pub(crate) struct Router {
     edge_tx: Vec<Option<ConnectedSender<ToEdge>>>,
     /// Deliveries waiting behind a full edge channel, per peer shard.
     outboxes: Vec<RefCell<Outbox<ToEdge>>>,
-    /// The node-link thread, in a cluster.
+    /// The node-link thread, in a cluster, and what it says of each link.
     link: Option<Link>,
+    nodes: Option<Arc<NodeLinks>>,
     replies: Replies,
     home: OnceCell<Weak<dyn HomeSink>>,
     edge: OnceCell<Weak<dyn EdgeSink>>,
@@ -127,7 +132,12 @@ impl<T> Default for Outbox<T> {
 impl Router {
     /// A router over the connected mesh ends (spawning the outbox drainers on the current
     /// executor), and the receiving ends for [`Router::listen`].
-    pub fn new(here: ShardAddr, placement: Placement, mesh: Connected) -> (Rc<Router>, Receivers) {
+    pub fn new(
+        here: ShardAddr,
+        placement: Placement,
+        mesh: Connected,
+        nodes: Option<Arc<NodeLinks>>,
+    ) -> (Rc<Router>, Receivers) {
         let peers = placement.shards();
         let (link, link_rx) = match mesh.link {
             Some(ConnectedLink { home_tx, edge_tx, home_rx, edge_rx }) => (
@@ -143,6 +153,7 @@ impl Router {
             edge_tx: mesh.edge_tx,
             outboxes: (0..peers).map(|_| RefCell::default()).collect(),
             link,
+            nodes,
             replies: Replies::default(),
             home: OnceCell::new(),
             edge: OnceCell::new(),
@@ -360,8 +371,14 @@ impl Router {
     }
 
     /// Whether `edge`'s backlog is high enough that rooms writing to it should wait.
+    /// For another node's edge, also whether its link has [`LINK_BUFFER_HIGH`] bytes
+    /// waiting to be written.
     pub fn congested(&self, edge: ShardAddr) -> bool {
-        edge != self.here && self.backlog(edge) >= MESH_OUTBOX_HIGH
+        let link_full = || {
+            edge.node != self.here.node
+                && self.nodes.as_ref().is_some_and(|n| n.pending(edge.node) >= LINK_BUFFER_HIGH)
+        };
+        edge != self.here && (self.backlog(edge) >= MESH_OUTBOX_HIGH || link_full())
     }
 
     /// Waits until `edge`'s backlog is below [`MESH_OUTBOX_LOW`]. Bounded by the peer's
@@ -370,6 +387,14 @@ impl Router {
         if edge.node != self.here.node {
             if let Some(link) = &self.link {
                 wait_below_low(&link.outbox).await;
+            }
+            // The link's own buffer: polled (the link thread is another thread). Bounded:
+            // it drains as the peer reads, or empties when the link is lost (a peer silent
+            // for LINK_DEAD_MS, or past LINK_BUFFER_MAX).
+            if let Some(nodes) = &self.nodes {
+                while nodes.pending(edge.node) > LINK_BUFFER_LOW {
+                    crate::rt::sleep(std::time::Duration::from_millis(2)).await;
+                }
             }
             return;
         }
@@ -544,7 +569,7 @@ mod tests {
         ex.run(async move {
             let here = ShardAddr::local(NodeId(0), 0);
             let (router, _receivers) =
-                Router::new(here, Placement::new(NodeId(0), 2), ours.connect().await);
+                Router::new(here, Placement::new(NodeId(0), 2), ours.connect().await, None);
             let peer = ShardAddr::local(NodeId(0), 1);
             let conn = ConnId { edge: peer, seq: 1 };
             let frame = || ToEdge::Frame { conn, frame: Bytes::from_static(b"x") };

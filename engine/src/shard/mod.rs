@@ -14,9 +14,8 @@ use crate::config::Config;
 use crate::edge::{Edge, FetchHandler, Gates};
 use crate::home::{Home, SpawnRoom};
 use crate::limits::SHUTDOWN_DRAIN_MS;
-use crate::link::NodeLinks;
 use crate::route::mesh::MeshEnds;
-use crate::route::{EdgeSink, HomeSink, Members, Placement, Router, ShardAddr};
+use crate::route::{EdgeSink, HomeSink, Members, NodeLinks, Placement, Router, ShardAddr};
 pub(crate) use stats::Gauges;
 pub use stats::ShardStats;
 use std::collections::HashMap;
@@ -106,7 +105,8 @@ pub(crate) async fn run(
     let shards = setup.gauges.len();
     let here = ShardAddr::local(setup.members.here(), id);
     let placement = Placement::cluster(&setup.members, shards);
-    let (router, receivers) = Router::new(here, placement, mesh.connect().await);
+    let (router, receivers) =
+        Router::new(here, placement, mesh.connect().await, setup.links.clone());
     let runtime = Rc::new(Runtime {
         router: router.clone(),
         config: setup.config.clone(),

@@ -56,7 +56,7 @@ pub fn run(
             let mine = indices(p.connections, part, t.workers, w);
             let path_of = |i: usize| spread_path(&p.party, &p.room_prefix, p.rooms, i);
             let ramp = p.ramp_per_s / (t.workers * part.count) as f64;
-            let sampler = (w == 0 && part.index == 0).then(|| CpuSampler::start(t.server_pid));
+            let sampler = (w == 0 && part.index == 0).then(|| CpuSampler::start(&t.server_pids));
             let (conns, failures) = connect_all(&t, &mine, &path_of, ramp, p.first_message).await;
             let mut upgrade = report::histogram();
             let mut first_message = report::histogram();

@@ -227,7 +227,8 @@ pub fn run(target: &Target, plan: &Plan, part: Part, coordinator: &Coordinator) 
             // Worker 0 samples CPU over the measured window.
             if w == 0 {
                 sleep_until(measure_from).await;
-                let sampler = CpuSampler::start(if part.index == 0 { t.server_pid } else { None });
+                let sampler =
+                    CpuSampler::start(if part.index == 0 { &t.server_pids[..] } else { &[] });
                 sleep_until(measure_to).await;
                 let (me, server) = sampler.stop();
                 partial.loadtest_cpu_s = me;

@@ -75,8 +75,7 @@ pub fn run(
             // Sample the server's memory once everything has settled, mid-hold.
             let (server_rss_held, server_anon_held) = if w == 0 && part.index == 0 {
                 sleep_until(start + (end - start) / 2).await;
-                let pid = t.server_pid;
-                (pid.and_then(crate::sys::rss_bytes), pid.and_then(crate::sys::anon_bytes))
+                t.server_memory()
             } else {
                 (None, None)
             };

@@ -29,17 +29,39 @@ use std::time::Duration;
 /// Where and how hard to drive.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Target {
-    pub addr: SocketAddr,
+    /// The server's addresses: connection `i` goes to `addrs[i % len]` (several processes
+    /// or nodes of one cluster, each with its own listener).
+    pub addrs: Vec<SocketAddr>,
     /// Worker threads per process (each a glommio executor).
     pub workers: usize,
     /// Worker processes (each capped by its own open-files limit).
     pub processes: usize,
-    /// The server's pid, for its CPU seconds and memory.
-    pub server_pid: Option<u32>,
+    /// The server's pids (every process of a cluster on this machine), for their CPU
+    /// seconds and memory, summed.
+    pub server_pids: Vec<u32>,
     /// Connection attempts in flight per worker.
     pub connect_concurrency: usize,
     /// Source addresses to connect from, round robin (empty: the kernel's choice).
     pub source_addrs: Vec<IpAddr>,
+}
+
+impl Target {
+    /// Where connection `i` goes.
+    pub fn addr_for(&self, i: usize) -> SocketAddr {
+        self.addrs[i % self.addrs.len()]
+    }
+
+    /// The server processes' resident and anonymous memory, summed (`None` without pids,
+    /// or if one cannot be read).
+    pub fn server_memory(&self) -> (Option<u64>, Option<u64>) {
+        let sum = |f: fn(u32) -> Option<u64>| -> Option<u64> {
+            if self.server_pids.is_empty() {
+                return None;
+            }
+            self.server_pids.iter().map(|p| f(*p)).sum()
+        };
+        (sum(crate::sys::rss_bytes), sum(crate::sys::anon_bytes))
+    }
 }
 
 /// Which of the run's processes this is.
@@ -203,7 +225,7 @@ pub async fn connect_all(
             let due = started + floor_u64(n as f64 / rate_per_s * 1e9);
             sleep_until(due).await;
         }
-        let (gate, path, addr) = (gate.clone(), path_of(i), target.addr);
+        let (gate, path, addr) = (gate.clone(), path_of(i), target.addr_for(i));
         let from = (!target.source_addrs.is_empty())
             .then(|| target.source_addrs[i % target.source_addrs.len()]);
         tasks.push(
@@ -299,27 +321,35 @@ pub fn floor_u64(x: f64) -> u64 {
     x.max(0.0) as u64
 }
 
-/// CPU seconds of this process and of the server between two samples.
+/// CPU seconds of this process and of the server (all its processes) between two samples.
 #[derive(Debug)]
 pub struct CpuSampler {
-    server_pid: Option<u32>,
+    server_pids: Vec<u32>,
     self0: Option<f64>,
     server0: Option<f64>,
 }
 
+/// The CPU seconds of `pids`, summed (`None` for none, or if one cannot be read).
+fn cpu_sum(pids: &[u32]) -> Option<f64> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|p| crate::sys::cpu_seconds(*p)).sum()
+}
+
 impl CpuSampler {
-    pub fn start(server_pid: Option<u32>) -> Self {
+    pub fn start(server_pids: &[u32]) -> Self {
         CpuSampler {
-            server_pid,
+            server_pids: server_pids.to_vec(),
             self0: crate::sys::cpu_seconds(crate::sys::self_pid()),
-            server0: server_pid.and_then(crate::sys::cpu_seconds),
+            server0: cpu_sum(server_pids),
         }
     }
 
     /// (this process, server) CPU seconds since `start`.
     pub fn stop(&self) -> (f64, Option<f64>) {
         let self1 = crate::sys::cpu_seconds(crate::sys::self_pid());
-        let server1 = self.server_pid.and_then(crate::sys::cpu_seconds);
+        let server1 = cpu_sum(&self.server_pids);
         (
             self1.zip(self.self0).map_or(0.0, |(a, b)| a - b),
             server1.zip(self.server0).map(|(a, b)| a - b),

@@ -78,7 +78,7 @@ pub fn run(
             }
             let mut wake = report::histogram();
             let mut errors = 0u64;
-            let cpu = CpuSampler::start(t.server_pid);
+            let cpu = CpuSampler::start(&t.server_pids);
             if let (Some(sender), Some(receiver)) = (sender.as_mut(), receiver.as_mut()) {
                 for round in 0..p.rounds as u64 {
                     glommio::timer::sleep(Duration::from_millis(p.quiet_ms)).await;

@@ -1,9 +1,12 @@
 //! [`NodeLinks`]: what the node-link thread and the shards share about each other node,
 //! all atomics: whether its link is up, how many times it was lost (an epoch the shards
-//! acknowledge once they have closed what lived across it), and the link's traffic.
+//! acknowledge once they have closed what lived across it), the bytes waiting to be
+//! written to it (which the routers read to hold back rooms that write faster than the
+//! link drains), and the link's traffic.
 
-use crate::route::{Members, NodeId};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use super::ids::NodeId;
+use super::members::Members;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 /// One other node, as seen from here.
 #[derive(Debug, Default)]
@@ -13,6 +16,8 @@ pub(crate) struct NodeState {
     lost: AtomicU64,
     /// Times a link came up.
     linked: AtomicU64,
+    /// Bytes appended to the link and not yet written.
+    pending: AtomicUsize,
     pub messages_out: AtomicU64,
     pub bytes_out: AtomicU64,
     pub messages_in: AtomicU64,
@@ -74,6 +79,16 @@ impl NodeLinks {
         let n = self.node(node);
         n.up.store(false, Ordering::Release);
         n.lost.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Bytes waiting to be written to `node` (0 while its link is down).
+    pub fn pending(&self, node: NodeId) -> usize {
+        self.node(node).pending.load(Ordering::Relaxed)
+    }
+
+    /// Sets the bytes waiting to be written to `node`.
+    pub fn set_pending(&self, node: NodeId, bytes: usize) {
+        self.node(node).pending.store(bytes, Ordering::Relaxed);
     }
 
     /// How many times the link to `node` was lost.

@@ -133,3 +133,26 @@ fn clients_on_three_nodes_share_one_room_and_a_stopped_node_takes_only_its_rooms
         n.shutdown().expect("stops");
     }
 }
+
+/// Two nodes whose member lists differ never link (each would place rooms differently):
+/// rooms on the other node get 503 instead of reaching a room that may also live elsewhere.
+#[test]
+fn nodes_with_different_member_lists_refuse_to_link() {
+    let ports = free_ports(3);
+    let two = Cluster { nodes: cluster(&ports).nodes[..2].to_vec() };
+    let three = cluster(&ports);
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let a = start_node(node_config(&two, "a", common::data_dir(), any));
+    let b = start_node(node_config(&three, "b", common::data_dir(), any));
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(a.link_stats().iter().all(|l| !l.up && l.linked == 0), "{:?}", a.link_stats());
+    assert!(b.link_stats().iter().all(|l| !l.up && l.linked == 0), "{:?}", b.link_stats());
+    // A room a's list puts on b is answered 503 by a, at once.
+    let on_b = room_on(&two, "b", "apart");
+    match try_ws(a.local_addr(), &format!("/parties/main/{on_b}")) {
+        Err(tungstenite::Error::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("expected 503, got {other:?}"),
+    }
+    a.shutdown().unwrap();
+    b.shutdown().unwrap();
+}

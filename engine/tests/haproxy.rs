@@ -135,6 +135,17 @@ fn room_on(cluster: &Cluster, node: &str, tag: &str) -> String {
         .expect("a room for every node")
 }
 
+/// A WebSocket straight to a node (not through HAProxy), with the PROXY header the node
+/// expects first.
+fn ws_direct(port: u16, path: &str) -> Ws {
+    let mut stream = TcpStream::connect(local(port)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream.write_all(b"PROXY TCP4 192.0.2.1 127.0.0.1 40000 1999\r\n").expect("header");
+    let (ws, _) = tungstenite::client::client(format!("ws://{}{path}", local(port)), stream)
+        .expect("upgrade");
+    ws
+}
+
 /// The close code the server sent, or `None` if the connection just ended.
 fn close_code(ws: &mut Ws) -> Option<u16> {
     loop {
@@ -266,6 +277,17 @@ fn three_nodes_behind_haproxy_act_as_one_server() {
         assert_eq!(read_text(c), "[]");
     }
 
+    // A presence room on a with one socket on a and one on c: when c dies, a's room runs
+    // on_close for the socket it can no longer reach, and the other hears it left.
+    let presence = (0..)
+        .map(|i| format!("who-{i}"))
+        .find(|r| home_node(&cluster, "presence", r).as_deref() == Some("a"))
+        .expect("a presence room on a");
+    let mut stays = ws_direct(ports[0].listen, &format!("/parties/presence/{presence}?_pk=stays"));
+    assert_eq!(read_text(&mut stays), "{}");
+    let mut goes = ws_direct(ports[2].listen, &format!("/parties/presence/{presence}?_pk=goes"));
+    assert_eq!(read_text(&mut goes), r#"{"stays":null}"#);
+
     // kill -9 of c: c's room's sockets on a and b are closed with 1013 (those on c just
     // end); new sockets for that room get 503; the room on a goes on.
     let killed = Instant::now();
@@ -275,6 +297,8 @@ fn three_nodes_behind_haproxy_act_as_one_server() {
     assert_eq!(codes.iter().filter(|c| **c == Some(1013)).count(), 4, "{codes:?}");
     assert_eq!(codes.iter().filter(|c| c.is_none()).count(), 2, "{codes:?}");
     assert!(closed_in < Duration::from_secs(5), "closed in {closed_in:?}");
+    assert_eq!(read_text(&mut stays), r#"{"id":"goes","left":true}"#);
+    assert!(killed.elapsed() < Duration::from_secs(5), "on_close ran in {:?}", killed.elapsed());
     match common::try_ws(front, &path) {
         Err(tungstenite::Error::Http(r)) => {
             assert_eq!(r.status(), 503);

@@ -290,6 +290,10 @@ pub const LINK_DEAD_MS: u64 = 3_000;
 /// Time for a node link's TCP connect and its handshake, each.
 pub const LINK_HANDSHAKE_MS: u64 = 2_000;
 
+/// Connections to the peer port still in their handshake, past which new ones are closed
+/// at once (the port is for the other nodes: a handful at a time).
+pub const LINK_HANDSHAKES_MAX: usize = 64;
+
 /// Between attempts to link to a node that is down: from the first to the last, doubling.
 pub const LINK_BACKOFF_MIN_MS: u64 = 50;
 pub const LINK_BACKOFF_MAX_MS: u64 = 2_000;

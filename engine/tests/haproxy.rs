@@ -3,7 +3,8 @@
 //! of one room land on different nodes and see one room; rooms see the clients' own
 //! addresses; `kill -9` of a room's home node closes that room's sockets on the other
 //! nodes with 1013 and answers new ones 503 while every other room goes on; the node comes
-//! back with the room's storage.
+//! back with the room's storage; a node that hangs (SIGSTOP) is lost once its link is
+//! silent, and links again when it resumes.
 //!
 //! Without `haproxy` on the PATH the test says so and passes, unless
 //! `PARTYLINE_REQUIRE_HAPROXY` is set (as `.ci/run` sets it).
@@ -335,6 +336,25 @@ fn three_nodes_behind_haproxy_act_as_one_server() {
         }
     };
     assert_eq!(read_text(&mut back), r#"["one","two"]"#);
+
+    // A node that hangs without closing anything (SIGSTOP) is lost once its link is silent
+    // for 3 s: its room's sockets on a get 1013; after SIGCONT it links again and serves.
+    let on_b = room_on(&cluster, "b", "hang");
+    let path_b = format!("/parties/main/{on_b}");
+    let mut via_a = ws_direct(ports[0].listen, &path_b);
+    assert_eq!(read_text(&mut via_a), "[]");
+    let pid_b = i32::try_from(nodes[1].as_ref().expect("b runs").0.id()).expect("pid");
+    // SAFETY: kill(2) with a pid we spawned and valid signal numbers.
+    assert_eq!(unsafe { libc::kill(pid_b, libc::SIGSTOP) }, 0);
+    let stopped = Instant::now();
+    assert_eq!(close_code(&mut via_a), Some(1013));
+    let lost_in = stopped.elapsed();
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid_b, libc::SIGCONT) }, 0);
+    assert!(lost_in >= Duration::from_secs(2) && lost_in < Duration::from_secs(6), "{lost_in:?}");
+    wait_linked(&ports);
+    let mut again = ws_direct(ports[0].listen, &path_b);
+    assert_eq!(read_text(&mut again), "[]");
     drop(nodes);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -9,6 +9,7 @@
 use super::{Core, fanout_copy};
 use crate::limits::{
     LINK_ACK_WAIT_MS, LINK_BACKOFF_MAX_MS, LINK_BACKOFF_MIN_MS, LINK_HANDSHAKE_MS,
+    LINK_HANDSHAKES_MAX,
 };
 use crate::route::NodeId;
 use crate::route::wire::{self, Frame};
@@ -35,12 +36,30 @@ fn deadline() -> Instant {
     Instant::now() + Duration::from_millis(LINK_HANDSHAKE_MS)
 }
 
-/// Accepts links from the nodes listed before this one.
+/// Accepts links from the nodes listed before this one, at most [`LINK_HANDSHAKES_MAX`]
+/// handshakes at a time.
 pub(super) async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
+    let handshakes = Rc::new(std::cell::Cell::new(0usize));
     loop {
         match listener.accept().await {
+            Ok(stream) if handshakes.get() >= LINK_HANDSHAKES_MAX => {
+                tracing::warn!(peer = ?stream.peer_addr().ok(), "too many node-link handshakes at once; closed");
+            }
             Ok(stream) => {
-                glommio::spawn_local(accepted(core.clone(), stream)).detach();
+                handshakes.set(handshakes.get() + 1);
+                let (core, handshakes) = (core.clone(), handshakes.clone());
+                glommio::spawn_local(async move {
+                    let linked = handshake(&core, stream).await;
+                    handshakes.set(handshakes.get() - 1);
+                    if let Some((from, stream)) = linked {
+                        // A node that dials again while its old link looks alive here has
+                        // lost that one.
+                        let old = core.peer(from).session.get();
+                        core.end(from, old, "the node linked again");
+                        run_session(core, from, stream).await;
+                    }
+                })
+                .detach();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot accept a node link");
@@ -50,11 +69,12 @@ pub(super) async fn accept_loop(core: Rc<Core>, listener: TcpListener) {
     }
 }
 
-async fn accepted(core: Rc<Core>, mut stream: TcpStream) {
+/// The accepting side's handshake: the dialing node and the stream when they link.
+async fn handshake(core: &Core, mut stream: TcpStream) -> Option<(NodeId, TcpStream)> {
     let mut hello = [0u8; 18];
     let Some(Ok(())) = within(deadline(), stream.read_exact(&mut hello)).await else {
         tracing::debug!("a node link's handshake did not arrive");
-        return;
+        return None;
     };
     let members = core.links.members();
     let hash = u64::from_le_bytes(hello[6..14].try_into().expect("8 bytes"));
@@ -90,15 +110,8 @@ async fn accepted(core: Rc<Core>, mut stream: TcpStream) {
     reply.extend_from_slice(&VERSION.to_le_bytes());
     reply.push(status);
     reply.extend_from_slice(&members.hash().to_le_bytes());
-    if !matches!(within(deadline(), stream.write_all(&reply)).await, Some(Ok(())))
-        || status != LINKED
-    {
-        return;
-    }
-    // A node that dials again while its old link looks alive here has lost that one.
-    let old = core.peer(from).session.get();
-    core.end(from, old, "the node linked again");
-    run_session(core, from, stream).await;
+    let sent = matches!(within(deadline(), stream.write_all(&reply)).await, Some(Ok(())));
+    (sent && status == LINKED).then_some((from, stream))
 }
 
 /// Links to `node` (listed after this one), again and again, with backoff between tries.

@@ -24,12 +24,14 @@ mod session;
 use crate::limits::{LINK_BUFFER_MAX, LINK_DEAD_MS, LINK_PING_MS, SHARD_IO_MEMORY};
 use crate::route::mesh::LinkEnds;
 use crate::route::{
-    ANY_SHARD, ConnectOutcome, Members, NodeId, Placement, RoomUid, ShardAddr, ToEdge, ToHome, wire,
+    ANY_SHARD, ConnId, ConnectOutcome, Members, NodeId, Placement, ReplyTo, RoomKey, RoomUid,
+    ShardAddr, ToEdge, ToHome, wire,
 };
-use glommio::channels::local_channel::LocalSender;
+use glommio::channels::local_channel::{self, LocalSender};
 use glommio::channels::shared_channel::ConnectedSender;
 use partyline_protocol::http::Response;
 use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet};
 use std::io;
 use std::os::fd::RawFd;
 use std::rc::Rc;
@@ -96,6 +98,25 @@ struct Core {
     /// By node number (this node's entry unused).
     peers: Vec<Peer>,
     stop: Arc<AtomicBool>,
+    /// What a lost link left unanswered, for the task that answers it.
+    orphans: LocalSender<(NodeId, Vec<Unanswered>)>,
+}
+
+/// A connect or request sent on a link and not answered yet: if the link is lost first,
+/// it is answered 503 here (its room's node may never answer).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unanswered {
+    Connect { conn: ConnId, room: RoomKey },
+    Request(ReplyTo),
+}
+
+/// Connects and requests waiting for an answer over one link (bounded by the sockets and
+/// requests waiting on this node; each is answered by its room within the hook deadline,
+/// or here when the link is lost).
+#[derive(Debug, Default)]
+struct Waiting {
+    connects: HashMap<ConnId, RoomKey>,
+    requests: HashSet<ReplyTo>,
 }
 
 /// One other node's link, if it has one now.
@@ -111,6 +132,7 @@ struct Peer {
     wake: RefCell<Option<LocalSender<()>>>,
     fd: Cell<Option<RawFd>>,
     heard: Cell<Option<Instant>>,
+    waiting: RefCell<Waiting>,
 }
 
 async fn run(
@@ -145,7 +167,9 @@ async fn run(
     }
     let (from_home, from_edge, to_home, to_edge) = connected;
     let members = links.members().clone();
+    let (orphans, orphans_rx) = local_channel::new_unbounded();
     let core = Rc::new(Core {
+        orphans,
         here: members.here(),
         peers: (0..members.len()).map(|_| Peer::default()).collect(),
         links,
@@ -165,7 +189,9 @@ async fn run(
         glommio::spawn_local(async move {
             while let Some(msg) = rx.recv().await {
                 let node = core.placement.node_of(msg.room());
-                if !core.send(node, |out| wire::encode_home(out, &msg)) {
+                if core.send(node, |out| wire::encode_home(out, &msg)) {
+                    core.sent(node, &msg);
+                } else {
                     core.refuse(node, msg).await;
                 }
             }
@@ -183,6 +209,15 @@ async fn run(
         .detach();
     }
     tasks.push(glommio::spawn_local(heartbeat(core.clone())));
+    // Connects and requests a lost link left unanswered get their 503 here.
+    let answering = core.clone();
+    tasks.push(glommio::spawn_local(async move {
+        while let Some((node, unanswered)) = orphans_rx.recv().await {
+            for what in unanswered {
+                answering.answer_unreachable(node, what).await;
+            }
+        }
+    }));
     while !stop.load(Ordering::Relaxed) {
         crate::rt::sleep(Duration::from_millis(50)).await;
     }
@@ -234,32 +269,69 @@ impl Core {
     /// or a request gets 503 with `Retry-After`. Messages and closes are dropped (their
     /// sockets are closed with 1013 at the shards' next sweep).
     async fn refuse(&self, node: NodeId, msg: ToHome) {
-        let response = || {
-            Response::text(
-                503,
-                format!("the room's node {:?} is unreachable; try again\n", self.name(node)),
-            )
-            .with_header("retry-after", "2")
+        let what = match msg {
+            ToHome::Connect(c) => Unanswered::Connect { conn: c.conn, room: c.room },
+            ToHome::Request(r) => Unanswered::Request(r.reply),
+            ToHome::Message { .. } | ToHome::Close { .. } | ToHome::Alarm { .. } => return,
         };
-        let (shard, answer) = match msg {
-            ToHome::Connect(c) => (
-                c.conn.edge.index(),
+        self.answer_unreachable(node, what).await;
+    }
+
+    /// Answers a connect or request for a room on `node`, which cannot be reached: 503
+    /// with `Retry-After`.
+    async fn answer_unreachable(&self, node: NodeId, what: Unanswered) {
+        let response = Response::text(
+            503,
+            format!("the room's node {:?} is unreachable; try again\n", self.name(node)),
+        )
+        .with_header("retry-after", "2");
+        let (shard, answer) = match what {
+            Unanswered::Connect { conn, room } => (
+                conn.edge.index(),
                 ToEdge::Connected {
-                    conn: c.conn,
-                    room: c.room,
+                    conn,
+                    room,
                     uid: RoomUid { home: ShardAddr { node, shard: ANY_SHARD }, seq: 0 },
-                    outcome: ConnectOutcome::Refused(Box::new(response())),
+                    outcome: ConnectOutcome::Refused(Box::new(response)),
                     auto_response: None,
                 },
             ),
-            ToHome::Request(r) => (
-                r.reply.to.index(),
-                ToEdge::Response { token: r.reply.token, response: response() },
-            ),
-            ToHome::Message { .. } | ToHome::Close { .. } | ToHome::Alarm { .. } => return,
+            Unanswered::Request(reply) => {
+                (reply.to.index(), ToEdge::Response { token: reply.token, response })
+            }
         };
         if let Some(tx) = self.to_edge.get(shard) {
             let _ = tx.send(answer).await;
+        }
+    }
+
+    /// `msg` went out on `node`'s link: a connect or request now waits for its answer.
+    fn sent(&self, node: NodeId, msg: &ToHome) {
+        let mut waiting = self.peer(node).waiting.borrow_mut();
+        match msg {
+            ToHome::Connect(c) => {
+                waiting.connects.insert(c.conn, c.room.clone());
+            }
+            ToHome::Request(r) => {
+                waiting.requests.insert(r.reply);
+            }
+            ToHome::Message { .. } | ToHome::Close { .. } | ToHome::Alarm { .. } => {}
+        }
+    }
+
+    /// `msg` came from `node` for shard `shard`: the connect or request it answers no
+    /// longer waits.
+    fn answered(&self, node: NodeId, shard: u16, msg: &ToEdge) {
+        let mut waiting = self.peer(node).waiting.borrow_mut();
+        match msg {
+            ToEdge::Connected { conn, .. } => {
+                waiting.connects.remove(conn);
+            }
+            ToEdge::Response { token, .. } => {
+                let to = ShardAddr { node: self.here, shard };
+                waiting.requests.remove(&ReplyTo { to, token: *token });
+            }
+            _ => {}
         }
     }
 
@@ -288,6 +360,16 @@ impl Core {
         *peer.out.borrow_mut() = Vec::new();
         peer.writing.set(0);
         self.links.set_pending(node, 0);
+        let waiting = std::mem::take(&mut *peer.waiting.borrow_mut());
+        let unanswered: Vec<Unanswered> = waiting
+            .connects
+            .into_iter()
+            .map(|(conn, room)| Unanswered::Connect { conn, room })
+            .chain(waiting.requests.into_iter().map(Unanswered::Request))
+            .collect();
+        if !unanswered.is_empty() {
+            let _ = self.orphans.try_send((node, unanswered));
+        }
         peer.wake.borrow_mut().take();
         if let Some(fd) = peer.fd.take() {
             // Ends the reader's pending read; the descriptor closes with the stream.

@@ -284,6 +284,7 @@ async fn dispatch(core: &Core, node: NodeId, frame: Frame) -> Result<(), String>
                 return Err("a delivery for a shard this node does not have".into());
             }
             let (last, rest) = shards.split_last().expect("at least one shard");
+            core.answered(node, *last, &msg);
             for &s in rest {
                 let Some(copy) = fanout_copy(&msg) else {
                     return Err("a delivery for several shards that cannot be copied".into());

@@ -66,7 +66,7 @@ pub(crate) struct HttpRequest {
 }
 
 /// Where a reply goes: the shard waiting for it and its token there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct ReplyTo {
     pub to: ShardAddr,
     pub token: u64,

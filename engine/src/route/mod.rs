@@ -19,7 +19,7 @@ pub(crate) mod wire;
 pub(crate) use ids::{ConnId, NodeId, RoomKey, RoomUid, ShardAddr};
 pub(crate) use members::Members;
 pub(crate) use message::{
-    AutoResponse, ConnectOutcome, ConnectRequest, HttpRequest, ToEdge, ToHome,
+    AutoResponse, ConnectOutcome, ConnectRequest, HttpRequest, ReplyTo, ToEdge, ToHome,
 };
 pub use nodes::LinkStats;
 pub(crate) use nodes::NodeLinks;

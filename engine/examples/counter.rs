@@ -1,9 +1,10 @@
 //! A party of your own in about 20 lines: a shared counter. Every message increments it and
 //! everyone in the room gets the new value; new connections get the current one.
 //!
-//! Run: `cargo run --example counter`, then connect to ws://127.0.0.1:1999/parties/counter/any-room
+//! Run: `cargo run --example counter` (it takes the flags of `partyline serve`: `-- --help`),
+//! then connect to ws://127.0.0.1:1999/parties/counter/any-room
 
-use partyline::{Config, ConnectContext, Connection, Message, Party, Result, Room, Server};
+use partyline::{ConnectContext, Connection, Message, Party, Result, Room, Server};
 
 struct Counter {
     room: Room,
@@ -25,6 +26,6 @@ impl Party for Counter {
     }
 }
 
-fn main() -> std::io::Result<()> {
-    Server::new(Config::default()).party::<Counter>("counter").serve()
+fn main() -> std::process::ExitCode {
+    Server::from_args().party::<Counter>("counter").run()
 }

@@ -42,6 +42,16 @@ impl TryFrom<String> for Admin {
     }
 }
 
+/// How log lines are written (`--log-format`): readable text, or one JSON object per
+/// line (timestamp, level, target, fields, spans) for log shippers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
 /// The nodes of a cluster (`[cluster]` in the TOML file, the same file on every node):
 /// `nodes = [{ id = "a", peer = "10.0.0.1:7001" }, ...]`. Each node's place in the list is
 /// its number; every node must hold the same list (they compare a hash of it when they
@@ -111,6 +121,8 @@ pub struct Config {
     /// its rooms and closes its sockets (so a balancer's health check takes it out of
     /// rotation first), in ms. 0 stops at once.
     pub drain_health_ms: u64,
+    /// How log lines are written: `"text"` or `"json"`.
+    pub log_format: LogFormat,
     /// Variables party code reads through `Room::env`.
     pub env: BTreeMap<String, String>,
     pub limits: Limits,
@@ -136,6 +148,7 @@ impl Default for Config {
             cluster: Cluster::default(),
             node: None,
             drain_health_ms: 0,
+            log_format: LogFormat::Text,
             env: BTreeMap::new(),
             limits: Limits::default(),
             storage: StoreConfig::default(),

@@ -30,6 +30,7 @@
 //! ```
 
 // Base: no dependency on the layers below the line.
+mod cli;
 mod clock;
 mod config;
 mod error;
@@ -53,8 +54,9 @@ pub mod testing;
 pub use api::{
     ConnectContext, Connection, Gate, Lobby, Party, Room, Snapshot, SnapshotFields, Storage,
 };
+pub use cli::ServeArgs;
 pub use clock::Clock;
-pub use config::{Admin, Cluster, Config, NodeSpec};
+pub use config::{Admin, Cluster, Config, LogFormat, NodeSpec};
 pub use edge::FetchHandler;
 pub use error::{Error, Fault, Result};
 pub use home::{PartyCounts, WakeHistogram};

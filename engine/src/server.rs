@@ -113,6 +113,16 @@ impl Server {
                 ),
             ));
         }
+        let data = &self.config.data;
+        if data.exists() && !data.is_dir() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("data folder {}: not a folder", data.display()),
+            ));
+        }
+        std::fs::create_dir_all(data).map_err(|e| {
+            io::Error::new(e.kind(), format!("cannot create data folder {}: {e}", data.display()))
+        })?;
         let (open_files, _) = crate::rt::raise_open_files_limit()?;
         let fit =
             usize::try_from(open_files.saturating_sub(limits::OPEN_FILES_RESERVE) / count as u64)
@@ -254,9 +264,52 @@ impl Server {
         })
     }
 
+    /// A server configured from this process's command line, exactly as `partyline serve`
+    /// is (`--listen`, `--admin`, `--shards`, `--data`, `--config`, `--no-pin`, `--node`;
+    /// `--help` lists them with their defaults): for a party author's own binary,
+    /// `fn main() -> ExitCode { Server::from_args().party::<Mine>("mine").run() }`. Bad
+    /// flags or a bad config file are reported and the process exits with status 2.
+    pub fn from_args() -> Server {
+        use clap::Parser;
+        match Server::from_serve_args(&crate::cli::ServeArgs::parse()) {
+            Ok(server) => server,
+            Err(_) => std::process::exit(2),
+        }
+    }
+
+    /// A server configured from parsed `partyline serve` flags; `Err` (the exit status,
+    /// after saying why in the log) when the config file cannot be read.
+    pub fn from_serve_args(args: &crate::cli::ServeArgs) -> Result<Server, std::process::ExitCode> {
+        match args.config() {
+            Ok(config) => {
+                install_logger(config.log_format);
+                Ok(Server::new(config))
+            }
+            Err(e) => {
+                install_logger(args.log_format.unwrap_or_default());
+                tracing::error!("{e}");
+                Err(std::process::ExitCode::from(2))
+            }
+        }
+    }
+
+    /// [`Server::serve`] for `main`: a start that fails is said in one readable log line
+    /// (not a `Debug` dump) and gives exit status 1; a clean stop gives 0.
+    pub fn run(self) -> std::process::ExitCode {
+        match self.serve() {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("partyline cannot run: {e}");
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+
     /// Starts, then runs until SIGTERM or SIGINT, then drains ([`RunningServer::drain`])
-    /// and exits.
+    /// and exits. Installs a logger (`RUST_LOG`, `info` by default) if the program has
+    /// none, so the server says where it listens and what fails.
     pub fn serve(self) -> io::Result<()> {
+        install_logger(self.config.log_format);
         let running = self.start()?;
         let signalled = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGTERM, signalled.clone())?;
@@ -267,6 +320,19 @@ impl Server {
         running.drain();
         running.wait()
     }
+}
+
+/// Installs the logger (`RUST_LOG`, `info` by default, to stdout, in `format`) unless the
+/// program installed one.
+fn install_logger(format: crate::config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    // Fails, harmlessly, when a logger is already set.
+    let _ = match format {
+        crate::config::LogFormat::Text => builder.try_init(),
+        crate::config::LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 /// The node of `cluster` that room `room` of party `party` lives on (the same answer

@@ -145,3 +145,90 @@ fn sigterm_drains_then_closes_sockets_with_1012_and_exits_0() {
     assert!(status.success(), "exit status {status}");
     let _ = std::fs::remove_file(config);
 }
+
+/// What a newcomer meets first: `--help` shows every flag with its default, and a data
+/// folder that is a file is refused in one readable line, with a failing exit status.
+#[test]
+fn help_shows_defaults_and_a_bad_data_folder_is_said_plainly() {
+    let help = Command::new(env!("CARGO_BIN_EXE_partyline"))
+        .args(["serve", "--help"])
+        .output()
+        .expect("partyline runs");
+    let help = String::from_utf8_lossy(&help.stdout);
+    for expected in [
+        "--listen",
+        "127.0.0.1:1999",
+        "--admin",
+        "127.0.0.1:9464",
+        "--data",
+        ".partyline",
+        "--node",
+    ] {
+        assert!(help.contains(expected), "--help lacks {expected}:\n{help}");
+    }
+    let file = std::env::temp_dir().join(format!("partyline-not-a-folder-{}", std::process::id()));
+    std::fs::write(&file, b"x").expect("file written");
+    let out = Command::new(env!("CARGO_BIN_EXE_partyline"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "off", "--data"])
+        .arg(&file)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("partyline runs");
+    let said =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("not a folder"), "{said}");
+    assert!(!said.contains("Custom {"), "no Debug dump: {said}");
+    let _ = std::fs::remove_file(file);
+}
+
+/// `--log-format json` writes one JSON object per line; a room's log lines carry its party
+/// and room (the room's span) without the code naming them.
+#[test]
+fn json_logs_carry_the_room_of_each_line() {
+    let data = std::env::temp_dir().join(format!("partyline-json-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_partyline"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin", "off", "--shards", "1", "--no-pin"])
+        .args(["--log-format", "json", "--data"])
+        .arg(&data)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("partyline runs");
+    let served = Served {
+        addr: "127.0.0.1:1".parse().unwrap(),
+        admin: "127.0.0.1:1".parse().unwrap(),
+        child: {
+            let stdout = child.stdout.take().expect("stdout");
+            let mut lines = BufReader::new(stdout).lines();
+            let addr: SocketAddr = loop {
+                let line = lines.next().expect("a log line").expect("utf-8");
+                let v: serde_json::Value =
+                    serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                if v["message"] == "partyline listening" {
+                    break v["addr"].as_str().expect("addr field").parse().expect("address");
+                }
+            };
+            // A body that is not UTF-8: main's on_request refuses it, and the room logs it.
+            let answer = raw_http(
+                addr,
+                b"POST /parties/main/logged HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\n\xff\xfe",
+            );
+            assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+            let failed = loop {
+                let line = lines.next().expect("a log line").expect("utf-8");
+                let v: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+                if v["message"] == "on_request refused the request" {
+                    break v;
+                }
+            };
+            assert_eq!(failed["span"]["party"], "main", "{failed}");
+            assert_eq!(failed["span"]["room"], "logged", "{failed}");
+            assert_eq!(failed["level"], "WARN", "{failed}");
+            std::thread::spawn(move || for _ in lines {});
+            child
+        },
+        _data: TempDir(data),
+    };
+    drop(served);
+}

@@ -249,3 +249,46 @@ fn presence_keeps_each_connections_state_across_sleep() {
     room.close(&alice, CloseCode::NORMAL, "");
     assert_eq!(json_of(&room.received_text(&carol)[0]), json!({ "id": "alice", "left": true }));
 }
+
+/// Inside `on_alarm`, the firing alarm no longer counts (Durable Objects' rule): the first
+/// `get_alarm` is `None`; once the handler sets a new alarm it reads that one back, and
+/// that alarm stands after the handler returns.
+#[test]
+fn get_alarm_in_on_alarm_sees_only_an_alarm_the_handler_set() {
+    struct Ticker {
+        room: Room,
+        seen: Vec<Option<u64>>,
+    }
+    impl Party for Ticker {
+        async fn on_start(room: Room) -> Result<Self> {
+            Ok(Ticker { room, seen: Vec::new() })
+        }
+        async fn on_request(&mut self, _request: Request) -> Result<Response> {
+            let at = self.room.now_ms() + 100;
+            self.room.storage().set_alarm(at).await?;
+            Ok(Response::json(200, serde_json::to_string(&self.seen)?))
+        }
+        async fn on_alarm(&mut self) -> Result<()> {
+            let storage = self.room.storage();
+            self.seen.push(storage.get_alarm().await?);
+            if self.seen.len() < 2 {
+                storage.set_alarm(self.room.now_ms() + 50).await?;
+                self.seen.push(storage.get_alarm().await?);
+            }
+            Ok(())
+        }
+    }
+    let mut room = TestRoom::<Ticker>::new("ticker", "t");
+    let t0 = room.now_ms();
+    room.request(Request::new("POST", "/parties/ticker/t"));
+    assert_eq!(room.alarm(), Some(t0 + 100));
+    room.advance(100);
+    // First run: none while firing, then the one it set, which stands afterwards.
+    assert_eq!(room.alarm(), Some(t0 + 150));
+    room.advance(50);
+    // Second run sets none: the alarm that fired is cleared.
+    assert_eq!(room.alarm(), None);
+    let seen = room.request(Request::new("GET", "/parties/ticker/t"));
+    let seen: Vec<Option<u64>> = serde_json::from_slice(seen.body()).unwrap();
+    assert_eq!(seen[..3], [None, Some(t0 + 150), None]);
+}

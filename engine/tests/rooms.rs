@@ -382,3 +382,24 @@ fn shutdown_closes_sockets_with_1012() {
     assert_eq!(read_close(&mut b).0, 1012);
     srv.wait().unwrap();
 }
+
+/// Room ids whose percent-escapes differ only in the case of their hex digits are one room
+/// (RFC 3986 §6.2.2.1), and party code sees the upper-case spelling; a raw space in the
+/// request line is a malformed request (400), not an unsupported version (505).
+#[test]
+fn percent_escape_case_does_not_split_a_room_and_a_raw_space_is_400() {
+    let (srv, addr) = start(Server::new(config(2)).with_builtin_parties());
+    let (mut lower, _) = ws(addr, "/parties/main/caf%c3%a9");
+    assert_eq!(read_text(&mut lower), "[]");
+    let (mut upper, _) = ws(addr, "/parties/main/caf%C3%A9");
+    assert_eq!(read_text(&mut upper), "[]");
+    send_text(&mut lower, "one room");
+    assert_eq!(read_text(&mut upper), "one room");
+    let (status, body) = http(addr, "GET", "/parties/echo/caf%c3%a9", "");
+    assert_eq!(status, 200);
+    assert!(body.contains(r#""room":"caf%C3%A9""#), "{body}");
+    let answer =
+        raw_http(addr, b"GET /parties/main/a b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    srv.shutdown().unwrap();
+}

@@ -2,8 +2,10 @@
 //! and the legacy `/party/:room[/rest]` of partysocket <= 1.0.1, which means party `main`.
 //!
 //! Party and room come back exactly as sent, percent-encoding untouched, so the same bytes
-//! always reach the same room. Query values (`_pk` among them) are percent-decoded on
-//! request, as `URLSearchParams.get` does in the JavaScript runtime.
+//! always reach the same room; [`normalize_percent_case`] then makes escapes that differ
+//! only in the case of their hex digits (`%c3%a9`, `%C3%A9`) one spelling, as RFC 3986
+//! §6.2.2.1 says they are equivalent. Query values (`_pk` among them) are percent-decoded
+//! on request, as `URLSearchParams.get` does in the JavaScript runtime.
 
 use crate::http::hex_digit;
 use std::borrow::Cow;
@@ -158,6 +160,38 @@ fn split_segment(s: &str) -> (&str, &str) {
         Some(i) => (&s[..i], &s[i..]),
         None => (s, ""),
     }
+}
+
+/// Upper-cases the hex digits of every `%XX` escape (RFC 3986 §6.2.2.1: `%c3%a9` and
+/// `%C3%A9` are the same), leaving everything else, a `%` not followed by two hex digits
+/// included, as it is. Borrows when there is nothing to change.
+pub fn normalize_percent_case(s: &str) -> Cow<'_, str> {
+    let bytes = s.as_bytes();
+    let lower_escape = |i: usize| {
+        bytes[i] == b'%'
+            && bytes.get(i + 1).is_some_and(|b| b.is_ascii_hexdigit())
+            && bytes.get(i + 2).is_some_and(|b| b.is_ascii_hexdigit())
+            && (bytes[i + 1].is_ascii_lowercase() || bytes[i + 2].is_ascii_lowercase())
+    };
+    if !(0..bytes.len()).any(lower_escape) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = bytes.to_vec();
+    let mut i = 0;
+    while i < out.len() {
+        if out[i] == b'%'
+            && out.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && out.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        {
+            out[i + 1].make_ascii_uppercase();
+            out[i + 2].make_ascii_uppercase();
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    // Only ASCII hex letters changed case: still the same valid UTF-8.
+    Cow::Owned(String::from_utf8(out).expect("ASCII case changes keep UTF-8 valid"))
 }
 
 /// `application/x-www-form-urlencoded` decoding: `+` is a space, `%XX` a byte; a `%` not

@@ -129,8 +129,11 @@ fn refusals_and_their_statuses() {
         ("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400), // two Hosts
         ("GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
         ("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 505),
+        ("GET /a b HTTP/1.1\r\nHost: a\r\n\r\n", 400), // a raw space in the target
+        ("GET /parties/main/a b c HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        ("GET / FOO/1.1\r\nHost: a\r\n\r\n", 400), // not a version at all
         ("GET foo HTTP/1.1\r\nHost: a\r\n\r\n", 400), // relative target
-        ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400),   // * without OPTIONS
+        ("GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400), // * without OPTIONS
         ("GET http:// HTTP/1.1\r\nHost: a\r\n\r\n", 400), // no authority
         ("GET / HTTP/1.1\r\nBad Name: a\r\nHost: a\r\n\r\n", 400),
         ("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: x\r\n\r\n", 400),

@@ -108,3 +108,18 @@ fn percent_decoding() {
         assert_eq!(percent_decode(input), output, "{input}");
     }
 }
+
+#[test]
+fn percent_escapes_differing_only_in_case_are_one_spelling() {
+    use partyline_protocol::route::normalize_percent_case as n;
+    assert_eq!(n("caf%c3%a9"), "caf%C3%A9");
+    assert_eq!(n("caf%C3%a9"), "caf%C3%A9");
+    assert!(matches!(n("caf%C3%A9"), std::borrow::Cow::Borrowed(_)), "nothing to change");
+    assert!(matches!(n("plain-room"), std::borrow::Cow::Borrowed(_)));
+    // Only the escapes: other letters, and a % without two hex digits, stay as they are.
+    assert_eq!(n("abc%2fdef"), "abc%2Fdef");
+    assert_eq!(n("100%"), "100%");
+    assert_eq!(n("%zz%a"), "%zz%a");
+    assert_eq!(n("%%ab"), "%%AB");
+    assert_eq!(n("é%e9"), "é%E9");
+}

@@ -96,7 +96,12 @@ pub trait Party: Sized + 'static {
         Ok(Response::text(500, "this party does not handle HTTP requests\n"))
     }
 
-    /// The room's alarm fired (`room.storage().set_alarm`); the room is loaded for it.
+    /// The room's alarm fired (`room.storage().set_alarm`); the room is loaded for it
+    /// (and woken, if it slept). Once it returns `Ok` the alarm is cleared, unless the
+    /// handler set (or deleted) the alarm itself: its choice stands. Inside it,
+    /// `get_alarm()` is `None` until the handler sets a new alarm (as in Durable Objects),
+    /// so a handler that wants to run again sets one. An `Err`, a panic or a timeout is
+    /// retried after 2, 4, 8, 16, 32 and 64 s, then dropped (logged).
     async fn on_alarm(&mut self) -> Result<()> {
         Ok(())
     }

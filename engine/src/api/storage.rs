@@ -49,6 +49,9 @@ pub struct Storage {
     /// Bumped by every `set_alarm` / `delete_alarm`: after `on_alarm`, the runtime clears
     /// the alarm that fired only if the handler did not set or delete one itself.
     alarm_changes: Cell<u64>,
+    /// While `on_alarm` runs: `alarm_changes` when it started (the alarm that is firing
+    /// counts as gone until the handler sets another).
+    firing: Cell<Option<u64>>,
 }
 
 impl std::fmt::Debug for Storage {
@@ -64,7 +67,7 @@ impl Storage {
     pub(crate) fn new(runtime: Rc<Runtime>, key: RoomKey) -> Storage {
         // The room is the only writer of its keys: its cache sees every change.
         let inner = runtime.store.room_with_cache(&key.party, &key.room);
-        Storage { inner, runtime, key, alarm_changes: Cell::new(0) }
+        Storage { inner, runtime, key, alarm_changes: Cell::new(0), firing: Cell::new(None) }
     }
 
     fn room(&self) -> Result<&RoomStorage> {
@@ -150,8 +153,20 @@ impl Storage {
     }
 
     /// When the room's alarm is set to go off (milliseconds since the Unix epoch).
+    ///
+    /// Inside `on_alarm`, as in Durable Objects, the alarm that is firing no longer counts:
+    /// this is `None` unless the handler has set a new one (then that one), so `if
+    /// get_alarm().is_none() { set_alarm(..) }` in `on_alarm` schedules the next run.
     pub async fn get_alarm(&self) -> Result<Option<u64>> {
+        if self.firing.get() == Some(self.alarm_changes.get()) {
+            return Ok(None);
+        }
         self.room()?.get_alarm().await
+    }
+
+    /// `on_alarm` starts (`true`) or ends (`false`): see [`Storage::get_alarm`].
+    pub(crate) fn set_firing(&self, firing: bool) {
+        self.firing.set(firing.then(|| self.alarm_changes.get()));
     }
 
     /// Sets the room's one alarm (replacing any other) to `time_ms`, milliseconds since

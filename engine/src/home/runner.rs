@@ -13,7 +13,7 @@ use crate::api::archive;
 use crate::api::{ConnectContext, Connection, Party, Room, RoomCore};
 use crate::log::warn_client;
 use crate::payload::Request;
-use crate::route::{ConnId, ConnectOutcome, ConnectRequest, HttpRequest, ToEdge, ToHome};
+use crate::route::{ConnId, ConnectOutcome, ConnectRequest, HttpRequest, RoomKey, ToEdge, ToHome};
 use futures_lite::FutureExt;
 use partyline_protocol::http::Response;
 use partyline_protocol::ws::CloseCode;
@@ -21,6 +21,7 @@ use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 /// How a hook call ended.
 enum Ran<T> {
@@ -153,15 +154,14 @@ impl<P: Party> Runner<P> {
             }
             RoomEvent::Message { conn, message } => {
                 let Some(conn) = self.core.registry.borrow_mut().get(conn) else { return };
-                message_event(&self.core, party, self.hook_timeout, &conn, message).await
+                message_event(party, self.hook_timeout, &conn, message).await
             }
             RoomEvent::Close { conn, code, reason } => {
                 close(&self.core, party, self.hook_timeout, conn, code, &reason).await
             }
             RoomEvent::Request(request) => {
                 let HttpRequest { request, reply, .. } = *request;
-                let (response, health) =
-                    request_event(&self.core, party, self.hook_timeout, request).await;
+                let (response, health) = request_event(party, self.hook_timeout, request).await;
                 let answer = ToEdge::Response { token: reply.token, response };
                 let _ = self.core.runtime.router.to_edge(reply.to, answer);
                 health
@@ -214,27 +214,25 @@ impl<P: Party> Runner<P> {
             return;
         }
         if let Err(e) = self.save_snapshot().await {
-            let key = &self.core.key;
-            tracing::warn!(party = %key.party, room = %key.room, error = %e, "cannot save the party's snapshot; the room stays awake");
+            tracing::warn!(error = %e, "cannot save the party's snapshot; the room stays awake");
             return;
         }
-        let key = &self.core.key;
         let records = match self.core.registry.borrow().records() {
             Ok(records) => records,
             Err(e) => {
-                tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read back the room's archive; it stays awake");
+                tracing::error!(error = %e, "cannot read back the room's archive; it stays awake");
                 return;
             }
         };
         let bytes = match archive::encode(&archive::RegistryArchive::new(records)) {
             Ok(bytes) => bytes,
             Err(e) => {
-                tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot encode the room's archive; it stays awake");
+                tracing::error!(error = %e, "cannot encode the room's archive; it stays awake");
                 return;
             }
         };
         if let Err(e) = self.core.storage().put_archive(archive::REGISTRY, bytes).await {
-            tracing::warn!(party = %key.party, room = %key.room, error = %e, "cannot store the room's archive; it stays awake");
+            tracing::warn!(error = %e, "cannot store the room's archive; it stays awake");
             return;
         }
         drop(self.core.registry.borrow_mut().take_for_sleep());
@@ -249,7 +247,6 @@ impl<P: Party> Runner<P> {
     /// closed (1011) so their clients reconnect, and it starts fresh from its storage.
     async fn wake(&mut self) {
         self.asleep = false;
-        let key = &self.core.key;
         let runtime = self.core.runtime.clone();
         let read = match self.core.storage().get_archive(archive::REGISTRY).await {
             Ok(Some(bytes)) => {
@@ -262,7 +259,7 @@ impl<P: Party> Runner<P> {
             // Connections are rebuilt one by one, when something needs them.
             Ok(archived) => self.core.registry.borrow_mut().attach(archived),
             Err(e) => {
-                tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read the room's archive; closing its sockets, it starts fresh");
+                tracing::error!(error = %e, "cannot read the room's archive; closing its sockets, it starts fresh");
                 let edges = self.core.registry.borrow_mut().forget_all();
                 for edge in edges {
                     let close = ToEdge::CloseRoom {
@@ -294,7 +291,6 @@ impl<P: Party> Runner<P> {
         let (Some(fns), Some(party)) = (&self.snapshots, self.party.as_mut()) else {
             return Ok(());
         };
-        let key = &self.core.key;
         let storage = self.core.storage();
         let read = match storage.get_archive(archive::SNAPSHOT).await {
             Ok(None) => return Ok(()),
@@ -304,9 +300,9 @@ impl<P: Party> Runner<P> {
             Err(e) => return Err(e.to_string()),
         };
         if let Err(e) = read {
-            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read the party's snapshot; the room keeps what on_start built");
+            tracing::error!(error = %e, "cannot read the party's snapshot; the room keeps what on_start built");
             if let Err(e) = storage.delete_archive(archive::SNAPSHOT).await {
-                tracing::warn!(party = %key.party, room = %key.room, error = %e, "cannot delete the damaged snapshot");
+                tracing::warn!(error = %e, "cannot delete the damaged snapshot");
             }
         }
         Ok(())
@@ -316,8 +312,7 @@ impl<P: Party> Runner<P> {
     /// (an instance dropped after a panic or timeout was never kept, so it is not saved).
     pub async fn retire(&mut self) {
         if let Err(e) = self.save_snapshot().await {
-            let key = &self.core.key;
-            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot save the party's snapshot as the room unloads");
+            tracing::error!(error = %e, "cannot save the party's snapshot as the room unloads");
         }
         self.party = None;
     }
@@ -327,8 +322,7 @@ impl<P: Party> Runner<P> {
     }
 
     fn log_error(&self, what: &str, error: &str) {
-        let key = &self.core.key;
-        tracing::error!(party = %key.party, room = %key.room, error, "{what}");
+        tracing::error!(error, "{what}");
     }
 
     /// Answers an event the room cannot handle (its `on_start` failed).
@@ -385,25 +379,27 @@ impl<P: Party> Runner<P> {
     /// retries a failure later ([`super::alarm`]).
     async fn alarm(&mut self, scheduled: u64) -> Health {
         let core = self.core.clone();
-        let key = &core.key;
         let storage = core.storage();
         if !alarm_due(&core).await {
             return Health::Fine;
         }
         let Some(party) = self.party.as_mut() else { return Health::Fine };
         let changes = storage.alarm_changes();
-        let (succeeded, health) = match run_hook(self.hook_timeout, party.on_alarm()).await {
+        storage.set_firing(true);
+        let ran = run_hook(self.hook_timeout, party.on_alarm()).await;
+        storage.set_firing(false);
+        let (succeeded, health) = match ran {
             Ran::Done(Ok(())) => (true, Health::Fine),
             Ran::Done(Err(e)) => {
-                tracing::warn!(party = %key.party, room = %key.room, scheduled, error = %e, "on_alarm failed");
+                tracing::warn!(scheduled, error = %e, "on_alarm failed");
                 (false, Health::Fine)
             }
             Ran::Panicked => {
-                tracing::error!(party = %key.party, room = %key.room, scheduled, "on_alarm panicked");
+                tracing::error!(scheduled, "on_alarm panicked");
                 (false, Health::Poisoned)
             }
             Ran::TimedOut => {
-                tracing::error!(party = %key.party, room = %key.room, scheduled, "on_alarm timed out");
+                tracing::error!(scheduled, "on_alarm timed out");
                 (false, Health::Poisoned)
             }
         };
@@ -413,7 +409,7 @@ impl<P: Party> Runner<P> {
         } else if succeeded {
             self.alarm_retries = 0;
             if let Err(e) = storage.delete_alarm_quietly().await {
-                tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot clear the alarm that ran");
+                tracing::error!(error = %e, "cannot clear the alarm that ran");
             }
         } else {
             self.alarm_failed().await;
@@ -424,11 +420,10 @@ impl<P: Party> Runner<P> {
     /// The alarm could not run (its handler or the room's `on_start` failed): set it again
     /// with backoff, or drop it after [`RETRIES_MAX`] retries.
     async fn alarm_failed(&mut self) {
-        let key = &self.core.key;
         let storage = self.core.storage();
         self.alarm_retries += 1;
         let result = if self.alarm_retries > RETRIES_MAX {
-            tracing::error!(party = %key.party, room = %key.room, "alarm dropped after {RETRIES_MAX} failed retries");
+            tracing::error!("alarm dropped after {RETRIES_MAX} failed retries");
             self.alarm_retries = 0;
             storage.delete_alarm_quietly().await
         } else {
@@ -436,7 +431,7 @@ impl<P: Party> Runner<P> {
             storage.set_alarm_quietly(self.core.runtime.clock.now_ms() + delay).await
         };
         if let Err(e) = result {
-            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot reschedule the alarm");
+            tracing::error!(error = %e, "cannot reschedule the alarm");
         }
     }
 }
@@ -493,11 +488,11 @@ async fn connect<P: Party>(
             (ConnectOutcome::Failed { code: e.close_code(), reason: e.to_string() }, Health::Fine)
         }
         Ran::Panicked => {
-            tracing::error!(party = %core.key.party, room = %core.key.room, conn = conn.id(), "on_connect panicked");
+            tracing::error!(conn = conn.id(), "on_connect panicked");
             (failed("internal error".into()), Health::Poisoned)
         }
         Ran::TimedOut => {
-            tracing::error!(party = %core.key.party, room = %core.key.room, conn = conn.id(), "on_connect timed out");
+            tracing::error!(conn = conn.id(), "on_connect timed out");
             let reason = format!("on_connect timed out after {} ms", timeout.as_millis());
             (failed(reason), Health::Poisoned)
         }
@@ -511,13 +506,11 @@ async fn connect<P: Party>(
 }
 
 async fn message_event<P: Party>(
-    core: &RoomCore,
     party: &mut P,
     timeout: Duration,
     conn: &Connection,
     message: crate::payload::Message,
 ) -> Health {
-    let key = &core.key;
     let kill = |reason: &str| {
         conn.close(CloseCode::INTERNAL_ERROR, reason);
         Health::Poisoned
@@ -525,7 +518,7 @@ async fn message_event<P: Party>(
     match run_hook(timeout, party.on_message(message, conn)).await {
         Ran::Done(Ok(())) => Health::Fine,
         Ran::Done(Err(e)) => {
-            warn_client!(party = %key.party, room = %key.room, conn = conn.id(), error = %e, "on_message failed");
+            warn_client!(conn = conn.id(), error = %e, "on_message failed");
             match run_hook(timeout, party.on_error(conn, &e)).await {
                 Ran::Done(_) => Health::Fine,
                 Ran::Panicked => kill("internal error"),
@@ -535,11 +528,11 @@ async fn message_event<P: Party>(
             }
         }
         Ran::Panicked => {
-            tracing::error!(party = %key.party, room = %key.room, conn = conn.id(), "on_message panicked");
+            tracing::error!(conn = conn.id(), "on_message panicked");
             kill("internal error")
         }
         Ran::TimedOut => {
-            tracing::error!(party = %key.party, room = %key.room, conn = conn.id(), "on_message timed out");
+            tracing::error!(conn = conn.id(), "on_message timed out");
             kill(&format!("on_message timed out after {} ms", timeout.as_millis()))
         }
     }
@@ -553,7 +546,6 @@ async fn close<P: Party>(
     code: CloseCode,
     reason: &str,
 ) -> Health {
-    let key = &core.key;
     let Some(conn) = core.registry.borrow_mut().unregister(cid) else {
         return Health::Fine;
     };
@@ -561,43 +553,41 @@ async fn close<P: Party>(
     match run_hook(timeout, party.on_close(&conn, code, reason)).await {
         Ran::Done(Ok(())) => Health::Fine,
         Ran::Done(Err(e)) => {
-            tracing::warn!(party = %key.party, room = %key.room, conn = conn.id(), error = %e, "on_close failed");
+            tracing::warn!(conn = conn.id(), error = %e, "on_close failed");
             Health::Fine
         }
         Ran::Panicked => {
-            tracing::error!(party = %key.party, room = %key.room, conn = conn.id(), "on_close panicked");
+            tracing::error!(conn = conn.id(), "on_close panicked");
             Health::Poisoned
         }
         Ran::TimedOut => {
-            tracing::error!(party = %key.party, room = %key.room, conn = conn.id(), "on_close timed out");
+            tracing::error!(conn = conn.id(), "on_close timed out");
             Health::Poisoned
         }
     }
 }
 
 async fn request_event<P: Party>(
-    core: &RoomCore,
     party: &mut P,
     timeout: Duration,
     request: Request,
 ) -> (Response, Health) {
-    let key = &core.key;
     match run_hook(timeout, party.on_request(request)).await {
         Ran::Done(Ok(response)) => (response, Health::Fine),
         Ran::Done(Err(e)) => {
             if matches!(e.fault(), crate::error::Fault::Client(_)) {
-                warn_client!(party = %key.party, room = %key.room, error = %e, "on_request refused the request");
+                warn_client!(error = %e, "on_request refused the request");
             } else {
-                tracing::warn!(party = %key.party, room = %key.room, error = %e, "on_request failed");
+                tracing::warn!(error = %e, "on_request failed");
             }
             (Response::text(e.status(), format!("{e}\n")), Health::Fine)
         }
         Ran::Panicked => {
-            tracing::error!(party = %key.party, room = %key.room, "on_request panicked");
+            tracing::error!("on_request panicked");
             (Response::text(500, "internal error\n"), Health::Poisoned)
         }
         Ran::TimedOut => {
-            tracing::error!(party = %key.party, room = %key.room, "on_request timed out");
+            tracing::error!("on_request timed out");
             let message = format!("on_request timed out after {} ms\n", timeout.as_millis());
             (Response::text(504, message), Health::Poisoned)
         }
@@ -622,7 +612,7 @@ async fn alarm_due(core: &RoomCore) -> bool {
         }
         Ok(None) => false,
         Err(e) => {
-            tracing::error!(party = %key.party, room = %key.room, error = %e, "cannot read the alarm; retrying");
+            tracing::error!(error = %e, "cannot read the alarm; retrying");
             again(now + RETRY_BASE_MS);
             false
         }
@@ -661,7 +651,8 @@ pub(crate) fn spawn_room_with_snapshots<P: crate::Snapshot>() -> SpawnRoom {
 
 fn start_room<P: Party>(home: Rc<super::Home>, host: Rc<super::host::RoomHost>) {
     let runner = Runner::<P>::new(host.core.clone());
-    glommio::spawn_local(run_room::<P>(home, host, runner)).detach();
+    let span = room_span(&host.core.key);
+    glommio::spawn_local(run_room::<P>(home, host, runner).instrument(span)).detach();
 }
 
 fn start_room_with_snapshots<P: crate::Snapshot>(
@@ -669,7 +660,14 @@ fn start_room_with_snapshots<P: crate::Snapshot>(
     host: Rc<super::host::RoomHost>,
 ) {
     let runner = Runner::<P>::new(host.core.clone()).with_snapshots();
-    glommio::spawn_local(run_room::<P>(home, host, runner)).detach();
+    let span = room_span(&host.core.key);
+    glommio::spawn_local(run_room::<P>(home, host, runner).instrument(span)).detach();
+}
+
+/// The span a room's task runs in: every log line of its hooks (the engine's and the party
+/// code's own `tracing` calls) carries the party and room without naming them.
+fn room_span(key: &RoomKey) -> tracing::Span {
+    tracing::info_span!("room", party = %key.party, room = %key.room)
 }
 
 /// A room's task: waits for edges it writes to if they are backed up, takes the next

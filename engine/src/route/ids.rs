@@ -50,8 +50,12 @@ pub(crate) struct RoomKey {
 }
 
 impl RoomKey {
+    /// The room `room` of party `party`, with the hex digits of percent-escapes
+    /// upper-cased (`%c3%a9` and `%C3%A9` are one room, RFC 3986 §6.2.2.1); everything
+    /// else exactly as given.
     pub fn new(party: &str, room: &str) -> RoomKey {
-        RoomKey { party: party.into(), room: room.into() }
+        use partyline_protocol::route::normalize_percent_case as normalize;
+        RoomKey { party: normalize(party).into(), room: normalize(room).into() }
     }
 }
 

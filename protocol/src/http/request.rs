@@ -303,7 +303,7 @@ fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<RequestHead>, Ht
         Err(httparse::Error::TooManyHeaders) => {
             return Err(HttpError::TooManyHeaders { limit: limits.header_count_max });
         }
-        Err(httparse::Error::Version) => return Err(HttpError::UnsupportedVersion),
+        Err(httparse::Error::Version) => return Err(version_error(buf)),
         Err(e) => {
             return Err(HttpError::Malformed { what: malformed_what(e) });
         }
@@ -343,6 +343,19 @@ fn parse_head(buf: &[u8], limits: &HttpLimits) -> Result<Option<RequestHead>, Ht
     }
     parsed.body = body_kind(&parsed, limits)?;
     Ok(Some(parsed))
+}
+
+/// httparse reports a request line it cannot split into three as a bad version: only a
+/// line of exactly `METHOD SP target SP HTTP/x.y` with another version is a 505; more
+/// parts (a raw space in the target, say) is a malformed request, 400.
+fn version_error(buf: &[u8]) -> HttpError {
+    let line = buf.split(|&b| b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+    match parts[..] {
+        [_, _, version] if version.starts_with(b"HTTP/") => HttpError::UnsupportedVersion,
+        _ => HttpError::Malformed { what: "request line (a space in the target must be %20)" },
+    }
 }
 
 fn malformed_what(e: httparse::Error) -> &'static str {

@@ -10,6 +10,7 @@
 //! a deadline of [`ADMIN_IO_TIMEOUT_MS`]. The accept loop polls with a short timeout so
 //! that shutdown ends it.
 
+use crate::edge::{STATUSES, close_label};
 use crate::home::{PartyCounts, WAKE_BUCKETS_US};
 use crate::limits::{ADMIN_CONNECTIONS_MAX, ADMIN_IO_TIMEOUT_MS, ADMIN_REQUEST_BYTES_MAX};
 use crate::shard::{Gauges, ShardStats};
@@ -295,7 +296,7 @@ impl Collector for Metrics {
         let shards: Vec<ShardStats> = view.gauges.iter().map(Gauges::read).collect();
         let names: Vec<String> = (0..shards.len()).map(|i| i.to_string()).collect();
         type Pick = fn(&ShardStats) -> u64;
-        let per_shard: [(&str, &str, MetricType, Pick); 13] = [
+        let per_shard: &[(&str, &str, MetricType, Pick)] = &[
             (
                 "partyline_sockets",
                 "Sockets accepted on the shard and not yet closed",
@@ -371,8 +372,44 @@ impl Collector for Metrics {
                 MetricType::Counter,
                 |s| s.reads_held,
             ),
+            (
+                "partyline_websocket_messages_received",
+                "WebSocket messages received from clients",
+                MetricType::Counter,
+                |s| s.traffic.messages_in,
+            ),
+            (
+                "partyline_websocket_received_bytes",
+                "Payload bytes of the WebSocket messages received from clients",
+                MetricType::Counter,
+                |s| s.traffic.bytes_in,
+            ),
+            (
+                "partyline_frames_sent",
+                "Frames queued to sockets: deliveries of sends and broadcasts, pings, closes",
+                MetricType::Counter,
+                |s| s.traffic.frames_out,
+            ),
+            (
+                "partyline_sent_bytes",
+                "Bytes written to sockets (frames and HTTP responses)",
+                MetricType::Counter,
+                |s| s.traffic.bytes_out,
+            ),
+            (
+                "partyline_websocket_upgrades",
+                "WebSocket connections accepted (101 written)",
+                MetricType::Counter,
+                |s| s.traffic.upgrades,
+            ),
+            ("partyline_parks", "Times an idle socket parked", MetricType::Counter, |s| {
+                s.traffic.parks
+            }),
+            ("partyline_resumes", "Times a parked socket resumed", MetricType::Counter, |s| {
+                s.traffic.resumes
+            }),
         ];
-        for (name, help, kind, pick) in per_shard {
+        for (name, help, kind, pick) in per_shard.iter().copied() {
             family(
                 &mut encoder,
                 name,
@@ -383,6 +420,113 @@ impl Collector for Metrics {
                     .zip(&names)
                     .map(|(s, shard)| (vec![("shard", shard.as_str())], pick(s))),
             )?;
+        }
+
+        // Per shard, CPU: how loaded each core is.
+        {
+            let mut metric = encoder.encode_descriptor(
+                "partyline_shard_cpu_seconds",
+                "CPU time of each shard's thread",
+                None,
+                MetricType::Counter,
+            )?;
+            for (s, shard) in shards.iter().zip(&names) {
+                let labels: &Labels<'_> = &[("shard", shard.as_str())];
+                ConstCounter::new(s.cpu_ns as f64 / 1e9).encode(metric.encode_family(&labels)?)?;
+            }
+        }
+
+        // Refusals by status and the server's closes by code, summed over shards (fixed
+        // label sets: see edge::traffic).
+        let refusals: Vec<u64> = (0..=STATUSES.len())
+            .map(|i| shards.iter().map(|s| s.traffic.refusals[i]).sum())
+            .collect();
+        let status_labels: Vec<String> = STATUSES
+            .iter()
+            .map(u16::to_string)
+            .chain(std::iter::once("other".to_owned()))
+            .collect();
+        family(
+            &mut encoder,
+            "partyline_refusals",
+            "Connections answered with an HTTP error instead of served (bad requests, 503s of full rooms and lost nodes, gate refusals), by status",
+            MetricType::Counter,
+            &mut status_labels
+                .iter()
+                .zip(&refusals)
+                .filter(|(_, n)| **n > 0)
+                .map(|(l, n)| (vec![("status", l.as_str())], *n)),
+        )?;
+        let close_labels: Vec<String> = (0..crate::edge::CLOSE_SLOTS).map(close_label).collect();
+        let closes: Vec<u64> = (0..crate::edge::CLOSE_SLOTS)
+            .map(|i| shards.iter().map(|s| s.traffic.closes[i]).sum())
+            .collect();
+        family(
+            &mut encoder,
+            "partyline_server_closes",
+            "WebSockets the server closed, by close code (3xxx and 4xxx: the application ranges)",
+            MetricType::Counter,
+            &mut close_labels
+                .iter()
+                .zip(&closes)
+                .filter(|(_, n)| **n > 0)
+                .map(|(l, n)| (vec![("code", l.as_str())], *n)),
+        )?;
+
+        // Storage.
+        let storage = view.store.stats();
+        for (name, help, value) in [
+            (
+                "partyline_storage_requests",
+                "Requests that reached the storage thread",
+                storage.requests,
+            ),
+            ("partyline_storage_writes", "Of those, writes", storage.writes),
+            (
+                "partyline_storage_fsyncs",
+                "fsyncs (group commit: writes share them)",
+                storage.fsyncs,
+            ),
+        ] {
+            let counter = ConstCounter::new(value);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
+        let queued = ConstGauge::new(i64::try_from(storage.queued).unwrap_or(i64::MAX));
+        queued.encode(encoder.encode_descriptor(
+            "partyline_storage_queue_depth",
+            "Requests waiting for the storage thread",
+            None,
+            queued.metric_type(),
+        )?)?;
+        {
+            let mut cumulative = 0;
+            let buckets: Vec<(f64, u64)> = partyline_storage::FSYNC_BUCKETS_US
+                .iter()
+                .zip(storage.fsync_buckets)
+                .map(|(bound, n)| {
+                    cumulative += n;
+                    (*bound as f64 / 1e6, cumulative)
+                })
+                .collect();
+            let count: u64 = storage.fsync_buckets.iter().sum();
+            encoder
+                .encode_descriptor(
+                    "partyline_storage_fsync_duration_seconds",
+                    "How long each fsync took",
+                    None,
+                    MetricType::Histogram,
+                )?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    storage.fsync_sum_ns as f64 / 1e9,
+                    count,
+                    &buckets,
+                    None,
+                )?;
         }
 
         // Per node link.

@@ -57,7 +57,7 @@ pub use api::{
 pub use cli::ServeArgs;
 pub use clock::Clock;
 pub use config::{Admin, Cluster, Config, LogFormat, NodeSpec};
-pub use edge::FetchHandler;
+pub use edge::{FetchHandler, TrafficStats};
 pub use error::{Error, Fault, Result};
 pub use home::{PartyCounts, WakeHistogram};
 pub use limits::Limits;

@@ -114,15 +114,39 @@ pub struct StoreStats {
     pub writes: u64,
     /// fsyncs: with group commit, many writes share one.
     pub fsyncs: u64,
+    /// How long they took: counts per bucket of [`FSYNC_BUCKETS_US`] (cumulative is the
+    /// reader's business), the last one beyond the largest bound.
+    pub fsync_buckets: [u64; FSYNC_BUCKETS_US.len() + 1],
+    /// The fsyncs' total time, in ns.
+    pub fsync_sum_ns: u64,
+    /// Requests waiting for the storage thread now (at most `QUEUE_MAX`).
+    pub queued: usize,
 }
+
+/// Upper bounds of the fsync-latency buckets, in microseconds.
+pub const FSYNC_BUCKETS_US: [u64; 12] =
+    [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000];
 
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
     pub requests: AtomicU64,
     pub writes: AtomicU64,
     pub fsyncs: AtomicU64,
+    pub fsync_buckets: [AtomicU64; FSYNC_BUCKETS_US.len() + 1],
+    pub fsync_sum_ns: AtomicU64,
     /// A write or fsync failed: no later write will be acknowledged.
     pub poisoned: std::sync::atomic::AtomicBool,
+}
+
+impl Counters {
+    /// Records one fsync's duration.
+    pub fn fsync_took(&self, took: std::time::Duration) {
+        let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+        let slot = FSYNC_BUCKETS_US.iter().position(|b| us <= *b).unwrap_or(FSYNC_BUCKETS_US.len());
+        self.fsync_buckets[slot].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        self.fsync_sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
 }
 
 struct Inner {
@@ -205,6 +229,9 @@ impl Store {
             requests: c.requests.load(Ordering::Relaxed),
             writes: c.writes.load(Ordering::Relaxed),
             fsyncs: c.fsyncs.load(Ordering::Relaxed),
+            fsync_buckets: std::array::from_fn(|i| c.fsync_buckets[i].load(Ordering::Relaxed)),
+            fsync_sum_ns: c.fsync_sum_ns.load(Ordering::Relaxed),
+            queued: self.inner.tx.len(),
         }
     }
 

@@ -299,7 +299,10 @@ fn finish(
         return;
     }
     counters.fsyncs.fetch_add(1, Ordering::Relaxed);
-    match ks.db.persist(PersistMode::SyncAll) {
+    let started = std::time::Instant::now();
+    let persisted = ks.db.persist(PersistMode::SyncAll);
+    counters.fsync_took(started.elapsed());
+    match persisted {
         Ok(()) => {
             for (reply, answer) in pending.drain(..) {
                 let _ = reply.send(Ok(answer));

@@ -381,6 +381,7 @@ async fn write_response(
         }
     };
     let deadline = Instant::now() + Duration::from_millis(edge.limits().http_idle_timeout_ms);
+    edge.traffic.written(bytes.len());
     within(deadline, stream.write_all(&bytes))
         .await
         .unwrap_or_else(|| Err(io::ErrorKind::TimedOut.into()))
@@ -388,6 +389,7 @@ async fn write_response(
 
 /// Answers with `response` and ends the connection gracefully.
 pub(super) async fn refuse(edge: &Edge, stream: &mut TcpStream, response: &Response) {
+    edge.traffic.refusal(response.status());
     let options = EncodeOptions { keep_alive: false, head_request: false };
     if write_response(edge, stream, response, options).await.is_ok() {
         let deadline = Instant::now() + Duration::from_millis(CLOSE_LINGER_MS);

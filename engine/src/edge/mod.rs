@@ -16,6 +16,7 @@ mod http;
 mod out_queue;
 mod park;
 mod socket;
+mod traffic;
 mod websocket;
 
 use crate::api::runtime::Runtime;
@@ -37,6 +38,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::task::Context;
 use std::time::Instant;
+use traffic::Traffic;
+pub use traffic::{CLOSE_SLOTS, STATUSES, TrafficStats, close_label};
 
 /// A room's sockets on this edge, and its window here (in the shared link).
 struct EdgeRoom {
@@ -56,6 +59,7 @@ pub(crate) struct EdgeStats {
     pub closed_for_output: u64,
     pub closed_for_input: u64,
     pub reads_held: u64,
+    pub traffic: TrafficStats,
 }
 
 /// One shard's sockets.
@@ -89,6 +93,7 @@ pub(crate) struct Edge {
     /// Reads held back by a full room window (see [`RoomLink`]).
     reads_held: Cell<u64>,
     shutting_down: Cell<bool>,
+    pub(crate) traffic: Traffic,
 }
 
 impl Edge {
@@ -128,6 +133,7 @@ impl Edge {
             closed_for_input: Cell::new(0),
             reads_held: Cell::new(0),
             shutting_down: Cell::new(false),
+            traffic: Traffic::default(),
         }))
     }
 
@@ -197,6 +203,7 @@ impl Edge {
     /// Queues a frame for a socket (see [`EdgeConn::enqueue`]), within the shard's output
     /// budget: past it, the sockets with the most queued are closed (1008).
     fn enqueue(&self, conn: &EdgeConn, frame: Bytes) {
+        self.traffic.frame_out();
         let (before, after) = conn.enqueue(frame, self.out_per_socket_max);
         self.account_output(before, after);
         if self.out_total.get() > self.shed_above.get() {
@@ -235,6 +242,7 @@ impl Edge {
         let (result, before, after) =
             conn.poll_flush(fd, cx, |cx, buf| crate::rt::poll_write(stream, cx, buf));
         if before != after {
+            self.traffic.written(before.saturating_sub(after));
             self.account_output(before, after);
         }
         result
@@ -414,6 +422,7 @@ impl Edge {
             closed_for_output: self.closed_for_output.get(),
             closed_for_input: self.closed_for_input.get(),
             reads_held: self.reads_held.get(),
+            traffic: self.traffic.stats(),
         }
     }
 

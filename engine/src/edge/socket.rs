@@ -34,6 +34,7 @@ async fn resume(edge: Rc<Edge>, conn: Rc<EdgeConn>, fd: RawFd) {
     // SAFETY: `fd` was the parked socket's descriptor, taken out of its record by the
     // caller, so this stream is its only owner.
     let mut stream = unsafe { TcpStream::from_raw_fd(fd) };
+    edge.traffic.resume();
     let parked = websocket::open(&edge, &conn, &mut stream, Vec::new()).await;
     end_task(&edge, &conn, stream, parked);
 }
@@ -51,6 +52,7 @@ fn end_task(edge: &Edge, conn: &EdgeConn, stream: TcpStream, parked: Option<RawF
 /// Leaves the socket (now only `fd`, a duplicate of the dropped stream's descriptor) in the
 /// shard's epoll set until it is readable or something is queued for it.
 fn park(edge: &Edge, conn: &EdgeConn, fd: RawFd) {
+    edge.traffic.park();
     conn.park(fd);
     if let Err(e) = edge.parking.watch(fd, conn.id().seq) {
         // Out of epoll watches (fs.epoll.max_user_watches): resume at once instead.

@@ -117,10 +117,13 @@ async fn negotiate(
     match outcome {
         Some(ConnectOutcome::Accepted) => {
             // The edge opened it and joined it to its room when the answer arrived.
+            edge.traffic.upgrade();
             edge.push_front(conn, upgrade());
             Some(leftover)
         }
         Some(ConnectOutcome::Failed { code, reason }) => {
+            edge.traffic.upgrade();
+            edge.traffic.close(code.0);
             edge.push_front(conn, upgrade());
             edge.push_last(conn, encode::close(code, &reason));
             conn.begin_closing();
@@ -323,6 +326,7 @@ async fn ws_loop(
             },
             Ok(Step::Eof) | Err(_) => return End::Close(CloseCode::ABNORMAL, String::new()),
             Ok(Step::ServerClose(code, reason)) => {
+                edge.traffic.close(code.0);
                 edge.push_last(conn, encode::close(code, &reason));
                 return End::Close(code, reason);
             }
@@ -402,6 +406,7 @@ fn forward(edge: &Rc<Edge>, conn: &EdgeConn, link: &RoomLink, event: Inbound) ->
                 return Forwarded::Sent;
             }
             link.charge(message.len());
+            edge.traffic.message_in(message.len());
             let msg = ToHome::Message { room: link.key.clone(), conn: conn.id(), message };
             match edge.router().to_home(msg) {
                 Some(wait) => Forwarded::Wait(wait),
@@ -416,6 +421,7 @@ fn forward(edge: &Rc<Edge>, conn: &EdgeConn, link: &RoomLink, event: Inbound) ->
         Inbound::Error(e) => {
             warn_client!(seq = conn.id().seq, error = %e, "WebSocket protocol error");
             let code = e.close_code();
+            edge.traffic.close(code.0);
             edge.push_last(conn, encode::close(code, &e.to_string()));
             Forwarded::End(End::Close(code, e.to_string()))
         }

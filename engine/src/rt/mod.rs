@@ -14,6 +14,6 @@ pub(crate) use net::{
 };
 pub use process::{
     Usage, check_io_uring, disable_transparent_huge_pages, raise_open_files_limit,
-    release_freed_memory, set_allocator_purge_delay, usage,
+    release_freed_memory, set_allocator_purge_delay, thread_cpu_ns, usage,
 };
 pub(crate) use time::{sleep, within};

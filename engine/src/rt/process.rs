@@ -30,6 +30,17 @@ pub fn disable_transparent_huge_pages() -> io::Result<()> {
     Ok(())
 }
 
+/// CPU time the calling thread has used, in ns (`CLOCK_THREAD_CPUTIME_ID`).
+pub fn thread_cpu_ns() -> u64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: `ts` is a valid timespec for the call to write.
+    let ok = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0;
+    if !ok {
+        return 0;
+    }
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
 /// Makes mimalloc hand this thread's free pages back to the OS now (`mi_collect(true)`).
 /// Its own purges run lazily, from later allocations on the same thread, and a shard whose
 /// sockets have just parked may not allocate again for a long time: without this, 5,000

@@ -225,6 +225,7 @@ async fn sweep_until_shutdown(
             (collect_due, collected_at) = (false, Instant::now());
         }
         gauges.publish(&edge_stats, &home_stats);
+        gauges.publish_cpu(crate::rt::thread_cpu_ns());
         gauges.publish_parties(&home.party_counts());
     }
 }

@@ -2,7 +2,7 @@
 //! second into relaxed atomics that `RunningServer::stats` reads from any thread (a
 //! snapshot for operators and tests, not a synchronization point).
 
-use crate::edge::EdgeStats;
+use crate::edge::{CLOSE_SLOTS, EdgeStats, STATUSES, TrafficStats};
 use crate::home::{HomeStats, PartyCounts, WAKE_BUCKETS_US};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -43,6 +43,10 @@ pub struct ShardStats {
     /// Times a socket's read waited because its room had a full window of unhandled
     /// messages from this shard (backpressure from a busy room), since start.
     pub reads_held: u64,
+    /// What the shard's sockets carried since start.
+    pub traffic: TrafficStats,
+    /// CPU time the shard's thread has used since start, in ns.
+    pub cpu_ns: u64,
 }
 
 /// One shard's published gauges.
@@ -67,6 +71,56 @@ pub(crate) struct Gauges {
     rooms_asleep: AtomicUsize,
     room_sleeps: AtomicU64,
     room_wakes: AtomicU64,
+    traffic: TrafficGauges,
+    cpu_ns: AtomicU64,
+}
+
+/// [`TrafficStats`] in atomics.
+#[derive(Debug, Default)]
+struct TrafficGauges {
+    messages_in: AtomicU64,
+    bytes_in: AtomicU64,
+    frames_out: AtomicU64,
+    bytes_out: AtomicU64,
+    upgrades: AtomicU64,
+    parks: AtomicU64,
+    resumes: AtomicU64,
+    refusals: [AtomicU64; STATUSES.len() + 1],
+    closes: [AtomicU64; CLOSE_SLOTS],
+}
+
+impl TrafficGauges {
+    fn store(&self, t: &TrafficStats) {
+        let r = Ordering::Relaxed;
+        self.messages_in.store(t.messages_in, r);
+        self.bytes_in.store(t.bytes_in, r);
+        self.frames_out.store(t.frames_out, r);
+        self.bytes_out.store(t.bytes_out, r);
+        self.upgrades.store(t.upgrades, r);
+        self.parks.store(t.parks, r);
+        self.resumes.store(t.resumes, r);
+        for (a, v) in self.refusals.iter().zip(t.refusals) {
+            a.store(v, r);
+        }
+        for (a, v) in self.closes.iter().zip(t.closes) {
+            a.store(v, r);
+        }
+    }
+
+    fn load(&self) -> TrafficStats {
+        let r = Ordering::Relaxed;
+        TrafficStats {
+            messages_in: self.messages_in.load(r),
+            bytes_in: self.bytes_in.load(r),
+            frames_out: self.frames_out.load(r),
+            bytes_out: self.bytes_out.load(r),
+            upgrades: self.upgrades.load(r),
+            parks: self.parks.load(r),
+            resumes: self.resumes.load(r),
+            refusals: std::array::from_fn(|i| self.refusals[i].load(r)),
+            closes: std::array::from_fn(|i| self.closes[i].load(r)),
+        }
+    }
 }
 
 /// One party's counts on one shard ([`PartyCounts`], in atomics).
@@ -105,6 +159,8 @@ impl Gauges {
             rooms_asleep: r(),
             room_sleeps: c(),
             room_wakes: c(),
+            traffic: TrafficGauges::default(),
+            cpu_ns: c(),
         }
     }
 
@@ -177,6 +233,12 @@ impl Gauges {
         self.rooms_asleep.store(home.asleep, r);
         self.room_sleeps.store(home.sleeps, r);
         self.room_wakes.store(home.wakes, r);
+        self.traffic.store(&edge.traffic);
+    }
+
+    /// Publishes the shard thread's CPU time.
+    pub fn publish_cpu(&self, ns: u64) {
+        self.cpu_ns.store(ns, Ordering::Relaxed);
     }
 
     pub fn read(&self) -> ShardStats {
@@ -199,6 +261,8 @@ impl Gauges {
             rooms_asleep: self.rooms_asleep.load(r),
             room_sleeps: self.room_sleeps.load(r),
             room_wakes: self.room_wakes.load(r),
+            traffic: self.traffic.load(),
+            cpu_ns: self.cpu_ns.load(r),
         }
     }
 }

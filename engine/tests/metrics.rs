@@ -1,0 +1,74 @@
+//! `/metrics` is complete enough to run on: after real traffic (a chat between two
+//! sockets, a refused upgrade, a protocol error) the counters of messages and bytes in and
+//! out, upgrades, refusals by status, closes by code, storage requests, fsyncs and their
+//! latency, and each shard's CPU time are there, with the values the traffic implies, and
+//! labels from fixed sets only (no room ids).
+
+mod common;
+
+use common::*;
+use partyline::Server;
+use std::time::{Duration, Instant};
+
+/// The sum over all samples of `name` (any labels) whose labels contain `with`.
+fn sum(srv: &partyline::RunningServer, name: &str, with: &str) -> f64 {
+    let admin = srv.admin_addr().expect("admin listener");
+    let (_, body) = http(admin, "GET", "/metrics", "");
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(sample, _)| {
+            (sample == &name || sample.strip_prefix(name).is_some_and(|r| r.starts_with('{')))
+                && sample.contains(with)
+        })
+        .filter_map(|(_, v)| v.parse::<f64>().ok())
+        .sum()
+}
+
+fn wait_sum(srv: &partyline::RunningServer, name: &str, with: &str, check: impl Fn(f64) -> bool) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let v = sum(srv, name, with);
+        if check(v) {
+            return;
+        }
+        assert!(Instant::now() < until, "{name}{{{with}}} = {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn traffic_storage_and_load_show_up_in_metrics() {
+    let (srv, addr) = start(Server::new(config(2)).with_builtin_parties());
+    let (mut a, _) = ws(addr, "/parties/main/metered");
+    let (mut b, _) = ws(addr, "/parties/main/metered");
+    assert_eq!(read_text(&mut a), "[]");
+    assert_eq!(read_text(&mut b), "[]");
+    for text in ["one", "two", "three"] {
+        send_text(&mut a, text);
+        assert_eq!(read_text(&mut b), text);
+    }
+    // A refused upgrade (unknown party) and a protocol error (an unmasked client frame).
+    assert!(matches!(try_ws(addr, "/parties/nobody/x"), Err(tungstenite::Error::Http(_))));
+    let mut raw = Raw::connect(addr, "/parties/echo/e");
+    raw.send(&[0x81, 0x01, b'x']);
+    assert_eq!(raw.close_code(), 1002);
+
+    wait_sum(&srv, "partyline_websocket_messages_received_total", "", |v| v >= 3.0);
+    assert_eq!(sum(&srv, "partyline_websocket_received_bytes_total", ""), 11.0, "3+3+5 bytes");
+    wait_sum(&srv, "partyline_websocket_upgrades_total", "", |v| v >= 3.0);
+    wait_sum(&srv, "partyline_frames_sent_total", "", |v| v >= 5.0);
+    wait_sum(&srv, "partyline_sent_bytes_total", "", |v| v > 0.0);
+    wait_sum(&srv, "partyline_refusals_total", "status=\"404\"", |v| v == 1.0);
+    wait_sum(&srv, "partyline_server_closes_total", "code=\"1002\"", |v| v == 1.0);
+    // The chat stores every message: requests, writes and fsyncs, each timed.
+    assert!(sum(&srv, "partyline_storage_writes_total", "") >= 3.0);
+    assert!(sum(&srv, "partyline_storage_fsyncs_total", "") >= 1.0);
+    assert!(sum(&srv, "partyline_storage_fsync_duration_seconds_count", "") >= 1.0);
+    assert!(sum(&srv, "partyline_storage_queue_depth", "") >= 0.0);
+    wait_sum(&srv, "partyline_shard_cpu_seconds_total", "", |v| v > 0.0);
+    // No label names a room.
+    let (_, body) = http(srv.admin_addr().unwrap(), "GET", "/metrics", "");
+    assert!(!body.contains("metered"), "a room id leaked into a label");
+    srv.shutdown().unwrap();
+}

@@ -38,6 +38,8 @@ pub(crate) struct View {
     pub links: Option<Arc<crate::route::NodeLinks>>,
     /// Set when the server starts to drain: `/health` answers 503 from then on.
     pub draining: Arc<AtomicBool>,
+    /// The bearer token every path but `/health` requires, if any.
+    pub token: Option<String>,
 }
 
 impl View {
@@ -64,8 +66,8 @@ impl AdminListener {
         let listener = TcpListener::bind(addr)
             .map_err(|e| io::Error::new(e.kind(), format!("admin listener on {addr}: {e}")))?;
         let addr = listener.local_addr()?;
-        if !addr.ip().is_loopback() {
-            tracing::warn!(%addr, "the admin listener is not on loopback: /metrics has no authentication");
+        if !addr.ip().is_loopback() && view.token.is_none() {
+            tracing::warn!(%addr, "the admin listener is not on loopback and has no admin_token: anyone who reaches it reads /metrics");
         }
         let view = Arc::new(view);
         let mut registry = Registry::default();
@@ -135,7 +137,7 @@ fn serve(mut stream: TcpStream, served: &Served) {
     }
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
-    let (method, path) = loop {
+    let (method, path, authorized) = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
             return;
@@ -151,7 +153,13 @@ fn serve(mut stream: TcpStream, served: &Served) {
             Ok(httparse::Status::Complete(_)) => {
                 let method = request.method.unwrap_or_default().to_owned();
                 let path = request.path.unwrap_or_default().to_owned();
-                break (method, path);
+                let authorized = served.view.token.as_deref().is_none_or(|token| {
+                    request.headers.iter().any(|h| {
+                        h.name.eq_ignore_ascii_case("authorization")
+                            && bearer_matches(h.value, token.as_bytes())
+                    })
+                });
+                break (method, path, authorized);
             }
             Ok(httparse::Status::Partial) if head.len() < ADMIN_REQUEST_BYTES_MAX => {}
             Ok(httparse::Status::Partial) => {
@@ -166,6 +174,10 @@ fn serve(mut stream: TcpStream, served: &Served) {
         }
     };
     let path = path.split('?').next().unwrap_or_default();
+    if !authorized && path != "/health" {
+        let _ = respond(&stream, 401, "text/plain", b"a bearer token is required (admin_token)\n");
+        return;
+    }
     let _ = match (method.as_str(), path) {
         ("GET", "/metrics") => {
             let mut body = String::with_capacity(8 * 1024);
@@ -191,6 +203,17 @@ fn serve(mut stream: TcpStream, served: &Served) {
         _ => respond(&stream, 404, "text/plain", b"not found: try /metrics or /health\n"),
     };
     let _ = stream.flush();
+}
+
+/// Whether an `Authorization` value is `Bearer <token>`, compared in constant time (a
+/// wrong guess takes as long however many bytes it got right).
+fn bearer_matches(value: &[u8], token: &[u8]) -> bool {
+    let Some(given) = value.strip_prefix(b"Bearer ").or_else(|| value.strip_prefix(b"bearer "))
+    else {
+        return false;
+    };
+    given.len() == token.len()
+        && given.iter().zip(token).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
 }
 
 fn respond(mut stream: &TcpStream, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {

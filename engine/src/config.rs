@@ -80,6 +80,11 @@ pub struct Config {
     /// The admin listener (`GET /metrics` in the Prometheus text format, `GET /health`):
     /// an address, or `"off"`. Loopback by default: it has no authentication.
     pub admin: Admin,
+    /// A bearer token the admin listener requires on everything but `/health`
+    /// (`Authorization: Bearer <token>`; 401 without it). Unset: no authentication, so
+    /// keep the listener on loopback (a non-loopback address is logged as a warning).
+    /// `PARTYLINE_ADMIN_TOKEN` in the environment sets it too.
+    pub admin_token: Option<String>,
     /// Number of shards (executors); 0 means one per available core.
     pub shards: usize,
     /// Whether to pin each shard to its own core.
@@ -135,6 +140,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 1999)),
             admin: Admin::At(SocketAddr::from(([127, 0, 0, 1], ADMIN_PORT))),
+            admin_token: None,
             shards: 0,
             pin_cores: true,
             data: PathBuf::from(".partyline"),

@@ -190,6 +190,12 @@ impl Server {
                     store: store.clone(),
                     links: links.as_ref().map(|l| l.links.clone()),
                     draining: draining.clone(),
+                    token: self
+                        .config
+                        .admin_token
+                        .clone()
+                        .or_else(|| std::env::var("PARTYLINE_ADMIN_TOKEN").ok())
+                        .filter(|t| !t.is_empty()),
                 };
                 match AdminListener::start(addr, view, shutdown.clone()) {
                     Ok(admin) => Some(admin),

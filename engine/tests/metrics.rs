@@ -72,3 +72,24 @@ fn traffic_storage_and_load_show_up_in_metrics() {
     assert!(!body.contains("metered"), "a room id leaked into a label");
     srv.shutdown().unwrap();
 }
+
+/// With `admin_token`, everything on the admin listener but `/health` needs the bearer
+/// token (401 without it, or with a wrong one); `/health` stays open for balancers.
+#[test]
+fn the_admin_token_guards_everything_but_health() {
+    let config = partyline::Config { admin_token: Some("s3cret".into()), ..config(1) };
+    let (srv, _) = start(Server::new(config).with_builtin_parties());
+    let admin = srv.admin_addr().expect("admin listener");
+    let get = |auth: Option<&str>, path: &str| {
+        let auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n");
+        raw_http(admin, request.as_bytes())
+    };
+    assert!(get(None, "/metrics").starts_with("HTTP/1.1 401"));
+    assert!(get(Some("Bearer wrong!"), "/metrics").starts_with("HTTP/1.1 401"));
+    assert!(get(Some("Basic s3cret"), "/metrics").starts_with("HTTP/1.1 401"));
+    let ok = get(Some("Bearer s3cret"), "/metrics");
+    assert!(ok.starts_with("HTTP/1.1 200") && ok.contains("partyline_rooms"), "{ok}");
+    assert!(get(None, "/health").starts_with("HTTP/1.1 200"));
+    srv.shutdown().unwrap();
+}

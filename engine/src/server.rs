@@ -181,10 +181,16 @@ impl Server {
                 return Err(e);
             }
         };
+        let (query_tx, query_rx): (Vec<_>, Vec<_>) = (0..count)
+            .map(|_| crossbeam_channel::bounded(crate::shard::query::QUERIES_MAX))
+            .unzip();
         let admin = match self.config.admin {
             Admin::Off => None,
             Admin::At(addr) => {
                 let view = View {
+                    queries: query_tx,
+                    placement: crate::route::Placement::cluster(&members, count),
+                    members: members.clone(),
                     gauges: gauges.clone(),
                     parties: parties.clone(),
                     store: store.clone(),
@@ -226,6 +232,7 @@ impl Server {
             drain: crate::shard::DrainBarrier::new(count),
             members: members.clone(),
             links: links.as_ref().map(|l| l.links.clone()),
+            queries: query_rx,
         });
         let mut handles = Vec::with_capacity(count);
         for (id, (listener, ends)) in listeners.into_iter().zip(mesh).enumerate() {

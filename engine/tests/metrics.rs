@@ -93,3 +93,75 @@ fn the_admin_token_guards_everything_but_health() {
     assert!(get(None, "/health").starts_with("HTTP/1.1 200"));
     srv.shutdown().unwrap();
 }
+
+/// The rooms API on the admin listener: a party's rooms, loaded now or only stored, paged;
+/// one room's state, connections, storage and alarm; unknown parties are 404.
+#[test]
+fn the_rooms_api_lists_loaded_and_stored_rooms_in_pages() {
+    let data = data_dir();
+    let first = partyline::Config { data: data.clone(), ..config(2) };
+    let (srv, addr) = start(Server::new(first).with_builtin_parties());
+    for room in ["s1", "s2", "s3"] {
+        assert_eq!(http(addr, "POST", &format!("/parties/main/{room}"), "kept").0, 201);
+    }
+    srv.shutdown().unwrap();
+    // A new server on the same data: s1-s3 are stored, not loaded; "live" is loaded.
+    let (srv, addr) =
+        start(Server::new(partyline::Config { data, ..config(2) }).with_builtin_parties());
+    let admin = srv.admin_addr().unwrap();
+    let (mut live, _) = ws(addr, "/parties/main/live");
+    assert_eq!(read_text(&mut live), "[]");
+    let json = |path: &str| {
+        let (status, body) = http(admin, "GET", path, "");
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&body)
+                .unwrap_or_else(|e| panic!("{e}: {body}")),
+        )
+    };
+    let (status, all) = json("/rooms/main");
+    assert_eq!(status, 200, "{all}");
+    let rows: Vec<(String, String, u64)> = all["rooms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().into(),
+                r["state"].as_str().unwrap().into(),
+                r["connections"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let expected =
+        [("s1", "stored", 0), ("s2", "stored", 0), ("s3", "stored", 0), ("live", "awake", 1)];
+    let expected: Vec<(String, String, u64)> =
+        expected.iter().map(|(i, s, c)| ((*i).into(), (*s).into(), *c)).collect();
+    assert_eq!(rows, expected, "{all}");
+    assert!(all["next"].is_null());
+    // Pages of two, following `next`.
+    let (_, page) = json("/rooms/main?limit=2");
+    assert_eq!(page["rooms"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next"], "s2");
+    let (_, page) = json("/rooms/main?limit=2&after=s2");
+    let ids: Vec<&str> =
+        page["rooms"].as_array().unwrap().iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["s3", "live"]);
+    // One room: stored, unloaded, with its key and no alarm; the live one awake.
+    let (status, one) = json("/rooms/main/s1");
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(
+        (one["state"].as_str(), one["storage"]["keys"].as_u64()),
+        (Some("unloaded"), Some(1))
+    );
+    assert!(one["storage"]["bytes"].as_u64().unwrap() > 4, "{one}");
+    assert!(one["alarm"].is_null());
+    assert_eq!(one["home"]["node"], "local");
+    let (_, live_room) = json("/rooms/main/live");
+    assert_eq!(
+        (live_room["state"].as_str(), live_room["connections"].as_u64()),
+        (Some("awake"), Some(1))
+    );
+    assert_eq!(json("/rooms/nobody").0, 404);
+    srv.shutdown().unwrap();
+}

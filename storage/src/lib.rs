@@ -123,6 +123,24 @@ pub struct StoreStats {
     pub queued: usize,
 }
 
+/// The order [`Store::rooms`] lists rooms in: by length, then bytes (ids are
+/// length-prefixed in keys).
+pub fn room_order(a: &str, b: &str) -> std::cmp::Ordering {
+    (a.len(), a.as_bytes()).cmp(&(b.len(), b.as_bytes()))
+}
+
+/// What one room stores ([`Store::usage`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoomUsage {
+    /// Keys stored.
+    pub keys: u64,
+    /// Their bytes: keys (without the room's namespace) and values.
+    pub bytes: u64,
+    /// Whether every key was counted (a room with more than `USAGE_SCAN_MAX` keys is
+    /// counted that far).
+    pub complete: bool,
+}
+
 /// Upper bounds of the fsync-latency buckets, in microseconds.
 pub const FSYNC_BUCKETS_US: [u64; 12] =
     [50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 1_000_000];
@@ -281,6 +299,32 @@ impl Store {
         match self.call(Op::DueAlarms { until: until_ms, after, limit }).await? {
             Reply::Alarms(a) => Ok(a),
             _ => unreachable!("DueAlarms answers Alarms"),
+        }
+    }
+
+    /// Up to `limit` rooms of `party` that have stored keys, in storage order (shorter ids
+    /// first, then byte order: [`room_order`]), starting after room `after`. A skip scan
+    /// on the storage thread: one seek per room returned.
+    pub async fn rooms(
+        &self,
+        party: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>> {
+        let op = Op::Rooms { party: party.to_owned(), after: after.map(str::to_owned), limit };
+        match self.call(op).await? {
+            Reply::Rooms(r) => Ok(r),
+            _ => unreachable!("Rooms answers Rooms"),
+        }
+    }
+
+    /// How many keys room `room` of `party` stores, and their bytes.
+    pub async fn usage(&self, party: &str, room: &str) -> Result<RoomUsage> {
+        let ns = key::Namespace::new(party, room)
+            .map_err(|size| Error::KeyTooLarge { size, max: limits::NAMESPACE_SIZE_MAX })?;
+        match self.call(Op::Usage(ns)).await? {
+            Reply::Usage(u) => Ok(u),
+            _ => unreachable!("Usage answers Usage"),
         }
     }
 

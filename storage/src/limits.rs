@@ -116,3 +116,7 @@ const _: () = assert!(KEY_SIZE_MAX < LARGE_ENTRY_SIZE_MAX);
 const _: () = assert!(NAMESPACE_SIZE_MAX + KEY_SIZE_MAX <= STORED_KEY_SIZE_MAX);
 const _: () = assert!(ALARM_QUEUE_PREFIX_SIZE + NAMESPACE_SIZE_MAX <= STORED_KEY_SIZE_MAX);
 const _: () = assert!(GROUP_MAX <= QUEUE_MAX);
+
+/// Keys [`crate::Store::usage`] counts at most in one room (a scan on the storage thread,
+/// which other rooms' requests wait behind): about 10 ms.
+pub const USAGE_SCAN_MAX: u64 = 100_000;

@@ -63,6 +63,15 @@ pub(crate) enum Op {
         after: Option<Box<[u8]>>,
         limit: usize,
     },
+    /// Up to `limit` rooms of `party` with stored keys, in storage order, after `after`.
+    Rooms {
+        party: String,
+        after: Option<String>,
+        limit: usize,
+    },
+    /// How many keys one room stores, and their bytes (keys and values), counting at most
+    /// [`crate::limits::USAGE_SCAN_MAX`] keys.
+    Usage(Namespace),
     /// Answered once everything before it is durable.
     Sync,
     /// Makes everything durable, closes the database (releasing its folder) and ends the
@@ -76,6 +85,8 @@ pub(crate) enum Reply {
     Count(usize),
     Alarm(Option<u64>),
     Alarms(Vec<crate::DueAlarm>),
+    Rooms(Vec<String>),
+    Usage(crate::RoomUsage),
     Done,
 }
 
@@ -461,6 +472,41 @@ fn execute(ks: &Keyspaces, op: Op) -> Result<Reply> {
                 });
             }
             Ok(Reply::Alarms(due))
+        }
+        Op::Rooms { party, after, limit } => {
+            // A skip scan: each room's first key, then a seek past the room's range.
+            let Ok(len) = u16::try_from(party.len()) else { return Ok(Reply::Rooms(Vec::new())) };
+            let mut prefix = len.to_be_bytes().to_vec();
+            prefix.extend_from_slice(party.as_bytes());
+            let mut from = match after.and_then(|a| Namespace::new(&party, &a).ok()) {
+                Some(ns) => successor_of_prefix(ns.as_bytes()).unwrap_or_default(),
+                None => prefix.clone(),
+            };
+            let mut rooms = Vec::new();
+            while rooms.len() < limit && !from.is_empty() {
+                let Some(guard) = ks.kv.range(from.clone()..).next() else { break };
+                let key = guard.key()?;
+                if !key.starts_with(&prefix) {
+                    break;
+                }
+                let Some((_, room, used)) = Namespace::decode(&key) else { break };
+                rooms.push(room);
+                from = successor_of_prefix(&key[..used]).unwrap_or_default();
+            }
+            Ok(Reply::Rooms(rooms))
+        }
+        Op::Usage(ns) => {
+            let mut usage = crate::RoomUsage { complete: true, ..crate::RoomUsage::default() };
+            for guard in ks.kv.prefix(ns.as_bytes()) {
+                if usage.keys >= crate::limits::USAGE_SCAN_MAX {
+                    usage.complete = false;
+                    break;
+                }
+                let (key, value) = guard.into_inner()?;
+                usage.keys += 1;
+                usage.bytes += (key.len() - ns.as_bytes().len() + value.len()) as u64;
+            }
+            Ok(Reply::Usage(usage))
         }
         Op::Sync => Ok(Reply::Done),
         Op::Close => unreachable!("the group loop handles Close"),

@@ -481,3 +481,33 @@ fn large_archives_go_to_disk_and_read_back_whole() {
         assert_eq!(b.get_archive(1).await.unwrap(), Some(big(3)));
     });
 }
+
+/// A party's rooms with stored keys, paged in storage order (shorter ids first, then byte
+/// order: ids are length-prefixed in keys), each once however many keys it has, other
+/// parties' rooms never; and what one room stores.
+#[test]
+fn rooms_with_storage_are_listed_in_pages_and_their_usage_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = store(&dir, Profile::Partykit);
+    block_on(async {
+        for room in ["b", "a", "c%20d", "z"] {
+            let r = s.room("main", room).unwrap();
+            r.put_many([("k1", "v"), ("k2", "vv"), ("\u{ff}", "x")]).await.unwrap();
+        }
+        // A party whose name extends "main", and an empty room: neither is listed.
+        s.room("mainx", "q").unwrap().put("k", "v").await.unwrap();
+        let emptied = s.room("main", "gone").unwrap();
+        emptied.put("k", "v").await.unwrap();
+        emptied.delete("k").await.unwrap();
+        assert_eq!(s.rooms("main", None, 10).await.unwrap(), ["a", "b", "z", "c%20d"]);
+        assert_eq!(s.rooms("main", None, 2).await.unwrap(), ["a", "b"]);
+        assert_eq!(s.rooms("main", Some("b"), 2).await.unwrap(), ["z", "c%20d"]);
+        assert!(s.rooms("main", Some("c%20d"), 2).await.unwrap().is_empty());
+        assert_eq!(s.rooms("mainx", None, 10).await.unwrap(), ["q"]);
+        assert!(s.rooms("nobody", None, 10).await.unwrap().is_empty());
+        let usage = s.usage("main", "a").await.unwrap();
+        // Keys k1, k2, ÿ (2 bytes) and values v, vv, x: 2+2+2 + 1+2+1.
+        assert_eq!((usage.keys, usage.bytes, usage.complete), (3, 10, true));
+        assert_eq!(s.usage("main", "none").await.unwrap().keys, 0);
+    });
+}

@@ -77,6 +77,14 @@ pub(crate) struct Home {
 }
 
 /// Counts a room task while it runs ([`Home::task_started`]).
+/// A room loaded on a shard, as the rooms API shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LoadedRoom {
+    pub id: String,
+    pub asleep: bool,
+    pub connections: usize,
+}
+
 pub(crate) struct TaskGuard(Rc<Cell<usize>>);
 
 impl Drop for TaskGuard {
@@ -306,6 +314,20 @@ impl Home {
                 }
             }
         }
+    }
+
+    /// The rooms of `party` loaded here (only `room`, if given), for the rooms API.
+    pub fn loaded(&self, party: &str, room: Option<&str>) -> Vec<LoadedRoom> {
+        self.rooms
+            .borrow()
+            .iter()
+            .filter(|(key, _)| &*key.party == party && room.is_none_or(|r| &*key.room == r))
+            .map(|(key, host)| LoadedRoom {
+                id: key.room.to_string(),
+                asleep: host.asleep.get(),
+                connections: host.core.registry.borrow().count(),
+            })
+            .collect()
     }
 
     /// The link to `node` was lost: every room with connections on that node's edges

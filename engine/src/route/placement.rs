@@ -72,7 +72,6 @@ impl Placement {
     }
 
     /// This node.
-    #[cfg(test)]
     pub fn here(&self) -> NodeId {
         self.node
     }

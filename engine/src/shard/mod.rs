@@ -6,6 +6,7 @@
 //!
 //! This is the only module that knows both the edge and the home.
 
+pub(crate) mod query;
 mod stats;
 
 use crate::api::runtime::Runtime;
@@ -47,6 +48,8 @@ pub(crate) struct ShardSetup {
     pub members: Members,
     /// Other nodes' links, in a cluster.
     pub links: Option<Arc<NodeLinks>>,
+    /// Each shard's questions from the admin listener.
+    pub queries: Vec<crossbeam_channel::Receiver<query::Query>>,
 }
 
 /// Where the shards meet at shutdown, between draining their edges and stopping their
@@ -129,7 +132,8 @@ pub(crate) async fn run(
     tracing::debug!(shard = %here, "shard running");
 
     let lost = Lost { links: setup.links.clone(), shard: id, seen: Vec::new() };
-    sweep_until_shutdown(&edge, &home, &setup.gauges[id], &setup.shutdown, lost).await;
+    let queries = &setup.queries[id];
+    sweep_until_shutdown(&edge, &home, &setup.gauges[id], &setup.shutdown, lost, queries).await;
 
     // Shutdown: stop accepting, close every socket with 1001, wait for them to drain,
     // then unload every room (their tasks end, and with them the references to the store).
@@ -205,6 +209,7 @@ async fn sweep_until_shutdown(
     gauges: &Gauges,
     shutdown: &AtomicBool,
     mut lost: Lost,
+    queries: &crossbeam_channel::Receiver<query::Query>,
 ) {
     // Parked sockets free their tasks and streams, sleeping rooms their connections' records;
     // hand that memory back to the OS when a burst of them ends (and once a second while
@@ -214,6 +219,13 @@ async fn sweep_until_shutdown(
     while !shutdown.load(Ordering::Relaxed) {
         crate::rt::sleep(SWEEP_INTERVAL).await;
         lost.sweep(edge, home);
+        for q in queries.try_iter().take(query::QUERIES_PER_SWEEP_MAX) {
+            match q {
+                query::Query::Rooms { party, room, reply } => {
+                    let _ = reply.try_send(home.loaded(&party, room.as_deref()));
+                }
+            }
+        }
         let edge_stats = edge.sweep();
         home.sweep();
         let home_stats = home.stats();

@@ -47,6 +47,7 @@ mod home;
 mod link;
 pub mod parties;
 mod route;
+pub mod scaffold;
 mod server;
 mod shard;
 pub mod testing;

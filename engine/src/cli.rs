@@ -32,6 +32,9 @@ pub struct ServeArgs {
     /// Which node of the config's `[cluster]` list this process is.
     #[arg(long, value_name = "ID")]
     pub node: Option<String>,
+    /// A folder of static files to serve for paths that are not party paths.
+    #[arg(long, value_name = "DIR")]
+    pub serve: Option<PathBuf>,
     /// How log lines are written: `text`, or `json` (one object per line) [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -61,6 +64,9 @@ impl ServeArgs {
         }
         if self.node.is_some() {
             cfg.node.clone_from(&self.node);
+        }
+        if self.serve.is_some() {
+            cfg.serve.clone_from(&self.serve);
         }
         if let Some(f) = self.log_format {
             cfg.log_format = f;

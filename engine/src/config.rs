@@ -118,6 +118,10 @@ pub struct Config {
     /// A room of a hibernating party (`Party::HIBERNATE`) whose hooks have had nothing to do
     /// for this long goes to sleep (Durable Objects: about 10 s).
     pub hibernate_after_ms: u64,
+    /// A folder of static files served on the client listener for every path that is not
+    /// a party path (and that `on_fetch` did not answer), like PartyKit's `serve`; read
+    /// into memory at start (at most 64 MiB).
+    pub serve: Option<PathBuf>,
     /// The cluster's member list (see [`Cluster`]); empty for a single process.
     pub cluster: Cluster,
     /// Which node of `cluster` this process is (`partyline serve --node a`).
@@ -151,6 +155,7 @@ impl Default for Config {
             huge_pages: false,
             hibernate_after_ms: 10_000,
             allocator_purge_delay_ms: 10,
+            serve: None,
             cluster: Cluster::default(),
             node: None,
             drain_health_ms: 0,

@@ -42,6 +42,7 @@ pub mod rt;
 // the tidy test).
 mod admin;
 mod api;
+mod assets;
 mod edge;
 mod home;
 mod link;
@@ -55,6 +56,7 @@ pub mod testing;
 pub use api::{
     ConnectContext, Connection, Gate, Lobby, Party, Room, Snapshot, SnapshotFields, Storage,
 };
+pub use assets::Assets;
 pub use cli::ServeArgs;
 pub use clock::Clock;
 pub use config::{Admin, Cluster, Config, LogFormat, NodeSpec};

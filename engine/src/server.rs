@@ -123,6 +123,15 @@ impl Server {
         std::fs::create_dir_all(data).map_err(|e| {
             io::Error::new(e.kind(), format!("cannot create data folder {}: {e}", data.display()))
         })?;
+        let assets = match &self.config.serve {
+            Some(folder) => {
+                let assets = crate::assets::Assets::load(folder)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                tracing::info!(folder = %folder.display(), files = assets.len(), "serving static files");
+                Some(Arc::new(assets))
+            }
+            None => None,
+        };
         let (open_files, _) = crate::rt::raise_open_files_limit()?;
         let fit =
             usize::try_from(open_files.saturating_sub(limits::OPEN_FILES_RESERVE) / count as u64)
@@ -233,6 +242,7 @@ impl Server {
             members: members.clone(),
             links: links.as_ref().map(|l| l.links.clone()),
             queries: query_rx,
+            assets,
         });
         let mut handles = Vec::with_capacity(count);
         for (id, (listener, ends)) in listeners.into_iter().zip(mesh).enumerate() {

@@ -339,14 +339,29 @@ async fn room_request(edge: &Edge, gates: Gates, key: RoomKey, request: Request)
     }
 }
 
+/// A path that is not a party path: the server's `on_fetch` first, then the `serve`
+/// folder, then 404.
 async fn fetch(edge: &Edge, request: Request) -> Response {
+    let static_file = |request: &Request| {
+        let assets = edge.assets.as_ref()?;
+        assets.respond(&request.method, &request.target, request.header("if-none-match"))
+    };
     let Some(on_fetch) = edge.on_fetch else {
-        return Response::text(404, "Not found\n");
+        return static_file(&request).unwrap_or_else(|| Response::text(404, "Not found\n"));
     };
     let deadline = Instant::now() + Duration::from_millis(edge.limits().hook_timeout_ms);
+    let (method, target, etag) = (
+        request.method.clone(),
+        request.target.clone(),
+        request.header("if-none-match").map(str::to_owned),
+    );
     match within(deadline, AssertUnwindSafe(on_fetch(request)).catch_unwind()).await {
         Some(Ok(Some(response))) => response,
-        Some(Ok(None)) => Response::text(404, "Not found\n"),
+        Some(Ok(None)) => edge
+            .assets
+            .as_ref()
+            .and_then(|a| a.respond(&method, &target, etag.as_deref()))
+            .unwrap_or_else(|| Response::text(404, "Not found\n")),
         Some(Err(_)) => Response::text(500, "internal error\n"),
         None => Response::text(504, "on_fetch timed out\n"),
     }

@@ -69,6 +69,8 @@ pub(crate) struct Edge {
     route: RouteConfig,
     gates: Arc<HashMap<String, Gates>>,
     on_fetch: Option<FetchHandler>,
+    /// The `serve` folder's files, answered after `on_fetch`.
+    assets: Option<Arc<crate::assets::Assets>>,
     started: Instant,
     /// The read buffer every socket of this shard reads into, borrowed only inside a poll.
     scratch: RefCell<Box<[u8]>>,
@@ -101,6 +103,7 @@ impl Edge {
         runtime: Rc<Runtime>,
         gates: Arc<HashMap<String, Gates>>,
         on_fetch: Option<FetchHandler>,
+        assets: Option<Arc<crate::assets::Assets>>,
     ) -> std::io::Result<Rc<Edge>> {
         let parking = Rc::new(Parking::new()?);
         let shards = runtime.router.placement().shards();
@@ -112,6 +115,7 @@ impl Edge {
             route,
             gates,
             on_fetch,
+            assets,
             started: Instant::now(),
             scratch: RefCell::new(vec![0u8; limits::SCRATCH_BYTES].into_boxed_slice()),
             conns: RefCell::new(HashMap::new()),

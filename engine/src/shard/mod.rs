@@ -48,6 +48,8 @@ pub(crate) struct ShardSetup {
     pub members: Members,
     /// Other nodes' links, in a cluster.
     pub links: Option<Arc<NodeLinks>>,
+    /// The `serve` folder's files, if any.
+    pub assets: Option<Arc<crate::assets::Assets>>,
     /// Each shard's questions from the admin listener.
     pub queries: Vec<crossbeam_channel::Receiver<query::Query>>,
 }
@@ -117,7 +119,7 @@ pub(crate) async fn run(
         store: setup.store.clone(),
     });
     let home = Home::new(runtime.clone(), setup.spawners.clone());
-    let edge = match Edge::new(runtime, setup.gates.clone(), setup.on_fetch) {
+    let edge = match Edge::new(runtime, setup.gates.clone(), setup.on_fetch, setup.assets.clone()) {
         Ok(edge) => edge,
         Err(e) => {
             tracing::error!(shard = %here, error = %e, "cannot create the shard's epoll set");

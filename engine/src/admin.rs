@@ -103,7 +103,7 @@ struct Served {
     view: Arc<View>,
 }
 
-fn accept_loop(listener: &TcpListener, served: &Arc<Served>, shutdown: &AtomicBool) {
+fn accept_loop(listener: &TcpListener, served: &Arc<Served>, shutdown: &Arc<AtomicBool>) {
     let busy = Arc::new(AtomicUsize::new(0));
     while !shutdown.load(Ordering::Relaxed) {
         let mut poll = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
@@ -122,9 +122,9 @@ fn accept_loop(listener: &TcpListener, served: &Arc<Served>, shutdown: &AtomicBo
             let _ = respond(&stream, 503, "text/plain", b"admin listener busy\n");
             continue;
         }
-        let (served, held) = (served.clone(), busy.clone());
+        let (served, held, stop) = (served.clone(), busy.clone(), shutdown.clone());
         let spawned = std::thread::Builder::new().name("admin-request".into()).spawn(move || {
-            serve(stream, &served);
+            serve(stream, &served, &stop);
             held.fetch_sub(1, Ordering::AcqRel);
         });
         if spawned.is_err() {
@@ -135,7 +135,7 @@ fn accept_loop(listener: &TcpListener, served: &Arc<Served>, shutdown: &AtomicBo
 }
 
 /// Answers one request, then closes the connection.
-fn serve(mut stream: TcpStream, served: &Served) {
+fn serve(mut stream: TcpStream, served: &Served, shutdown: &AtomicBool) {
     // One deadline for the whole request head, however slowly it trickles in.
     let deadline = std::time::Instant::now() + Duration::from_millis(ADMIN_IO_TIMEOUT_MS);
     let timeout = Some(Duration::from_millis(ADMIN_IO_TIMEOUT_MS));
@@ -161,10 +161,20 @@ fn serve(mut stream: TcpStream, served: &Served) {
                 let method = request.method.unwrap_or_default().to_owned();
                 let path = request.path.unwrap_or_default().to_owned();
                 let authorized = served.view.token.as_deref().is_none_or(|token| {
-                    request.headers.iter().any(|h| {
+                    let header = request.headers.iter().any(|h| {
                         h.name.eq_ignore_ascii_case("authorization")
                             && bearer_matches(h.value, token.as_bytes())
-                    })
+                    });
+                    // The dashboard in a browser cannot set headers: `?token=` too.
+                    let query = path.split_once('?').is_some_and(|(_, q)| {
+                        q.split('&').any(|kv| {
+                            kv.strip_prefix("token=").is_some_and(|t| {
+                                let t = partyline_protocol::route::percent_decode(t);
+                                bearer_matches(format!("Bearer {t}").as_bytes(), token.as_bytes())
+                            })
+                        })
+                    });
+                    header || query
                 });
                 break (method, path, authorized);
             }
@@ -206,6 +216,14 @@ fn serve(mut stream: TcpStream, served: &Served) {
             Ok(()) => respond(&stream, 200, "text/plain", b"ok\n"),
             Err(e) => respond(&stream, 503, "text/plain", format!("storage: {e}\n").as_bytes()),
         },
+        ("GET", "/") => respond(&stream, 200, "text/html; charset=utf-8", DASHBOARD.as_bytes()),
+        ("GET", "/api/summary") => {
+            respond(&stream, 200, "application/json", summary(&served.view).to_string().as_bytes())
+        }
+        ("GET", "/events") => {
+            events(&stream, &served.view, shutdown);
+            return;
+        }
         ("GET", rooms) if rooms.starts_with("/rooms/") => {
             let (status, body) = rooms_api(&served.view, &rooms["/rooms/".len()..], query);
             respond(&stream, status, "application/json", body.as_bytes())
@@ -230,6 +248,80 @@ fn bearer_matches(value: &[u8], token: &[u8]) -> bool {
     };
     given.len() == token.len()
         && given.iter().zip(token).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// The live dashboard: one page, no external resources.
+const DASHBOARD: &str = include_str!("../ui/dashboard.html");
+
+/// How long one `/events` stream lasts at most (the page's `EventSource` reconnects), so
+/// an abandoned tab cannot hold an admin slot forever.
+const EVENTS_STREAM_MAX_S: u64 = 600;
+
+/// A snapshot of the server for the dashboard: totals, parties, shards, storage, links.
+fn summary(view: &View) -> serde_json::Value {
+    let shards: Vec<ShardStats> = view.gauges.iter().map(Gauges::read).collect();
+    let parties = view.parties();
+    let total = |f: fn(&ShardStats) -> u64| shards.iter().map(f).sum::<u64>();
+    let storage = view.store.stats();
+    let fsyncs: u64 = storage.fsync_buckets.iter().sum();
+    let time_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0));
+    serde_json::json!({
+        "time_ms": time_ms,
+        "totals": {
+            "rooms": parties.iter().map(|(_, c)| c.rooms_awake + c.rooms_asleep).sum::<usize>(),
+            "connections": parties.iter().map(|(_, c)| c.connections).sum::<usize>(),
+            "messages_in": total(|s| s.traffic.messages_in),
+            "bytes_in": total(|s| s.traffic.bytes_in),
+            "frames_out": total(|s| s.traffic.frames_out),
+            "bytes_out": total(|s| s.traffic.bytes_out),
+            "upgrades": total(|s| s.traffic.upgrades),
+            "sleeps": parties.iter().map(|(_, c)| c.sleeps).sum::<u64>(),
+            "wakes": parties.iter().map(|(_, c)| c.wakes).sum::<u64>(),
+        },
+        "parties": parties.iter().map(|(name, c)| serde_json::json!({
+            "name": name,
+            "rooms_awake": c.rooms_awake,
+            "rooms_asleep": c.rooms_asleep,
+            "connections": c.connections,
+            "sleeps": c.sleeps,
+            "wakes": c.wakes,
+        })).collect::<Vec<_>>(),
+        "shards": shards.iter().enumerate().map(|(i, s)| serde_json::json!({
+            "shard": i,
+            "sockets": s.sockets,
+            "websockets": s.websockets,
+            "cpu_seconds": s.cpu_ns as f64 / 1e9,
+        })).collect::<Vec<_>>(),
+        "storage": {
+            "requests": storage.requests,
+            "writes": storage.writes,
+            "fsyncs": storage.fsyncs,
+            "fsync_mean_us": if fsyncs == 0 { 0.0 } else { storage.fsync_sum_ns as f64 / fsyncs as f64 / 1e3 },
+            "queued": storage.queued,
+        },
+        "links": view.links.as_ref().map(|l| l.stats()).unwrap_or_default().iter().map(|l| serde_json::json!({
+            "node": l.node, "up": l.up, "messages_out": l.messages_out, "messages_in": l.messages_in,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// `/events`: a server-sent event with [`summary`] every second, until the client goes,
+/// the server stops, or [`EVENTS_STREAM_MAX_S`] pass.
+fn events(mut stream: &TcpStream, view: &View, shutdown: &AtomicBool) {
+    let head = "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\nconnection: close\r\n\r\n";
+    if stream.write_all(head.as_bytes()).is_err() {
+        return;
+    }
+    let until = std::time::Instant::now() + Duration::from_secs(EVENTS_STREAM_MAX_S);
+    while std::time::Instant::now() < until && !shutdown.load(Ordering::Relaxed) {
+        let event = format!("data: {}\n\n", summary(view));
+        if stream.write_all(event.as_bytes()).and_then(|()| stream.flush()).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
 }
 
 /// Rooms at most one page of `/rooms/<party>` lists.

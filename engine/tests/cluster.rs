@@ -14,13 +14,6 @@ use std::time::{Duration, Instant};
 
 const NODES: [&str; 3] = ["a", "b", "c"];
 
-/// Free loopback ports for the nodes' links (bound and released: a test-only race).
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<_> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-    held.iter().map(|l| l.local_addr().expect("addr").port()).collect()
-}
-
 fn cluster(ports: &[u16]) -> Cluster {
     Cluster {
         nodes: NODES
@@ -65,7 +58,7 @@ fn room_on(cluster: &Cluster, node: &str, tag: &str) -> String {
 
 #[test]
 fn clients_on_three_nodes_share_one_room_and_a_stopped_node_takes_only_its_rooms() {
-    let ports = free_ports(3);
+    let ports = common::free_ports(3);
     let cluster = cluster(&ports);
     let data: Vec<PathBuf> = (0..3).map(|_| common::data_dir()).collect();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
@@ -138,7 +131,7 @@ fn clients_on_three_nodes_share_one_room_and_a_stopped_node_takes_only_its_rooms
 /// rooms on the other node get 503 instead of reaching a room that may also live elsewhere.
 #[test]
 fn nodes_with_different_member_lists_refuse_to_link() {
-    let ports = free_ports(3);
+    let ports = common::free_ports(3);
     let two = Cluster { nodes: cluster(&ports).nodes[..2].to_vec() };
     let three = cluster(&ports);
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();

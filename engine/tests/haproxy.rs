@@ -48,12 +48,6 @@ fn haproxy() -> Option<PathBuf> {
     found
 }
 
-fn free_ports(n: usize) -> Vec<u16> {
-    let held: Vec<_> =
-        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
-    held.iter().map(|l| l.local_addr().expect("addr").port()).collect()
-}
-
 fn local(port: u16) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], port))
 }
@@ -162,7 +156,7 @@ fn close_code(ws: &mut Ws) -> Option<u16> {
 #[test]
 fn three_nodes_behind_haproxy_act_as_one_server() {
     let Some(haproxy_bin) = haproxy() else { return };
-    let p = free_ports(10);
+    let p = common::free_ports(10);
     let ports: Vec<Ports> =
         (0..3).map(|i| Ports { listen: p[i], admin: p[3 + i], peer: p[6 + i] }).collect();
     let front = local(p[9]);

@@ -76,7 +76,6 @@ pub(crate) struct Home {
     tasks: Rc<Cell<usize>>,
 }
 
-/// Counts a room task while it runs ([`Home::task_started`]).
 /// A room loaded on a shard, as the rooms API shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LoadedRoom {
@@ -85,6 +84,7 @@ pub(crate) struct LoadedRoom {
     pub connections: usize,
 }
 
+/// Counts a room task while it runs ([`Home::task_started`]).
 pub(crate) struct TaskGuard(Rc<Cell<usize>>);
 
 impl Drop for TaskGuard {

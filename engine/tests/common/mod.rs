@@ -41,6 +41,14 @@ pub fn data_dir() -> std::path::PathBuf {
     dir
 }
 
+/// Free loopback ports for listeners a test names in config (bound and released: a
+/// test-only race, acceptable on a test machine).
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let held: Vec<_> =
+        (0..n).map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind")).collect();
+    held.iter().map(|l| l.local_addr().expect("addr").port()).collect()
+}
+
 /// Starts `server` and returns it with its address.
 pub fn start(server: Server) -> (RunningServer, SocketAddr) {
     let running = server.start().expect("server starts");

@@ -74,12 +74,43 @@ impl Assets {
                         root.display()
                     ));
                 }
-                let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&body));
-                let content_type = content_type(&rel);
-                assets.files.insert(rel, Asset { body: Bytes::from(body), etag, content_type });
+                assets.insert(rel, Bytes::from(body));
             }
         }
         Ok(assets)
+    }
+
+    /// The welcome page `partyline serve` shows at `/` when no `serve` folder is set: a chat
+    /// in a room of the built-in `main` party through the official `partysocket` client,
+    /// whose npm files (1.3.0, unmodified) are embedded under `/_partyline/partysocket/`.
+    pub fn welcome() -> Assets {
+        Assets::embedded(&[
+            ("index.html", include_bytes!("../ui/welcome.html")),
+            (
+                "_partyline/partysocket/index.js",
+                include_bytes!("../ui/vendor/partysocket/index.js"),
+            ),
+            ("_partyline/partysocket/ws.js", include_bytes!("../ui/vendor/partysocket/ws.js")),
+            (
+                "_partyline/partysocket/LICENSE.txt",
+                include_bytes!("../ui/vendor/partysocket/LICENSE.txt"),
+            ),
+        ])
+    }
+
+    /// Files compiled into the binary, by path relative to the site's root.
+    pub fn embedded(files: &[(&str, &'static [u8])]) -> Assets {
+        let mut assets = Assets::default();
+        for (rel, body) in files {
+            assets.insert((*rel).to_owned(), Bytes::from_static(body));
+        }
+        assets
+    }
+
+    fn insert(&mut self, rel: String, body: Bytes) {
+        let etag = format!("\"{:016x}\"", xxhash_rust::xxh3::xxh3_64(&body));
+        let content_type = content_type(&rel);
+        self.files.insert(rel, Asset { body, etag, content_type });
     }
 
     /// How many files are served.

@@ -39,7 +39,7 @@ enum Command {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve(args) => match Server::from_serve_args(&args) {
-            Ok(server) => server.with_builtin_parties().run(),
+            Ok(server) => server.with_builtin_parties().with_welcome_page().run(),
             Err(code) => code,
         },
         Command::New { name, path, engine } => {

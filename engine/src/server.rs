@@ -26,6 +26,8 @@ pub struct Server {
     spawners: HashMap<String, SpawnRoom>,
     on_fetch: Option<FetchHandler>,
     clock: Clock,
+    /// Serve [`crate::Assets::welcome`] when no `serve` folder is set.
+    welcome: bool,
 }
 
 impl std::fmt::Debug for Server {
@@ -45,6 +47,7 @@ impl Server {
             spawners: HashMap::new(),
             on_fetch: None,
             clock: Clock::system(),
+            welcome: false,
         }
     }
 
@@ -72,6 +75,14 @@ impl Server {
             .party::<crate::parties::Ephemeral>("ephemeral")
             .party::<crate::parties::Items>("items")
             .party::<crate::parties::Presence>("presence")
+    }
+
+    /// Shows the welcome page (a chat through the official `partysocket` client, in rooms of
+    /// the built-in `main` party) at `/` when no `serve` folder is configured: what
+    /// `partyline serve` does. Pair it with [`Server::with_builtin_parties`].
+    pub fn with_welcome_page(mut self) -> Self {
+        self.welcome = true;
+        self
     }
 
     /// Sets the clock alarms run on (tests use [`Clock::manual`]); the system clock by
@@ -130,6 +141,7 @@ impl Server {
                 tracing::info!(folder = %folder.display(), files = assets.len(), "serving static files");
                 Some(Arc::new(assets))
             }
+            None if self.welcome => Some(Arc::new(crate::assets::Assets::welcome())),
             None => None,
         };
         let (open_files, _) = crate::rt::raise_open_files_limit()?;

@@ -165,3 +165,80 @@ fn the_rooms_api_lists_loaded_and_stored_rooms_in_pages() {
     assert_eq!(json("/rooms/nobody").0, 404);
     srv.shutdown().unwrap();
 }
+
+/// `/connections/<party>/<id>`: a page of a room's connections (id, socket, shard, uri,
+/// state) while it is awake, the same from its archive while it sleeps, paged by socket.
+#[test]
+fn the_connections_api_lists_a_room_awake_and_asleep() {
+    let mut cfg = config(2);
+    cfg.hibernate_after_ms = 300;
+    let (srv, addr) = start(Server::new(cfg).with_builtin_parties());
+    let admin = srv.admin_addr().unwrap();
+    let json = |path: &str| {
+        let (status, body) = http(admin, "GET", path, "");
+        let value = serde_json::from_str::<serde_json::Value>(&body)
+            .unwrap_or_else(|e| panic!("{e}: {body}"));
+        (status, value)
+    };
+    let mut sockets = Vec::new();
+    for who in ["ann", "bo", "cy"] {
+        let (mut s, _) = ws(addr, &format!("/parties/presence/lobby?_pk={who}"));
+        let _ = read_text(&mut s);
+        send_text(&mut s, &format!("{{\"name\":\"{who}\"}}"));
+        sockets.push(s);
+    }
+    // Each sees the others' states, so every state is set.
+    for s in &mut sockets[..2] {
+        while !read_text(s).contains("\"cy\"") {}
+    }
+    let ids = |v: &serde_json::Value| -> Vec<String> {
+        let mut ids: Vec<String> = v["connections"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{v}"))
+            .iter()
+            .map(|c| c["id"].as_str().unwrap().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let (status, awake) = json("/connections/presence/lobby");
+    assert_eq!(status, 200, "{awake}");
+    assert_eq!((awake["state"].as_str(), awake["total"].as_u64()), (Some("awake"), Some(3)));
+    assert_eq!(ids(&awake), ["ann", "bo", "cy"]);
+    let ann = awake["connections"].as_array().unwrap().iter().find(|c| c["id"] == "ann").unwrap();
+    assert_eq!(ann["state"], "{\"name\":\"ann\"}", "{ann}");
+    assert!(ann["uri"].as_str().unwrap().ends_with("/parties/presence/lobby?_pk=ann"), "{ann}");
+    assert_eq!(ann["node"], "local");
+    // Pages of two, in socket order, following `next`.
+    let (_, first) = json("/connections/presence/lobby?limit=2");
+    let next = first["next"].as_str().expect("a next page").to_owned();
+    let (_, second) = json(&format!("/connections/presence/lobby?limit=2&after={next}"));
+    let mut all = ids(&first);
+    all.extend(ids(&second));
+    all.sort();
+    assert_eq!(all, ["ann", "bo", "cy"]);
+    assert!(second["next"].is_null());
+    // Asleep: the same connections, read from the room's archive.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let asleep = loop {
+        let (_, v) = json("/connections/presence/lobby");
+        if v["state"] == "asleep" {
+            break v;
+        }
+        assert!(std::time::Instant::now() < deadline, "the room never slept: {v}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        (asleep["total"].as_u64(), ids(&asleep)),
+        (Some(3), vec!["ann".into(), "bo".into(), "cy".into()])
+    );
+    let sleeping_ann = asleep["connections"].as_array().unwrap().iter().find(|c| c["id"] == "ann");
+    assert_eq!(sleeping_ann.unwrap()["state"], "{\"name\":\"ann\"}");
+    // Not loaded, unknown, malformed.
+    let (_, nobody) = json("/connections/presence/empty");
+    assert_eq!((nobody["state"].as_str(), nobody["total"].as_u64()), (Some("unloaded"), Some(0)));
+    assert_eq!(json("/connections/nobody/x").0, 404);
+    assert_eq!(json("/connections/presence/lobby?after=nope").0, 400);
+    drop(sockets);
+    srv.shutdown().unwrap();
+}

@@ -287,18 +287,17 @@ impl ArchivedConns {
     /// The records still in the archive, for the next one (an error if one does not
     /// deserialize: dropping it would lose a socket the room still counts).
     pub fn remaining_records(&self) -> Result<Vec<ConnRecord>, String> {
+        self.all().into_iter().map(|at| self.record(at)).collect()
+    }
+
+    /// The record at `at`, its uri whole (the next archive shares its own prefixes).
+    pub fn record(&self, at: usize) -> Result<ConnRecord, String> {
         let archive = self.archive();
-        self.all()
-            .into_iter()
-            .map(|at| {
-                let mut c = rkyv::deserialize::<ConnRecord, rancor::Error>(&archive.conns[at])
-                    .map_err(|e| e.to_string())?;
-                // Whole again: the next archive shares its own prefixes.
-                c.uri_rest = ConnRecord::uri(prefix_of(archive, c.uri_prefix), &c.id, &c.uri_rest);
-                c.uri_prefix = NO_PREFIX;
-                Ok(c)
-            })
-            .collect()
+        let mut c = rkyv::deserialize::<ConnRecord, rancor::Error>(&archive.conns[at])
+            .map_err(|e| e.to_string())?;
+        c.uri_rest = ConnRecord::uri(prefix_of(archive, c.uri_prefix), &c.id, &c.uri_rest);
+        c.uri_prefix = NO_PREFIX;
+        Ok(c)
     }
 }
 
@@ -343,6 +342,39 @@ pub(crate) fn release_scratch(len: usize) {
     if len >= SCRATCH_KEEP_BYTES {
         rkyv::util::clear_arena();
     }
+}
+
+/// A page of a sleeping room's connections, read from its archive (checked whole, only
+/// the page deserialized): the records after socket `after` in socket order, at most
+/// `limit`, their uris whole; and how many the archive holds. For the admin API.
+pub(crate) fn page(
+    bytes: &[u8],
+    after: Option<ConnId>,
+    limit: usize,
+) -> Result<(usize, Vec<ConnRecord>), ArchiveError> {
+    let aligned = unframe(REGISTRY_MAGIC, bytes)?;
+    let archive = rkyv::access::<ArchivedRegistryArchive, rancor::Error>(&aligned)
+        .map_err(|e| ArchiveError::Invalid(e.to_string()))?;
+    let conns = &archive.conns;
+    let start = after.map_or(0, |a| {
+        let key = (a.edge.node.0, a.edge.shard, a.seq);
+        conns.partition_point(|c| {
+            (c.node.to_native(), c.shard.to_native(), c.seq.to_native()) <= key
+        })
+    });
+    let records = conns[start..]
+        .iter()
+        .take(limit)
+        .map(|c| {
+            let mut r = rkyv::deserialize::<ConnRecord, rancor::Error>(c)
+                .map_err(|e| ArchiveError::Invalid(e.to_string()))?;
+            let prefix = archive.uri_prefixes.get(r.uri_prefix as usize).map(|p| p.as_str());
+            r.uri_rest = ConnRecord::uri(prefix, &r.id, &r.uri_rest);
+            r.uri_prefix = NO_PREFIX;
+            Ok(r)
+        })
+        .collect::<Result<Vec<_>, ArchiveError>>()?;
+    Ok((conns.len(), records))
 }
 
 /// Reads a whole archive written by [`encode`], checking everything first.
@@ -430,6 +462,37 @@ mod tests {
             tags: vec![],
             state: None,
         }
+    }
+
+    #[test]
+    fn a_page_of_an_archive_is_in_socket_order_with_whole_uris() {
+        let mut conns: Vec<ConnRecord> = (0..10u64)
+            .map(|i| ConnRecord {
+                shard: u16::try_from(i % 3).unwrap(),
+                seq: 100 - i,
+                id: format!("c{i}"),
+                uri_rest: format!("ws://h/parties/main/r?_pk=c{i}"),
+                ..sample_one()
+            })
+            .collect();
+        conns.push(ConnRecord { node: 1, ..sample_one() });
+        let bytes = encode(&RegistryArchive::new(conns)).unwrap();
+        let (total, first) = page(&bytes, None, 4).unwrap();
+        assert_eq!(total, 11);
+        let order =
+            |p: &[ConnRecord]| p.iter().map(|c| (c.node, c.shard, c.seq)).collect::<Vec<_>>();
+        assert_eq!(order(&first), [(0, 0, 91), (0, 0, 94), (0, 0, 97), (0, 0, 100)]);
+        assert_eq!(first[0].uri_rest, "ws://h/parties/main/r?_pk=c9", "the uri whole again");
+        let last = first.last().unwrap();
+        let after = ConnId {
+            edge: ShardAddr { node: NodeId(last.node), shard: last.shard },
+            seq: last.seq,
+        };
+        let (_, rest) = page(&bytes, Some(after), 100).unwrap();
+        assert_eq!(rest.len(), 7);
+        assert_eq!(order(&rest)[0], (0, 1, 93));
+        assert_eq!(order(&rest)[6], (1, 0, 1));
+        assert!(page(&bytes[..bytes.len() - 1], None, 1).is_err(), "a damaged archive says so");
     }
 
     #[test]

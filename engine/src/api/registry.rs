@@ -87,6 +87,36 @@ impl Registry {
         Ok(records)
     }
 
+    /// A page of the open connections, ordered by socket (node, shard, sequence): those
+    /// after `after`, at most `limit`, for the admin API. Scans every connection's socket
+    /// once (no copies but the page's).
+    pub fn page(&self, after: Option<ConnId>, limit: usize) -> Result<Vec<ConnRecord>, String> {
+        let key = |c: &ConnId| (c.edge.node.0, c.edge.shard, c.seq);
+        let after = after.as_ref().map(key);
+        let mut found: Vec<(ConnId, Option<usize>)> =
+            self.by_ref.keys().map(|c| (*c, None)).collect();
+        if let Some(archived) = &self.archived {
+            found.extend(archived.all().into_iter().map(|at| (archived.cid(at), Some(at))));
+        }
+        found.retain(|(c, _)| after.is_none_or(|a| key(c) > a));
+        if found.len() > limit {
+            found.select_nth_unstable_by_key(limit, |(c, _)| key(c));
+            found.truncate(limit);
+        }
+        found.sort_unstable_by_key(|(c, _)| key(c));
+        found
+            .into_iter()
+            .map(|(cid, at)| match (at, &self.archived) {
+                (Some(at), Some(archived)) => archived.record(at),
+                _ => self
+                    .by_ref
+                    .get(&cid)
+                    .map(record_of)
+                    .ok_or_else(|| "a connection left".to_owned()),
+            })
+            .collect()
+    }
+
     pub fn register(&mut self, conn: &Connection) {
         let cid = conn.cid();
         match self.per_edge.iter_mut().find(|(edge, _)| *edge == cid.edge) {

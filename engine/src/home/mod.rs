@@ -18,7 +18,9 @@ pub(crate) use crate::api::archive::REGISTRY as REGISTRY_ARCHIVE;
 use crate::api::runtime::Runtime;
 use crate::limits::{ROOM_BASE_BYTES, ROOM_CONNECTION_BYTES};
 use crate::log::warn_client;
-use crate::route::{ConnectOutcome, HomeSink, NodeId, RoomKey, RoomUid, ShardAddr, ToEdge, ToHome};
+use crate::route::{
+    ConnId, ConnectOutcome, HomeSink, NodeId, RoomKey, RoomUid, ShardAddr, ToEdge, ToHome,
+};
 pub use counts::{PartyCounts, WAKE_BUCKETS_US, WakeHistogram};
 use host::{Refused, RoomEvent, RoomHost};
 use partyline_protocol::http::Response;
@@ -82,6 +84,19 @@ pub(crate) struct LoadedRoom {
     pub id: String,
     pub asleep: bool,
     pub connections: usize,
+}
+
+/// A shard's answer about a room's connections.
+#[derive(Debug)]
+pub(crate) enum Connections {
+    /// The room is not loaded here: it has no connections.
+    NotLoaded,
+    /// The room sleeps: its connections are in its archive in storage.
+    Asleep,
+    /// A page of the awake room's connections, and how many it has.
+    Page { total: usize, conns: Vec<crate::api::archive::ConnRecord> },
+    /// A connection could not be read (a damaged archive).
+    Failed(String),
 }
 
 /// Counts a room task while it runs ([`Home::task_started`]).
@@ -328,6 +343,21 @@ impl Home {
                 connections: host.core.registry.borrow().count(),
             })
             .collect()
+    }
+
+    /// A page of a loaded room's connections, for the rooms API.
+    pub fn connections(&self, key: &RoomKey, after: Option<ConnId>, limit: usize) -> Connections {
+        let Some(host) = self.rooms.borrow().get(key).cloned() else {
+            return Connections::NotLoaded;
+        };
+        if host.asleep.get() {
+            return Connections::Asleep;
+        }
+        let registry = host.core.registry.borrow();
+        match registry.page(after, limit) {
+            Ok(conns) => Connections::Page { total: registry.len(), conns },
+            Err(e) => Connections::Failed(e),
+        }
     }
 
     /// The link to `node` was lost: every room with connections on that node's edges

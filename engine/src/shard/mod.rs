@@ -226,6 +226,9 @@ async fn sweep_until_shutdown(
                 query::Query::Rooms { party, room, reply } => {
                     let _ = reply.try_send(home.loaded(&party, room.as_deref()));
                 }
+                query::Query::Connections { key, after, limit, reply } => {
+                    let _ = reply.try_send(home.connections(&key, after, limit));
+                }
             }
         }
         let edge_stats = edge.sweep();

@@ -4,7 +4,8 @@
 //! admin requests can never hold a shard up, and a full queue is answered 503 by the
 //! asker.
 
-pub(crate) use crate::home::LoadedRoom;
+pub(crate) use crate::home::{Connections, LoadedRoom};
+use crate::route::{ConnId, RoomKey};
 use crossbeam_channel::Sender;
 
 /// Questions waiting for one shard, past which the asker is refused at once.
@@ -18,4 +19,6 @@ pub(crate) const QUERIES_PER_SWEEP_MAX: usize = 4;
 pub(crate) enum Query {
     /// The rooms of `party` loaded on this shard (only `room`, if given).
     Rooms { party: String, room: Option<String>, reply: Sender<Vec<LoadedRoom>> },
+    /// A page of one room's connections (after socket `after`, at most `limit`).
+    Connections { key: RoomKey, after: Option<ConnId>, limit: usize, reply: Sender<Connections> },
 }

@@ -11,6 +11,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use tungstenite::protocol::WebSocket;
 
+pub mod browser;
+
 /// Limits for tests: short timeouts so slow-client tests finish quickly.
 pub fn test_limits() -> Limits {
     Limits { handshake_timeout_ms: 800, http_idle_timeout_ms: 2_000, ..Limits::default() }

@@ -13,8 +13,8 @@
 use crate::edge::{STATUSES, close_label};
 use crate::home::{PartyCounts, WAKE_BUCKETS_US};
 use crate::limits::{ADMIN_CONNECTIONS_MAX, ADMIN_IO_TIMEOUT_MS, ADMIN_REQUEST_BYTES_MAX};
-use crate::route::{Members, Placement, RoomKey};
-use crate::shard::query::{LoadedRoom, Query};
+use crate::route::{Members, Placement};
+use crate::shard::query::Query;
 use crate::shard::{Gauges, ShardStats};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -28,6 +28,8 @@ use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
+
+mod rooms;
 
 /// What the admin listener reads: every shard's gauges, the parties' names (in the order
 /// of their indexes), and the store (for `/health`).
@@ -225,7 +227,12 @@ fn serve(mut stream: TcpStream, served: &Served, shutdown: &AtomicBool) {
             return;
         }
         ("GET", rooms) if rooms.starts_with("/rooms/") => {
-            let (status, body) = rooms_api(&served.view, &rooms["/rooms/".len()..], query);
+            let (status, body) = rooms::rooms_api(&served.view, &rooms["/rooms/".len()..], query);
+            respond(&stream, status, "application/json", body.as_bytes())
+        }
+        ("GET", conns) if conns.starts_with("/connections/") => {
+            let rest = &conns["/connections/".len()..];
+            let (status, body) = rooms::connections_api(&served.view, rest, query);
             respond(&stream, status, "application/json", body.as_bytes())
         }
         (_, "/metrics" | "/health") => respond(&stream, 405, "text/plain", b"GET only\n"),
@@ -233,7 +240,7 @@ fn serve(mut stream: TcpStream, served: &Served, shutdown: &AtomicBool) {
             &stream,
             404,
             "text/plain",
-            b"not found: try /metrics, /health or /rooms/<party>\n",
+            b"not found: try /metrics, /health, /rooms/<party> or /connections/<party>/<id>\n",
         ),
     };
     let _ = stream.flush();
@@ -251,7 +258,7 @@ fn bearer_matches(value: &[u8], token: &[u8]) -> bool {
 }
 
 /// The live dashboard: one page, no external resources.
-const DASHBOARD: &str = include_str!("../ui/dashboard.html");
+const DASHBOARD: &str = include_str!("../../ui/dashboard.html");
 
 /// How long one `/events` stream lasts at most (the page's `EventSource` reconnects), so
 /// an abandoned tab cannot hold an admin slot forever.
@@ -322,131 +329,6 @@ fn events(mut stream: &TcpStream, view: &View, shutdown: &AtomicBool) {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-}
-
-/// Rooms at most one page of `/rooms/<party>` lists.
-const ROOMS_PAGE_MAX: usize = 1000;
-
-/// How long the rooms API waits for each shard's answer (shards answer at their next
-/// sweep, 200 ms apart).
-const SHARD_ANSWER_MS: u64 = 2_000;
-
-/// `/rooms/<party>` (a page of the party's rooms: loaded now, or with storage) and
-/// `/rooms/<party>/<id>` (one room). Answers (status, JSON).
-fn rooms_api(view: &View, rest: &str, query: &str) -> (u16, String) {
-    let error =
-        |status: u16, message: &str| (status, serde_json::json!({ "error": message }).to_string());
-    let (party, room) = match rest.split_once('/') {
-        Some((p, r)) if !r.is_empty() => (p, Some(r)),
-        Some((p, _)) => (p, None),
-        None => (rest, None),
-    };
-    if !view.parties.iter().any(|p| p == party) {
-        return error(404, "no such party");
-    }
-    let param = |name: &str| {
-        query.split('&').find_map(|kv| {
-            let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            (k == name).then(|| partyline_protocol::route::percent_decode(v).into_owned())
-        })
-    };
-    match room {
-        None => {
-            let after = param("after").filter(|a| !a.is_empty());
-            let limit =
-                param("limit").and_then(|l| l.parse().ok()).unwrap_or(100).clamp(1, ROOMS_PAGE_MAX);
-            rooms_page(view, party, after.as_deref(), limit).unwrap_or_else(|e| error(503, &e))
-        }
-        Some(room) => room_details(view, party, room).unwrap_or_else(|e| error(503, &e)),
-    }
-}
-
-/// Asks every shard (or only `shard`) for its loaded rooms of `party`.
-fn ask_shards(
-    view: &View,
-    party: &str,
-    room: Option<&str>,
-    shard: Option<usize>,
-) -> Result<Vec<LoadedRoom>, String> {
-    let deadline = std::time::Instant::now() + Duration::from_millis(SHARD_ANSWER_MS);
-    let mut answers = Vec::new();
-    for (i, tx) in view.queries.iter().enumerate().filter(|(i, _)| shard.is_none_or(|s| s == *i)) {
-        let (reply, answer) = crossbeam_channel::bounded(1);
-        let q = Query::Rooms { party: party.to_owned(), room: room.map(str::to_owned), reply };
-        tx.try_send(q).map_err(|_| format!("shard {i} is busy answering; try again"))?;
-        answers.push((i, answer));
-    }
-    let mut rooms = Vec::new();
-    for (i, answer) in answers {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        rooms.extend(answer.recv_timeout(left).map_err(|_| format!("shard {i} did not answer"))?);
-    }
-    Ok(rooms)
-}
-
-fn rooms_page(
-    view: &View,
-    party: &str,
-    after: Option<&str>,
-    limit: usize,
-) -> Result<(u16, String), String> {
-    use partyline_storage::room_order;
-    let after_ok = |id: &str| after.is_none_or(|a| room_order(id, a).is_gt());
-    let mut loaded: Vec<LoadedRoom> = ask_shards(view, party, None, None)?;
-    loaded.retain(|r| after_ok(&r.id));
-    let stored = futures_lite::future::block_on(view.store.rooms(party, after, limit))
-        .map_err(|e| format!("storage: {e}"))?;
-    let mut rows: Vec<(String, &str, usize)> = loaded
-        .iter()
-        .map(|r| (r.id.clone(), if r.asleep { "asleep" } else { "awake" }, r.connections))
-        .collect();
-    for id in stored {
-        if !loaded.iter().any(|r| r.id == id) {
-            rows.push((id, "stored", 0));
-        }
-    }
-    rows.sort_by(|a, b| room_order(&a.0, &b.0));
-    let more = rows.len() > limit;
-    rows.truncate(limit);
-    let next = (more || rows.len() == limit).then(|| rows.last().map(|r| r.0.clone())).flatten();
-    let rooms: Vec<serde_json::Value> = rows
-        .iter()
-        .map(|(id, state, connections)| serde_json::json!({ "id": id, "state": state, "connections": connections }))
-        .collect();
-    Ok((200, serde_json::json!({ "party": party, "rooms": rooms, "next": next }).to_string()))
-}
-
-fn room_details(view: &View, party: &str, room: &str) -> Result<(u16, String), String> {
-    let key = RoomKey::new(party, room);
-    let home = view.placement.home(&key);
-    let node = view.members.name(home.node);
-    if home.node != view.placement.here() {
-        let body = serde_json::json!({ "party": party, "id": &*key.room, "home": { "node": node }, "here": false });
-        return Ok((200, body.to_string()));
-    }
-    let loaded = ask_shards(view, party, Some(&key.room), Some(home.index()))?.pop();
-    let (usage, alarm) = futures_lite::future::block_on(async {
-        let usage = view.store.usage(party, &key.room).await?;
-        let alarm = view.store.room(party, &key.room)?.get_alarm().await?;
-        Ok::<_, partyline_storage::Error>((usage, alarm))
-    })
-    .map_err(|e| format!("storage: {e}"))?;
-    let state = match &loaded {
-        Some(r) if r.asleep => "asleep",
-        Some(_) => "awake",
-        None => "unloaded",
-    };
-    let body = serde_json::json!({
-        "party": party,
-        "id": &*key.room,
-        "home": { "node": node, "shard": home.shard },
-        "here": true,
-        "state": state,
-        "connections": loaded.as_ref().map_or(0, |r| r.connections),
-        "storage": { "keys": usage.keys, "bytes": usage.bytes, "complete": usage.complete },
-        "alarm": alarm,
-    });
-    Ok((200, body.to_string()))
 }
 
 fn respond(mut stream: &TcpStream, status: u16, content_type: &str, body: &[u8]) -> io::Result<()> {

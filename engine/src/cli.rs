@@ -38,6 +38,13 @@ pub struct ServeArgs {
     /// How log lines are written: `text`, or `json` (one object per line) [default: text].
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// TLS: the certificate chain (PEM) for `wss://` and `https://`; with --tls-key.
+    /// Reloaded on SIGHUP.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS: the certificate's private key (PEM); with --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 impl ServeArgs {
@@ -70,6 +77,10 @@ impl ServeArgs {
         }
         if let Some(f) = self.log_format {
             cfg.log_format = f;
+        }
+        if self.tls_cert.is_some() {
+            cfg.tls_cert.clone_from(&self.tls_cert);
+            cfg.tls_key.clone_from(&self.tls_key);
         }
         Ok(cfg)
     }

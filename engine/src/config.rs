@@ -122,6 +122,10 @@ pub struct Config {
     /// a party path (and that `on_fetch` did not answer), like PartyKit's `serve`; read
     /// into memory at start (at most 64 MiB).
     pub serve: Option<PathBuf>,
+    /// TLS on the client listener: a PEM certificate chain and its PEM private key (both
+    /// or neither). Read at start and again on SIGHUP, for new connections.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// The cluster's member list (see [`Cluster`]); empty for a single process.
     pub cluster: Cluster,
     /// Which node of `cluster` this process is (`partyline serve --node a`).
@@ -156,6 +160,8 @@ impl Default for Config {
             hibernate_after_ms: 10_000,
             allocator_purge_delay_ms: 10,
             serve: None,
+            tls_cert: None,
+            tls_key: None,
             cluster: Cluster::default(),
             node: None,
             drain_health_ms: 0,

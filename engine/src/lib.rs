@@ -52,6 +52,7 @@ pub mod scaffold;
 mod server;
 mod shard;
 pub mod testing;
+mod tls;
 
 pub use api::{
     ConnectContext, Connection, Gate, Lobby, Party, Room, Snapshot, SnapshotFields, Storage,

@@ -144,6 +144,20 @@ impl Server {
             None if self.welcome => Some(Arc::new(crate::assets::Assets::welcome())),
             None => None,
         };
+        let tls = match (&self.config.tls_cert, &self.config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let tls = crate::tls::Tls::load(cert, key)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+                Some(Arc::new(tls))
+            }
+            (None, None) => None,
+            _ => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "tls_cert and tls_key go together: set both or neither",
+                ));
+            }
+        };
         let (open_files, _) = crate::rt::raise_open_files_limit()?;
         let fit =
             usize::try_from(open_files.saturating_sub(limits::OPEN_FILES_RESERVE) / count as u64)
@@ -255,6 +269,7 @@ impl Server {
             links: links.as_ref().map(|l| l.links.clone()),
             queries: query_rx,
             assets,
+            tls: tls.clone(),
         });
         let mut handles = Vec::with_capacity(count);
         for (id, (listener, ends)) in listeners.into_iter().zip(mesh).enumerate() {
@@ -282,6 +297,7 @@ impl Server {
             nodes = members.len(),
             shards = count,
             pinned = pin,
+            tls = tls.is_some(),
             connections_per_shard_max = per_shard_max,
             "partyline listening"
         );
@@ -296,6 +312,7 @@ impl Server {
             admin,
             store,
             links,
+            tls,
         })
     }
 
@@ -341,16 +358,26 @@ impl Server {
     }
 
     /// Starts, then runs until SIGTERM or SIGINT, then drains ([`RunningServer::drain`])
-    /// and exits. Installs a logger (`RUST_LOG`, `info` by default) if the program has
-    /// none, so the server says where it listens and what fails.
+    /// and exits; SIGHUP reloads the TLS certificate and key. Installs a logger
+    /// (`RUST_LOG`, `info` by default) if the program has none, so the server says where
+    /// it listens and what fails.
     pub fn serve(self) -> io::Result<()> {
         install_logger(self.config.log_format);
         let running = self.start()?;
         let signalled = Arc::new(AtomicBool::new(false));
+        let hangup = Arc::new(AtomicBool::new(false));
         signal_hook::flag::register(signal_hook::consts::SIGTERM, signalled.clone())?;
         signal_hook::flag::register(signal_hook::consts::SIGINT, signalled.clone())?;
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, hangup.clone())?;
         while !signalled.load(Ordering::Relaxed) {
             std::thread::sleep(std::time::Duration::from_millis(50));
+            if hangup.swap(false, Ordering::Relaxed) {
+                match running.reload_tls() {
+                    Ok(true) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
+                    Ok(false) => tracing::info!("SIGHUP: no TLS configured; nothing to reload"),
+                    Err(e) => tracing::error!("SIGHUP: {e}; the previous certificate stays"),
+                }
+            }
         }
         running.drain();
         running.wait()
@@ -394,12 +421,23 @@ pub struct RunningServer {
     admin: Option<AdminListener>,
     store: partyline_storage::Store,
     links: Option<LinkThread>,
+    tls: Option<Arc<crate::tls::Tls>>,
 }
 
 impl RunningServer {
     /// The address the server listens on (with the real port when 0 was asked for).
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Reads the TLS certificate and key files again (what SIGHUP does): new connections
+    /// use them, open ones keep theirs. `Ok(false)` without TLS; on an error the previous
+    /// pair stays.
+    pub fn reload_tls(&self) -> Result<bool, String> {
+        match &self.tls {
+            Some(tls) => tls.reload().map(|()| true),
+            None => Ok(false),
+        }
     }
 
     /// Each shard's counts, as of its last sweep.

@@ -546,6 +546,18 @@ impl Collector for Metrics {
             ("partyline_resumes", "Times a parked socket resumed", MetricType::Counter, |s| {
                 s.traffic.resumes
             }),
+            (
+                "partyline_tls_handshakes",
+                "TLS handshakes completed on the client listener",
+                MetricType::Counter,
+                |s| s.traffic.tls_handshakes,
+            ),
+            (
+                "partyline_tls_handshake_failures",
+                "TLS handshakes that failed or timed out",
+                MetricType::Counter,
+                |s| s.traffic.tls_failures,
+            ),
         ];
         for (name, help, kind, pick) in per_shard.iter().copied() {
             family(

@@ -9,8 +9,9 @@
 //!   └─────────────────────┴─────────────────────────────────────┘
 //! ```
 
-use super::out_queue::{Flush, OutQueue};
+use super::out_queue::OutQueue;
 use super::park::Parking;
+use super::stream::Parked;
 use crate::limits::{ROOM_WINDOW_BYTES, ROOM_WINDOW_EVENTS};
 use crate::payload::Message;
 use crate::route::{AutoResponse, ConnId, ConnectOutcome, RoomKey, RoomUid};
@@ -20,7 +21,7 @@ use std::cell::{Cell, OnceCell, RefCell};
 use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
+use std::task::Waker;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Phase {
@@ -149,6 +150,8 @@ const _: () = assert!(std::mem::size_of::<EdgeConn>() + 16 <= 160);
 struct Rare {
     close_request: Option<(CloseCode, String)>,
     outcome: Option<ConnectOutcome>,
+    /// A parked TLS socket's session (keys, sequence numbers, a partial record).
+    parked_tls: Option<Box<rustls::ServerConnection>>,
 }
 
 /// What the sweeper decided for one socket.
@@ -283,37 +286,15 @@ impl EdgeConn {
         self.out.borrow_mut().push(frame);
     }
 
-    /// Writes what is queued without blocking; when the socket is full, arms a
-    /// writability wake-up through `write` (glommio's stream). Returns the outcome and the
-    /// bytes queued before and after, for the shard's budget.
-    pub fn poll_flush(
+    /// Runs `flush` on the write queue (the socket's stream writes from it); returns its
+    /// outcome and the bytes queued before and after, for the shard's budget.
+    pub fn flush_with(
         &self,
-        fd: RawFd,
-        cx: &mut Context<'_>,
-        mut write: impl FnMut(&mut Context<'_>, &[u8]) -> Poll<std::io::Result<usize>>,
+        flush: impl FnOnce(&mut OutQueue) -> std::io::Result<()>,
     ) -> (std::io::Result<()>, usize, usize) {
         let mut out = self.out.borrow_mut();
         let before = out.queued();
-        let result = loop {
-            if out.is_empty() {
-                break Ok(());
-            }
-            match out.flush(fd) {
-                Err(e) => break Err(e),
-                Ok(Flush::Done) => break Ok(()),
-                Ok(Flush::Blocked) => {
-                    let written = match out.head() {
-                        Some(head) => write(cx, head),
-                        None => break Ok(()),
-                    };
-                    match written {
-                        Poll::Ready(Ok(n)) => out.advance(n),
-                        Poll::Ready(Err(e)) => break Err(e),
-                        Poll::Pending => break Ok(()),
-                    }
-                }
-            }
-        };
+        let result = flush(&mut out);
         (result, before, out.queued())
     }
 
@@ -341,7 +322,7 @@ impl EdgeConn {
         let mut slot = self.rare.borrow_mut();
         let rare = slot.as_mut()?;
         let taken = take(rare);
-        if rare.close_request.is_none() && rare.outcome.is_none() {
+        if rare.close_request.is_none() && rare.outcome.is_none() && rare.parked_tls.is_none() {
             *slot = None;
         }
         taken
@@ -405,18 +386,26 @@ impl EdgeConn {
         self.set_flag(PARK_WANTED, false)
     }
 
-    /// The task ended and left the socket as `fd`: the record holds it until it resumes.
-    pub fn park(&self, fd: RawFd) {
+    /// The task ended and left the socket as `parked`: the record holds it until it
+    /// resumes.
+    pub fn park(&self, parked: Parked) {
         // The finished task's waker would keep its memory alive.
         self.waker.set(None);
-        self.parked_fd.set(fd);
+        self.parked_fd.set(parked.fd);
+        if let Some(tls) = parked.tls {
+            self.rare.borrow_mut().get_or_insert_with(Box::default).parked_tls = Some(tls);
+        }
     }
 
-    /// Takes the descriptor of a parked socket, leaving it unparked; `None` if it is not
-    /// parked (already resumed).
-    pub fn take_parked(&self) -> Option<RawFd> {
+    /// Takes a parked socket, leaving it unparked; `None` if it is not parked (already
+    /// resumed).
+    pub fn take_parked(&self) -> Option<Parked> {
         let fd = self.parked_fd.replace(-1);
-        (fd >= 0).then_some(fd)
+        if fd < 0 {
+            return None;
+        }
+        let tls = self.take_rare(|r| r.parked_tls.take());
+        Some(Parked { fd, tls })
     }
 
     // ---- Membership in the room's list on this edge -----------------------------------

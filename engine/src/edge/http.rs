@@ -8,14 +8,15 @@
 
 use super::Edge;
 use super::gate::{self, Gates};
+use super::stream::Stream;
 use super::websocket::Upgrade;
 use crate::api::Lobby;
 use crate::limits::{CLOSE_LINGER_MS, CONNECTION_TAG_CHARS_MAX};
 use crate::payload::Request;
 use crate::route::RoomKey;
-use crate::rt::{self, TcpStream, within};
+use crate::rt::{TcpStream, within};
 use bytes::Bytes;
-use futures_lite::{AsyncWriteExt, FutureExt};
+use futures_lite::FutureExt;
 use partyline_protocol::http::{
     BodyDecoder, BodyKind, EncodeOptions, HeadParser, HttpError, HttpLimits, RequestHead, Response,
 };
@@ -50,7 +51,7 @@ enum Target {
 }
 
 /// Runs requests until one upgrades (`Some`) or the socket is done (`None`).
-pub(super) async fn serve_http(edge: &Rc<Edge>, stream: &mut TcpStream) -> Option<Box<Upgrade>> {
+pub(super) async fn serve_http(edge: &Rc<Edge>, stream: &mut Stream) -> Option<Box<Upgrade>> {
     let limits = *edge.limits();
     let http_limits = HttpLimits {
         head_size_max: limits.http_head_size_max,
@@ -59,7 +60,29 @@ pub(super) async fn serve_http(edge: &Rc<Edge>, stream: &mut TcpStream) -> Optio
     };
     let mut parser = HeadParser::new(http_limits);
     let mut buf: Vec<u8> = Vec::new();
+    let started = Instant::now();
     let client = client_address(edge, stream, &mut buf, limits.handshake_timeout_ms).await?;
+    if let Some(tls) = &edge.tls {
+        // TLS begins after the PROXY header, if any: what was read past it is the start
+        // of the client's handshake. The handshake shares the first head's deadline.
+        let deadline = started + Duration::from_millis(limits.handshake_timeout_ms);
+        let started_tls = match tls.session() {
+            Ok(session) => stream.start_tls(session, &buf),
+            Err(e) => Err(io::Error::other(e)),
+        };
+        buf.clear();
+        if let Err(e) = async {
+            started_tls?;
+            stream.handshake(deadline).await
+        }
+        .await
+        {
+            edge.traffic.tls_failed();
+            tracing::debug!(error = %e, peer = ?client, "TLS handshake failed");
+            return None;
+        }
+        edge.traffic.tls_done();
+    }
     let mut first = true;
     loop {
         // The first head must arrive within the handshake timeout (slowloris); later ones
@@ -133,11 +156,11 @@ pub(super) async fn serve_http(edge: &Rc<Edge>, stream: &mut TcpStream) -> Optio
 /// timeout, and taken off it). `None` ends the connection: no valid header in time.
 async fn client_address(
     edge: &Edge,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut Vec<u8>,
     wait_ms: u64,
 ) -> Option<Option<SocketAddr>> {
-    let peer = stream.peer_addr().ok();
+    let peer = stream.peer_addr();
     if !edge.runtime.config.proxy_protocol {
         return Some(peer);
     }
@@ -172,7 +195,7 @@ async fn client_address(
 /// Reads the next request head within `wait_ms`.
 async fn next_head(
     edge: &Edge,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut Vec<u8>,
     parser: &mut HeadParser,
     wait_ms: u64,
@@ -262,7 +285,7 @@ fn route_refusal(e: &RouteError) -> Response {
 /// peer went away, `Err(Some(answer))` for a bad or slow body.
 async fn read_body(
     edge: &Edge,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     buf: &mut Vec<u8>,
     head: &RequestHead,
 ) -> Result<Bytes, Option<Response>> {
@@ -298,10 +321,10 @@ async fn read_body(
 }
 
 /// Reads once into the shard's scratch buffer and appends what came to `buf`.
-async fn read_more(edge: &Edge, stream: &mut TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+async fn read_more(edge: &Edge, stream: &mut Stream, buf: &mut Vec<u8>) -> io::Result<usize> {
     poll_fn(|cx| {
         let mut scratch = edge.scratch.borrow_mut();
-        match rt::poll_read(stream, cx, &mut scratch[..]) {
+        match stream.poll_read(cx, &mut scratch[..]) {
             Poll::Ready(Ok(n)) => {
                 buf.extend_from_slice(&scratch[..n]);
                 Poll::Ready(Ok(n))
@@ -384,7 +407,7 @@ pub(super) fn request_of(head: &RequestHead, body: Bytes, client: Option<SocketA
 /// then is gone for our purposes).
 async fn write_response(
     edge: &Edge,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     response: &Response,
     options: EncodeOptions,
 ) -> io::Result<()> {
@@ -403,7 +426,7 @@ async fn write_response(
 }
 
 /// Answers with `response` and ends the connection gracefully.
-pub(super) async fn refuse(edge: &Edge, stream: &mut TcpStream, response: &Response) {
+pub(super) async fn refuse(edge: &Edge, stream: &mut Stream, response: &Response) {
     edge.traffic.refusal(response.status());
     let options = EncodeOptions { keep_alive: false, head_request: false };
     if write_response(edge, stream, response, options).await.is_ok() {
@@ -417,13 +440,13 @@ pub(super) async fn refuse(edge: &Edge, stream: &mut TcpStream, response: &Respo
 /// closes its side or `deadline` passes. Closing a socket with unread bytes would make the
 /// kernel send a reset, which makes the peer's kernel drop data its program has not read
 /// yet, such as the answer just written.
-pub(super) async fn close_gracefully(edge: &Edge, stream: &mut TcpStream, deadline: Instant) {
-    let _ = within(deadline, stream.shutdown(std::net::Shutdown::Write)).await;
+pub(super) async fn close_gracefully(edge: &Edge, stream: &mut Stream, deadline: Instant) {
+    let _ = within(deadline, stream.shutdown_write()).await;
     let _ = within(
         deadline,
         poll_fn(|cx| {
             let mut scratch = edge.scratch.borrow_mut();
-            match rt::poll_read(stream, cx, &mut scratch[..]) {
+            match stream.poll_read(cx, &mut scratch[..]) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(()),
                 Poll::Ready(Ok(_)) => {
                     // Let other tasks run between reads of a peer that keeps sending.
@@ -439,6 +462,20 @@ pub(super) async fn close_gracefully(edge: &Edge, stream: &mut TcpStream, deadli
 
 /// Answers a socket refused at accept (over the shard's connection limit) in a task of its
 /// own, gracefully.
-pub(super) fn refuse_in_task(edge: Rc<Edge>, mut stream: TcpStream, response: Response) {
-    glommio::spawn_local(async move { refuse(&edge, &mut stream, &response).await }).detach();
+pub(super) fn refuse_in_task(edge: Rc<Edge>, tcp: TcpStream, response: Response) {
+    glommio::spawn_local(async move {
+        let mut stream = Stream::plain(tcp);
+        // With TLS the answer needs the handshake first (bounded like any other).
+        if let Some(tls) = &edge.tls {
+            let deadline =
+                Instant::now() + Duration::from_millis(edge.limits().handshake_timeout_ms);
+            let Ok(session) = tls.session() else { return };
+            if stream.start_tls(session, &[]).is_err() || stream.handshake(deadline).await.is_err()
+            {
+                return;
+            }
+        }
+        refuse(&edge, &mut stream, &response).await;
+    })
+    .detach();
 }

@@ -16,6 +16,7 @@ mod http;
 mod out_queue;
 mod park;
 mod socket;
+mod stream;
 mod traffic;
 mod websocket;
 
@@ -71,6 +72,8 @@ pub(crate) struct Edge {
     on_fetch: Option<FetchHandler>,
     /// The `serve` folder's files, answered after `on_fetch`.
     assets: Option<Arc<crate::assets::Assets>>,
+    /// TLS on the client listener, if configured.
+    tls: Option<Arc<crate::tls::Tls>>,
     started: Instant,
     /// The read buffer every socket of this shard reads into, borrowed only inside a poll.
     scratch: RefCell<Box<[u8]>>,
@@ -104,6 +107,7 @@ impl Edge {
         gates: Arc<HashMap<String, Gates>>,
         on_fetch: Option<FetchHandler>,
         assets: Option<Arc<crate::assets::Assets>>,
+        tls: Option<Arc<crate::tls::Tls>>,
     ) -> std::io::Result<Rc<Edge>> {
         let parking = Rc::new(Parking::new()?);
         let shards = runtime.router.placement().shards();
@@ -116,6 +120,7 @@ impl Edge {
             gates,
             on_fetch,
             assets,
+            tls,
             started: Instant::now(),
             scratch: RefCell::new(vec![0u8; limits::SCRATCH_BYTES].into_boxed_slice()),
             conns: RefCell::new(HashMap::new()),
@@ -239,12 +244,10 @@ impl Edge {
     fn flush(
         &self,
         conn: &EdgeConn,
-        stream: &mut crate::rt::TcpStream,
+        stream: &mut stream::Stream,
         cx: &mut Context<'_>,
     ) -> std::io::Result<()> {
-        let fd = crate::rt::fd_of(stream);
-        let (result, before, after) =
-            conn.poll_flush(fd, cx, |cx, buf| crate::rt::poll_write(stream, cx, buf));
+        let (result, before, after) = stream.poll_flush(conn, cx);
         if before != after {
             self.traffic.written(before.saturating_sub(after));
             self.account_output(before, after);

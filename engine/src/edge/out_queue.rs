@@ -93,23 +93,35 @@ impl OutQueue {
     /// [`WRITE_BATCH_FRAMES_MAX`] frames per system call.
     pub fn flush(&mut self, fd: RawFd) -> io::Result<Flush> {
         while !self.frames.is_empty() {
-            let mut slices: [IoSlice<'_>; WRITE_BATCH_FRAMES_MAX] =
-                [IoSlice::new(&[]); WRITE_BATCH_FRAMES_MAX];
-            let mut count = 0;
-            for (i, frame) in self.frames.iter().take(slices.len()).enumerate() {
-                let start = if i == 0 { self.head_written } else { 0 };
-                slices[count] = IoSlice::new(&frame[start..]);
-                count += 1;
-            }
-            match crate::rt::send_vectored(fd, &slices[..count]) {
+            match self.write_with(|slices| crate::rt::send_vectored(fd, slices)) {
                 Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.advance(n),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(Flush::Done)
+    }
+
+    /// Hands the next [`WRITE_BATCH_FRAMES_MAX`] frames (the first from where it was left)
+    /// to `write` as one vectored write, and takes off what it wrote: a system call, or a
+    /// TLS session encrypting them into records.
+    pub fn write_with(
+        &mut self,
+        write: impl FnOnce(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let mut slices: [IoSlice<'_>; WRITE_BATCH_FRAMES_MAX] =
+            [IoSlice::new(&[]); WRITE_BATCH_FRAMES_MAX];
+        let mut count = 0;
+        for (i, frame) in self.frames.iter().take(slices.len()).enumerate() {
+            let start = if i == 0 { self.head_written } else { 0 };
+            slices[count] = IoSlice::new(&frame[start..]);
+            count += 1;
+        }
+        let n = write(&slices[..count])?;
+        self.advance(n);
+        Ok(n)
     }
 }
 

@@ -6,10 +6,11 @@
 
 use super::Edge;
 use super::conn::EdgeConn;
+use super::stream::{Parked, Stream};
 use super::websocket::{self, Upgrade};
 use crate::rt::TcpStream;
 use std::future::Future;
-use std::os::fd::{FromRawFd, RawFd};
+use std::os::fd::FromRawFd;
 use std::pin::Pin;
 use std::rc::Rc;
 
@@ -17,7 +18,8 @@ use std::rc::Rc;
 pub(super) type PhaseFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// A new socket: HTTP, then (if it upgrades) the WebSocket phases.
-pub(super) async fn serve(edge: Rc<Edge>, mut stream: TcpStream) {
+pub(super) async fn serve(edge: Rc<Edge>, tcp: TcpStream) {
+    let mut stream = Stream::plain(tcp);
     let conn = edge.add_conn();
     let http: PhaseFuture<'_, Option<Box<Upgrade>>> =
         Box::pin(super::http::serve_http(&edge, &mut stream));
@@ -30,30 +32,33 @@ pub(super) async fn serve(edge: Rc<Edge>, mut stream: TcpStream) {
 
 /// The task of a socket resumed from parking: the read loop again, from a clean frame
 /// boundary (a socket only parks between messages).
-async fn resume(edge: Rc<Edge>, conn: Rc<EdgeConn>, fd: RawFd) {
-    // SAFETY: `fd` was the parked socket's descriptor, taken out of its record by the
-    // caller, so this stream is its only owner.
-    let mut stream = unsafe { TcpStream::from_raw_fd(fd) };
+async fn resume(edge: Rc<Edge>, conn: Rc<EdgeConn>, parked: Parked) {
+    // SAFETY: `parked.fd` was the parked socket's descriptor, taken out of its record by
+    // the caller, so this stream is its only owner.
+    let tcp = unsafe { TcpStream::from_raw_fd(parked.fd) };
+    let mut stream = Stream::resumed(tcp, parked.tls);
     edge.traffic.resume();
     let parked = websocket::open(&edge, &conn, &mut stream, Vec::new()).await;
     end_task(&edge, &conn, stream, parked);
 }
 
 /// The end of a socket's task: the socket parks (`parked` holds its duplicate
-/// descriptor) or is gone.
-fn end_task(edge: &Edge, conn: &EdgeConn, stream: TcpStream, parked: Option<RawFd>) {
+/// descriptor and its TLS session) or is gone.
+fn end_task(edge: &Edge, conn: &EdgeConn, stream: Stream, parked: Option<Parked>) {
     drop(stream);
     match parked {
-        Some(fd) => park(edge, conn, fd),
+        Some(parked) => park(edge, conn, parked),
         None => edge.remove_conn(conn),
     }
 }
 
-/// Leaves the socket (now only `fd`, a duplicate of the dropped stream's descriptor) in the
-/// shard's epoll set until it is readable or something is queued for it.
-fn park(edge: &Edge, conn: &EdgeConn, fd: RawFd) {
+/// Leaves the socket (now only a duplicate of the dropped stream's descriptor, and its
+/// TLS session) in the shard's epoll set until it is readable or something is queued for
+/// it.
+fn park(edge: &Edge, conn: &EdgeConn, parked: Parked) {
+    let fd = parked.fd;
     edge.traffic.park();
-    conn.park(fd);
+    conn.park(parked);
     if let Err(e) = edge.parking.watch(fd, conn.id().seq) {
         // Out of epoll watches (fs.epoll.max_user_watches): resume at once instead.
         tracing::warn!(error = %e, "cannot park a socket; keeping it active");
@@ -68,10 +73,10 @@ pub(super) async fn unparker(edge: Rc<Edge>) {
         let batch = edge.parking.next_batch().await;
         for seq in batch {
             if let Some(conn) = edge.conn(seq)
-                && let Some(fd) = conn.take_parked()
+                && let Some(parked) = conn.take_parked()
             {
-                edge.parking.unwatch(fd);
-                glommio::spawn_local(resume(edge.clone(), conn, fd)).detach();
+                edge.parking.unwatch(parked.fd);
+                glommio::spawn_local(resume(edge.clone(), conn, parked)).detach();
             }
         }
     }

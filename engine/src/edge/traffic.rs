@@ -1,7 +1,7 @@
 //! [`Traffic`]: what a shard's edge has carried since start, counted in plain cells on the
 //! shard and published by its sweeper: messages and bytes in, frames and bytes out,
 //! WebSocket upgrades, refusals by HTTP status and closes the server sent by close code,
-//! parks and resumes. Codes are counted in fixed slots ([`STATUSES`], [`CLOSE_SLOTS`]),
+//! parks and resumes, TLS handshakes. Codes are counted in fixed slots ([`STATUSES`], [`CLOSE_SLOTS`]),
 //! so the metrics' label sets are bounded whatever clients or party code do.
 
 use std::cell::Cell;
@@ -47,6 +47,8 @@ pub(crate) struct Traffic {
     upgrades: Cell<u64>,
     parks: Cell<u64>,
     resumes: Cell<u64>,
+    tls_handshakes: Cell<u64>,
+    tls_failures: Cell<u64>,
     refusals: [Cell<u64>; STATUSES.len() + 1],
     closes: [Cell<u64>; CLOSE_SLOTS],
 }
@@ -67,6 +69,9 @@ pub struct TrafficStats {
     /// Times a socket parked, and was resumed.
     pub parks: u64,
     pub resumes: u64,
+    /// TLS handshakes completed, and failed (bad client hello, wrong protocol, too slow).
+    pub tls_handshakes: u64,
+    pub tls_failures: u64,
     /// Connections refused, by status: [`STATUSES`], then any other.
     pub refusals: [u64; STATUSES.len() + 1],
     /// Closes the server sent, by close-code slot ([`close_label`]).
@@ -103,6 +108,14 @@ impl Traffic {
         bump(&self.resumes, 1);
     }
 
+    pub fn tls_done(&self) {
+        bump(&self.tls_handshakes, 1);
+    }
+
+    pub fn tls_failed(&self) {
+        bump(&self.tls_failures, 1);
+    }
+
     pub fn refusal(&self, status: u16) {
         bump(&self.refusals[status_slot(status)], 1);
     }
@@ -120,6 +133,8 @@ impl Traffic {
             upgrades: self.upgrades.get(),
             parks: self.parks.get(),
             resumes: self.resumes.get(),
+            tls_handshakes: self.tls_handshakes.get(),
+            tls_failures: self.tls_failures.get(),
             refusals: std::array::from_fn(|i| self.refusals[i].get()),
             closes: std::array::from_fn(|i| self.closes[i].get()),
         }

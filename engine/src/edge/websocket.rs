@@ -13,14 +13,14 @@ use super::Edge;
 use super::conn::{EdgeConn, RoomLink};
 use super::gate::{self, Gates};
 use super::http::{close_gracefully, refuse, request_of};
-use super::park;
 use super::socket::PhaseFuture;
+use super::stream::{Parked, Stream};
 use crate::api::Lobby;
 use crate::limits::{CLOSE_LINGER_MS, READS_PER_TURN_MAX};
 use crate::log::warn_client;
 use crate::payload::Message;
 use crate::route::{ConnectOutcome, ConnectRequest, RoomKey, ToHome, Wait};
-use crate::rt::{self, TcpStream, within};
+use crate::rt::within;
 use bytes::Bytes;
 use partyline_protocol::http::{EncodeOptions, RequestHead, Response};
 use partyline_protocol::ws::{
@@ -30,7 +30,6 @@ use partyline_protocol::ws::{
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::io;
-use std::os::fd::RawFd;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -51,10 +50,10 @@ pub(super) struct Upgrade {
 pub(super) async fn websocket(
     edge: &Rc<Edge>,
     conn: &Rc<EdgeConn>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     // Boxed: an async fn keeps its arguments for its whole life, moved or not.
     upgrade: Box<Upgrade>,
-) -> Option<RawFd> {
+) -> Option<Parked> {
     let negotiate: PhaseFuture<'_, Option<Vec<u8>>> =
         Box::pin(negotiate(edge, conn, stream, upgrade));
     let leftover = negotiate.await?;
@@ -65,7 +64,7 @@ pub(super) async fn websocket(
 async fn negotiate(
     edge: &Rc<Edge>,
     conn: &Rc<EdgeConn>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     upgrade: Box<Upgrade>,
 ) -> Option<Vec<u8>> {
     let Upgrade { head, gates, key, connection_id, client, leftover } = *upgrade;
@@ -155,12 +154,12 @@ async fn negotiate(
 pub(super) async fn open(
     edge: &Rc<Edge>,
     conn: &Rc<EdgeConn>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     leftover: Vec<u8>,
-) -> Option<RawFd> {
+) -> Option<Parked> {
     let link = conn.room()?;
     let (code, reason) = match ws_loop(edge, conn, stream, &link, leftover).await {
-        End::Park(fd) => return Some(fd),
+        End::Park(parked) => return Some(parked),
         End::Close(code, reason) => (code, reason),
     };
     let close: PhaseFuture<'_, ()> = Box::pin(async move {
@@ -194,7 +193,7 @@ enum End {
     /// Closed, with the code and reason the room's `on_close` gets.
     Close(CloseCode, String),
     /// Idle and asked to park: the duplicate descriptor that keeps the socket.
-    Park(RawFd),
+    Park(Parked),
 }
 
 /// The per-socket read state: the frame decoder, a message being assembled from
@@ -277,7 +276,7 @@ impl Reader {
 async fn ws_loop(
     edge: &Rc<Edge>,
     conn: &Rc<EdgeConn>,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     link: &RoomLink,
     leftover: Vec<u8>,
 ) -> End {
@@ -319,7 +318,7 @@ async fn ws_loop(
         let step = poll_fn(|cx| read_step(edge, conn, link, stream, cx, &mut reader)).await;
         match step {
             Ok(Step::Read) => reader.streak += 1,
-            Ok(Step::Park) => match park::dup(rt::fd_of(stream)) {
+            Ok(Step::Park) => match stream.park() {
                 Ok(parked) => return End::Park(parked),
                 // Out of descriptors: stay active, try again at a later sweep.
                 Err(e) => tracing::debug!(error = %e, "cannot park a socket"),
@@ -340,7 +339,7 @@ fn read_step(
     edge: &Edge,
     conn: &EdgeConn,
     link: &RoomLink,
-    stream: &mut TcpStream,
+    stream: &mut Stream,
     cx: &mut Context<'_>,
     reader: &mut Reader,
 ) -> Poll<io::Result<Step>> {
@@ -364,11 +363,12 @@ fn read_step(
         return Poll::Ready(Ok(Step::Read));
     }
     let mut scratch = edge.scratch.borrow_mut();
-    match rt::poll_read(stream, cx, &mut scratch[..]) {
+    match stream.poll_read(cx, &mut scratch[..]) {
         Poll::Pending => {
             // Park only between messages with nothing to write: the resumed loop starts
             // from a clean frame boundary and an empty queue.
-            if conn.take_park_wanted() && reader.at_rest() && !conn.has_output() {
+            if conn.take_park_wanted() && reader.at_rest() && stream.at_rest() && !conn.has_output()
+            {
                 return Poll::Ready(Ok(Step::Park));
             }
             reader.streak = 0;
@@ -477,7 +477,7 @@ fn decode(
 
 /// After a close: flush what is queued (the close frame last) while dropping whatever the
 /// peer sends, then end the connection gracefully; all within [`CLOSE_LINGER_MS`].
-async fn linger(edge: &Edge, conn: &EdgeConn, stream: &mut TcpStream) {
+async fn linger(edge: &Edge, conn: &EdgeConn, stream: &mut Stream) {
     let deadline = Instant::now() + Duration::from_millis(CLOSE_LINGER_MS);
     let flushed = within(
         deadline,
@@ -490,7 +490,7 @@ async fn linger(edge: &Edge, conn: &EdgeConn, stream: &mut TcpStream) {
             }
             // Unread bytes at close would reset the connection: keep reading meanwhile.
             let mut scratch = edge.scratch.borrow_mut();
-            match rt::poll_read(stream, cx, &mut scratch[..]) {
+            match stream.poll_read(cx, &mut scratch[..]) {
                 Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => Poll::Ready(false),
                 Poll::Ready(Ok(_)) => {
                     // Let other tasks run between reads of a peer that keeps sending.

@@ -50,6 +50,8 @@ pub(crate) struct ShardSetup {
     pub links: Option<Arc<NodeLinks>>,
     /// The `serve` folder's files, if any.
     pub assets: Option<Arc<crate::assets::Assets>>,
+    /// TLS on the client listener, if configured.
+    pub tls: Option<Arc<crate::tls::Tls>>,
     /// Each shard's questions from the admin listener.
     pub queries: Vec<crossbeam_channel::Receiver<query::Query>>,
 }
@@ -119,7 +121,13 @@ pub(crate) async fn run(
         store: setup.store.clone(),
     });
     let home = Home::new(runtime.clone(), setup.spawners.clone());
-    let edge = match Edge::new(runtime, setup.gates.clone(), setup.on_fetch, setup.assets.clone()) {
+    let edge = match Edge::new(
+        runtime,
+        setup.gates.clone(),
+        setup.on_fetch,
+        setup.assets.clone(),
+        setup.tls.clone(),
+    ) {
         Ok(edge) => edge,
         Err(e) => {
             tracing::error!(shard = %here, error = %e, "cannot create the shard's epoll set");

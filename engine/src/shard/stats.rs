@@ -85,6 +85,8 @@ struct TrafficGauges {
     upgrades: AtomicU64,
     parks: AtomicU64,
     resumes: AtomicU64,
+    tls_handshakes: AtomicU64,
+    tls_failures: AtomicU64,
     refusals: [AtomicU64; STATUSES.len() + 1],
     closes: [AtomicU64; CLOSE_SLOTS],
 }
@@ -99,6 +101,8 @@ impl TrafficGauges {
         self.upgrades.store(t.upgrades, r);
         self.parks.store(t.parks, r);
         self.resumes.store(t.resumes, r);
+        self.tls_handshakes.store(t.tls_handshakes, r);
+        self.tls_failures.store(t.tls_failures, r);
         for (a, v) in self.refusals.iter().zip(t.refusals) {
             a.store(v, r);
         }
@@ -117,6 +121,8 @@ impl TrafficGauges {
             upgrades: self.upgrades.load(r),
             parks: self.parks.load(r),
             resumes: self.resumes.load(r),
+            tls_handshakes: self.tls_handshakes.load(r),
+            tls_failures: self.tls_failures.load(r),
             refusals: std::array::from_fn(|i| self.refusals[i].load(r)),
             closes: std::array::from_fn(|i| self.closes[i].load(r)),
         }

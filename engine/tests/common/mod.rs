@@ -12,6 +12,7 @@ use std::time::Duration;
 use tungstenite::protocol::WebSocket;
 
 pub mod browser;
+pub mod pki;
 
 /// Limits for tests: short timeouts so slow-client tests finish quickly.
 pub fn test_limits() -> Limits {
@@ -136,6 +137,31 @@ pub fn metric(srv: &RunningServer, sample: &str) -> Option<f64> {
     let (status, body) = http(admin, "GET", "/metrics", "");
     assert_eq!(status, 200, "{body}");
     body.lines().find_map(|line| line.strip_prefix(sample)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// The sum of every sample of metric `name` on `/metrics`, whatever their labels (a
+/// counter over all shards, say).
+pub fn metric_sum(srv: &RunningServer, name: &str) -> f64 {
+    let admin = srv.admin_addr().expect("the test server has an admin listener");
+    let (status, body) = http(admin, "GET", "/metrics", "");
+    assert_eq!(status, 200, "{body}");
+    body.lines()
+        .filter(|line| line.split(['{', ' ']).next() == Some(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// Waits (up to 10 s) until `check` holds for the sum of metric `name`'s samples.
+pub fn wait_metric_sum(srv: &RunningServer, name: &str, check: impl Fn(f64) -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = metric_sum(srv, name);
+        if check(value) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "timed out waiting for {name}: {value}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Waits (up to 10 s) until `check` holds for a sample on `/metrics`.

@@ -7,12 +7,17 @@ import WS from "ws";
 
 const host = process.env.PARTYLINE_HOST;
 assert.ok(host, "PARTYLINE_HOST must be set (host:port of a partyline server)");
+// PARTYLINE_TLS=1: the server speaks TLS (wss://, https://); NODE_EXTRA_CA_CERTS names
+// the test's certificate authority.
+const secure = process.env.PARTYLINE_TLS === "1";
+const wsScheme = secure ? "wss" : "ws";
+const httpScheme = secure ? "https" : "http";
 const unique = `${process.pid}-${Date.now()}`;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** A PartySocket with an inbox: `next()` waits for the next message. */
 function open(options) {
-  const socket = new PartySocket({ host, WebSocket: WS, maxRetries: 0, ...options });
+  const socket = new PartySocket({ host, protocol: wsScheme, WebSocket: WS, maxRetries: 0, ...options });
   socket.binaryType = "arraybuffer";
   const inbox = [];
   const waiters = [];
@@ -41,7 +46,7 @@ function open(options) {
 
 test("several users in a main room: history, broadcast without echo, fetch GET/POST", async () => {
   const room = `lobby-${unique}`;
-  const posted = await PartySocket.fetch({ host, room }, { method: "POST", body: "hello from fetch" });
+  const posted = await PartySocket.fetch({ host, room, protocol: httpScheme }, { method: "POST", body: "hello from fetch" });
   assert.equal(posted.status, 201);
 
   const alice = open({ room, id: "alice" });
@@ -56,7 +61,7 @@ test("several users in a main room: history, broadcast without echo, fetch GET/P
   await sleep(300);
   assert.equal(alice.pending(), 0, "the sender must not get its own message back");
 
-  const got = await PartySocket.fetch({ host, room });
+  const got = await PartySocket.fetch({ host, room, protocol: httpScheme });
   assert.equal(got.status, 200);
   assert.deepEqual(await got.json(), ["hello from fetch", "hi from alice"]);
   for (const s of [alice, bob, carol]) s.close();
@@ -86,14 +91,14 @@ test("binary and text frames round-trip through echo", async () => {
 
 test("the legacy /party/:room path reaches the same main room", async () => {
   const room = `legacy-${unique}`;
-  await PartySocket.fetch({ host, room }, { method: "POST", body: "via /parties/main" });
-  const legacy = new WS(`ws://${host}/party/${room}?_pk=old-client`);
+  await PartySocket.fetch({ host, room, protocol: httpScheme }, { method: "POST", body: "via /parties/main" });
+  const legacy = new WS(`${wsScheme}://${host}/party/${room}?_pk=old-client`);
   const first = await new Promise((resolve, reject) => {
     legacy.once("message", (data) => resolve(data.toString()));
     legacy.once("error", reject);
   });
   assert.deepEqual(JSON.parse(first), ["via /parties/main"]);
-  const viaLegacyFetch = await fetch(`http://${host}/party/${room}`);
+  const viaLegacyFetch = await fetch(`${httpScheme}://${host}/party/${room}`);
   assert.deepEqual(await viaLegacyFetch.json(), ["via /parties/main"]);
   legacy.close();
 });

@@ -9,8 +9,10 @@
 #   uws-batched, uWS.js publishing once per event-loop turn; partyline-base, a baseline
 #   build of partyline at BASE_BIN with 1 shard, for before/after figures),
 #   OUT=target/bench-peers, SCENARIOS="idle echo fanout-fixed fanout-max connect" (a subset
-#   re-runs only those), REPORT_ONLY=1 (just print the table from $OUT). Prints a markdown
-#   table of medians and ratios; raw JSON in $OUT.
+#   re-runs only those), REPORT_ONLY=1 (just print the table and write the page from $OUT).
+#   Prints a markdown table of medians and ratios; raw JSON in $OUT; and writes
+#   $OUT/report.html, the servers side by side (one section per scenario, each server's
+#   median run of it: see below), with `partyline-loadtest compare`.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -124,3 +126,47 @@ print("metrics: first/other; lower-is-better metrics: other/first).")
 for title, name, f, _ in metrics:
     print(f"- {title}: " + "; ".join(f"{s} {med[(title, s)][1]}" for s in servers))
 PY
+
+# The HTML page: for each server and scenario, the median run by the scenario's headline
+# figure (for an even count, the lower middle one; a run without the figure is used only
+# when no run has it), the first server the baseline of the ratios.
+mapfile -t PAGE_ARGS < <(python3 - "$OUT" "$RUNS" "$SERVERS" "$SCENARIOS" <<'PY'
+import json, os, sys
+out, runs, servers, scenarios = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
+headline = {
+    "idle": lambda x: x["server_bytes_per_connection"],
+    "connect": lambda x: x["connections_per_s"],
+    "echo": lambda x: x["rtt"]["p50_us"],
+    "fanout-fixed": lambda x: x["latency"]["p99_us"],
+    "fanout-max": lambda x: x["received_in_window_per_s"],
+}
+for s in servers:
+    chosen = []
+    for name in scenarios:
+        runs_with, runs_without = [], []
+        for r in range(1, runs + 1):
+            p = f"{out}/{s}/{r}/{name}.json"
+            if not os.path.exists(p):
+                continue
+            try:
+                v = headline[name](json.load(open(p))["results"])
+            except (KeyError, TypeError, ValueError):
+                v = None
+            (runs_with if v is not None else runs_without).append((v, r, p))
+        if runs_with:
+            runs_with.sort(key=lambda x: (x[0], x[1]))
+            chosen.append(runs_with[(len(runs_with) - 1) // 2][2])
+        elif runs_without:
+            chosen.append(runs_without[0][2])
+    if chosen:
+        print("--label")
+        print(s)
+        print("\n".join(chosen))
+PY
+)
+if [ "${#PAGE_ARGS[@]}" -gt 0 ]; then
+  "$ROOT/target/release/partyline-loadtest" compare --report-html "$OUT/report.html" "${PAGE_ARGS[@]}"
+  echo "HTML report: $OUT/report.html"
+else
+  echo "no JSON reports in $OUT: no HTML report" >&2
+fi

@@ -40,6 +40,16 @@ pub struct Client {
     /// Bytes of a partial frame (or of frames not yet handed out).
     buf: Vec<u8>,
     mask: [u8; 4],
+    /// Counted as open in the progress counters (from the 101 until dropped).
+    upgraded: bool,
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        if self.upgraded {
+            crate::progress::open(false);
+        }
+    }
 }
 
 impl Client {
@@ -63,11 +73,14 @@ impl Client {
             stream,
             buf: Vec::new(),
             mask: [key_bytes[0], key_bytes[1], key_bytes[2], key_bytes[3]],
+            upgraded: false,
         };
         loop {
             match client::check_response(&this.buf, &key) {
                 Ok(Some(len)) => {
                     this.buf.drain(..len);
+                    this.upgraded = true;
+                    crate::progress::open(true);
                     return Ok(this);
                 }
                 Ok(None) => {}

@@ -4,9 +4,12 @@
 //!
 //! Workers are glommio executors, one per thread; each holds its share of the connections.
 //! Every latency goes into an hdrhistogram per worker; the histograms are merged at the
-//! end. Reports are printed for people and written as JSON for machines.
+//! end. Reports are printed for people and written as JSON for machines, and as one
+//! self-contained HTML page of charts (`html`, `plot`) for people.
 
 pub mod client;
+pub mod html;
+pub mod plot;
 pub mod progress;
 pub mod report;
 pub mod runner;

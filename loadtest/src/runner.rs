@@ -2,8 +2,11 @@
 //! open-files limit). A parent starts `processes` copies of itself with `--child <i>`;
 //! each child connects its share, prints `READY`, waits for `GO <start>` on stdin (so all
 //! processes start together on the machine's monotonic clock), runs, and prints its
-//! partial results as one `PARTIAL <json>` line. The parent merges them.
+//! partial results, with its progress timeline, as one `PARTIAL <json>` line. The parent
+//! merges them.
 
+use crate::progress::Timeline;
+use crate::report::Histograms;
 use crate::scenario::{self, Coordinator, Part, Sync, Target};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, BufReader, Write};
@@ -67,8 +70,11 @@ impl Scenario {
         v.unwrap_or_default()
     }
 
-    /// Merges every part's partial results into the scenario's results.
-    pub fn finish(&self, partials: &[serde_json::Value]) -> Result<serde_json::Value, String> {
+    /// Merges every part's partial results into the scenario's results and histograms.
+    pub fn finish(
+        &self,
+        partials: &[serde_json::Value],
+    ) -> Result<(serde_json::Value, Histograms), String> {
         fn all<T: serde::de::DeserializeOwned>(
             partials: &[serde_json::Value],
         ) -> Result<Vec<T>, String> {
@@ -92,17 +98,31 @@ impl Scenario {
     }
 }
 
+/// What a run gives: the scenario's results (the report's `results`), the histograms
+/// behind their percentiles, and the progress counters over time.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub results: serde_json::Value,
+    pub histograms: Histograms,
+    pub timeline: Timeline,
+}
+
+/// What a child process sends back on its `PARTIAL` line.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChildOutput {
+    partial: serde_json::Value,
+    timeline: Timeline,
+}
+
 /// Runs `scenario` against `target`: in this process when `target.processes` is 1, else
 /// in child processes started with `child_args` plus `--child <i>`.
-pub fn run(
-    scenario: &Scenario,
-    target: &Target,
-    child_args: &[String],
-) -> Result<serde_json::Value, String> {
+pub fn run(scenario: &Scenario, target: &Target, child_args: &[String]) -> Result<Outcome, String> {
     if target.processes <= 1 {
-        let _progress = crate::progress::report(scenario.name().to_owned());
+        let progress = crate::progress::report(scenario.name().to_owned());
         let partial = scenario.run_part(target, Part::WHOLE, Sync::Local);
-        return scenario.finish(&[partial]);
+        let timeline = progress.finish();
+        let (results, histograms) = scenario.finish(&[partial])?;
+        return Ok(Outcome { results, histograms, timeline });
     }
     let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
     let mut children = Vec::new();
@@ -134,19 +154,21 @@ pub fn run(
         stdin.flush().map_err(|e| format!("cannot start worker: {e}"))?;
     }
     let mut partials = Vec::new();
+    let mut timelines = Vec::new();
     for (i, lines) in readers.iter_mut().enumerate() {
         let line = lines
             .find_map(|l| l.ok().filter(|l| l.starts_with("PARTIAL ")))
             .ok_or_else(|| format!("worker process {i} ended without results"))?;
-        partials.push(
-            serde_json::from_str(&line["PARTIAL ".len()..])
-                .map_err(|e| format!("worker {i}: {e}"))?,
-        );
+        let output: ChildOutput = serde_json::from_str(&line["PARTIAL ".len()..])
+            .map_err(|e| format!("worker {i}: {e}"))?;
+        partials.push(output.partial);
+        timelines.push(output.timeline);
     }
     for mut c in children {
         let _ = c.wait();
     }
-    scenario.finish(&partials)
+    let (results, histograms) = scenario.finish(&partials)?;
+    Ok(Outcome { results, histograms, timeline: Timeline::merge(&timelines) })
 }
 
 /// The child side: run part `index` and print the partial results.
@@ -155,8 +177,8 @@ pub fn run_child(scenario: &Scenario, target: &Target, index: usize) {
     let progress =
         crate::progress::report(format!("{} {}/{}", scenario.name(), index + 1, target.processes));
     let partial = scenario.run_part(target, part, Sync::Child);
-    drop(progress);
+    let output = ChildOutput { partial, timeline: progress.finish() };
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "PARTIAL {partial}");
+    let _ = writeln!(out, "PARTIAL {}", serde_json::to_string(&output).unwrap_or_default());
     let _ = out.flush();
 }

@@ -1,7 +1,8 @@
 //! Each scenario, briefly and with few connections, against a real partyline server on an
 //! ephemeral loopback port: the numbers must add up (nothing lost or reordered, every
-//! round trip timed, every connection counted). One run goes through the binary with two
-//! worker processes and two source addresses.
+//! round trip timed, every connection counted). Two runs go through the binary with two
+//! worker processes: one with two source addresses, one writing the JSON and HTML reports
+//! (then compared with `compare`).
 
 use partyline::{Config, Server};
 use partyline_loadtest::runner::{self, Scenario};
@@ -46,7 +47,7 @@ fn target(server: &partyline::RunningServer) -> Target {
 }
 
 fn run(server: &partyline::RunningServer, scenario: Scenario) -> serde_json::Value {
-    runner::run(&scenario, &target(server), &[]).expect("scenario runs")
+    runner::run(&scenario, &target(server), &[]).expect("scenario runs").results
 }
 
 #[test]
@@ -106,7 +107,8 @@ fn echo_with_pauses_times_round_trips_through_parked_sockets() {
         pause_ms: 2_600,
     });
     let t = target(&srv);
-    let running = std::thread::spawn(move || runner::run(&scenario, &t, &[]).expect("runs"));
+    let running =
+        std::thread::spawn(move || runner::run(&scenario, &t, &[]).expect("runs").results);
     let mut most_parked = 0;
     while !running.is_finished() {
         most_parked = most_parked.max(srv.stats().iter().map(|s| s.parked).sum::<usize>());
@@ -203,7 +205,7 @@ fn fanout_over_two_nodes_of_a_cluster_loses_nothing() {
         party: "relay".into(),
         room: "across".into(),
     });
-    let r = runner::run(&scenario, &target, &[]).expect("scenario runs");
+    let r = runner::run(&scenario, &target, &[]).expect("scenario runs").results;
     assert_complete(&r);
     assert_eq!(
         r["expected_deliveries"].as_u64(),
@@ -297,4 +299,113 @@ fn binary_spreads_over_processes_and_source_addresses() {
     assert!(report["machine"]["cpus"].as_u64().unwrap() >= 1);
     assert_complete(&report["results"]);
     srv.shutdown().unwrap();
+}
+
+/// `s` has no reference to anything outside the file.
+fn assert_self_contained(html: &str) {
+    assert!(html.starts_with("<!DOCTYPE html>"), "{}", &html[..html.len().min(200)]);
+    for bad in ["http://", "https://", "<script", "<link", "<img", "@import", "url("] {
+        assert!(!html.contains(bad), "the page contains {bad}");
+    }
+    for attr in ["src=", "href="] {
+        for (at, _) in html.match_indices(attr) {
+            let target = &html[at + attr.len()..];
+            assert!(
+                target.starts_with("\"#"),
+                "an {attr} that is not an anchor: {}",
+                &target[..40]
+            );
+        }
+    }
+}
+
+/// A short fan-out over two processes writes its JSON and HTML reports: the page has the
+/// three plots, the parameters, and the JSON's p50 and p99 on its percentile line; the JSON
+/// has the histogram behind them and the merged timeline; `compare` renders both reports.
+#[test]
+fn binary_writes_html_reports_and_compares_them() {
+    let srv = server();
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("loadtest-html-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (json, page) = (dir.join("fanout-run.json"), dir.join("run.html"));
+    let bin = env!("CARGO_BIN_EXE_partyline-loadtest");
+    let out = std::process::Command::new(bin)
+        .args(["--target", &srv.local_addr().to_string(), "--processes", "2", "--workers", "1"])
+        .args(["--server-pid", &std::process::id().to_string()])
+        .arg("--json")
+        .arg(&json)
+        .arg("--report-html")
+        .arg(&page)
+        .args(["fanout", "--receivers", "10", "--senders", "2", "--rate", "400"])
+        .args(["--warmup-s", "0.2", "--duration-s", "0.8", "--room", "html"])
+        .output()
+        .expect("loadtest binary runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    srv.shutdown().unwrap();
+
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).expect("JSON report");
+    let r = &report["results"];
+    assert_complete(r);
+    // The histogram behind the percentiles, as (µs, count) pairs.
+    let pairs = report["histograms"]["latency"].as_array().expect("latency histogram");
+    let count: u64 = pairs.iter().map(|p| p[1].as_u64().unwrap()).sum();
+    assert_eq!(count, r["latency"]["count"].as_u64().unwrap(), "{report}");
+    // Both processes' timelines, summed: every connection, and every delivery counted.
+    let timeline = report["timeline"].as_array().expect("timeline");
+    let last = timeline.last().expect("a sample at the end");
+    assert_eq!(last["connected"], 12, "{timeline:?}");
+    assert!(last["messages"].as_u64().unwrap() >= r["deliveries"].as_u64().unwrap());
+    assert!(timeline.len() >= 2, "a sample a second and one at the end: {timeline:?}");
+    assert!(report["server"]["cpu_s"].as_f64().is_some(), "{}", report["server"]);
+
+    let html = std::fs::read_to_string(&page).expect("HTML report");
+    assert_self_contained(&html);
+    assert_eq!(html.matches("<svg").count(), 3, "percentiles, throughput, connections");
+    for param in ["receivers", "senders", "rate", "duration_s", "room"] {
+        assert!(html.contains(&format!("<th>{param}</th>")), "parameter {param} missing");
+    }
+    assert!(html.contains("<th>receivers</th><td class=\"n\">10</td>"));
+    for (q, key) in [("0.5", "p50_us"), ("0.99", "p99_us")] {
+        let us = r["latency"][key].as_u64().unwrap();
+        assert!(
+            html.contains(&format!(r#"data-q="{q}" data-us="{us}""#)),
+            "{key} {us} not on the plot"
+        );
+    }
+
+    // The same report twice, under two labels: one section, ratios of 1.
+    let (copy, compared) = (dir.join("copy").join("fanout-run.json"), dir.join("compare.html"));
+    std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+    std::fs::copy(&json, &copy).unwrap();
+    let out = std::process::Command::new(bin)
+        .args(["compare", "--report-html"])
+        .arg(&compared)
+        .args(["--label", "first<&>"])
+        .arg(&json)
+        .args(["--label", "second"])
+        .arg(&copy)
+        .output()
+        .expect("compare runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&compared).expect("comparison page");
+    assert_self_contained(&html);
+    assert_eq!(html.matches("<section").count(), 1);
+    assert_eq!(html.matches("<svg").count(), 3);
+    assert!(html.contains("first&lt;&amp;&gt;") && !html.contains("first<&>"));
+    assert!(html.contains("<th>second</th>") && html.contains("1.00×"));
+    // One report alone: its run's page again.
+    let again = dir.join("again.html");
+    let out = std::process::Command::new(bin)
+        .args(["compare", "--report-html"])
+        .arg(&again)
+        .arg(&json)
+        .output()
+        .expect("compare runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let html = std::fs::read_to_string(&again).unwrap();
+    let p50 = r["latency"]["p50_us"].as_u64().unwrap();
+    assert!(html.contains(&format!(r#"data-q="0.5" data-us="{p50}""#)));
+    let _ = std::fs::remove_dir_all(&dir);
 }

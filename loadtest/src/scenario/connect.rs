@@ -6,7 +6,7 @@ use super::{
     Coordinator, CpuSampler, Failures, Hist, Part, Target, add_failures, connect_all, indices,
     merged, run_workers, sleep_until, spread_path,
 };
-use crate::report::{self, Latency};
+use crate::report::{self, Histograms, Latency};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize, clap::Args)]
@@ -92,7 +92,9 @@ pub fn run(
     })
 }
 
-pub fn finish(parts: &[Partial]) -> serde_json::Value {
+/// The results, and the histograms of the upgrades (`upgrade`) and, when timed, of the
+/// first messages (`first_message`).
+pub fn finish(parts: &[Partial]) -> (serde_json::Value, Histograms) {
     let upgrade = merged(parts.iter().map(|p| &p.upgrade));
     let first = merged(parts.iter().map(|p| &p.first_message));
     let mut failures = Failures::new();
@@ -103,7 +105,7 @@ pub fn finish(parts: &[Partial]) -> serde_json::Value {
     let from = parts.iter().map(|p| p.first_attempt_ns).min().unwrap_or(0);
     let to = parts.iter().map(|p| p.last_connected_ns).max().unwrap_or(0);
     let elapsed_s = to.saturating_sub(from) as f64 / 1e9;
-    serde_json::json!({
+    let results = serde_json::json!({
         "connected": connected,
         "connect_failures": failures,
         "elapsed_s": elapsed_s,
@@ -112,5 +114,10 @@ pub fn finish(parts: &[Partial]) -> serde_json::Value {
         "connections_per_server_cpu_s": report::per_cpu_second(connected, parts.iter().find_map(|p| p.server_cpu_s)),
         "upgrade": Latency::of(&upgrade),
         "first_message": if first.is_empty() { serde_json::Value::Null } else { serde_json::to_value(Latency::of(&first)).unwrap_or_default() },
-    })
+    });
+    let mut histograms = Histograms::from([("upgrade".to_owned(), Hist::of(&upgrade))]);
+    if !first.is_empty() {
+        histograms.insert("first_message".to_owned(), Hist::of(&first));
+    }
+    (results, histograms)
 }

@@ -8,7 +8,7 @@ use super::{
     run_workers, spread_path,
 };
 use crate::now_ns;
-use crate::report::{self, Latency};
+use crate::report::{self, Histograms, Latency};
 use partyline_protocol::ws::Opcode;
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
@@ -100,19 +100,21 @@ pub fn run(
     })
 }
 
-pub fn finish(parts: &[Partial]) -> serde_json::Value {
+/// The results, and the round trips' histogram (`rtt`).
+pub fn finish(parts: &[Partial]) -> (serde_json::Value, Histograms) {
     let rtt = merged(parts.iter().map(|p| &p.rtt));
     let mut failures = Failures::new();
     for p in parts {
         add_failures(&mut failures, &p.failures);
     }
     let elapsed_s = parts.iter().map(|p| p.elapsed_s).fold(0.0, f64::max);
-    serde_json::json!({
+    let results = serde_json::json!({
         "round_trips": rtt.len(),
         "round_trips_per_s": rtt.len() as f64 / elapsed_s.max(1e-9),
         "rtt": Latency::of(&rtt),
         "connect_failures": failures,
         "errors": parts.iter().map(|p| p.errors).sum::<u64>(),
         "elapsed_s": elapsed_s,
-    })
+    });
+    (results, Histograms::from([("rtt".to_owned(), Hist::of(&rtt))]))
 }

@@ -12,7 +12,7 @@ use super::{
     indices, merged, run_workers, sleep_until,
 };
 use crate::now_ns;
-use crate::report::{self, Latency};
+use crate::report::{self, Histograms, Latency};
 use futures_lite::FutureExt;
 use partyline_protocol::ws::Opcode;
 use serde::{Deserialize, Serialize};
@@ -327,7 +327,8 @@ async fn connection(
     }
 }
 
-pub fn finish(parts: &[Partial], duration_s: f64) -> serde_json::Value {
+/// The results, and the histogram of the measured deliveries' latencies (`latency`).
+pub fn finish(parts: &[Partial], duration_s: f64) -> (serde_json::Value, Histograms) {
     let latency = merged(parts.iter().map(|p| &p.latency));
     let mut failures = Failures::new();
     let mut sent: BTreeMap<u32, u64> = BTreeMap::new();
@@ -357,7 +358,7 @@ pub fn finish(parts: &[Partial], duration_s: f64) -> serde_json::Value {
     let in_window: u64 = parts.iter().map(|p| p.in_window).sum();
     let loadtest_cpu_s: f64 = parts.iter().map(|p| p.loadtest_cpu_s).sum();
     let server_cpu_s = parts.iter().find_map(|p| p.server_cpu_s);
-    serde_json::json!({
+    let results = serde_json::json!({
         "messages_sent": sent.values().sum::<u64>(),
         "deliveries": deliveries,
         "expected_deliveries": expected,
@@ -376,5 +377,6 @@ pub fn finish(parts: &[Partial], duration_s: f64) -> serde_json::Value {
         "cpu": { "loadtest_cpu_s": loadtest_cpu_s, "server_cpu_s": server_cpu_s },
         "deliveries_per_server_cpu_s": report::per_cpu_second(measured, server_cpu_s),
         "connect_failures": failures,
-    })
+    });
+    (results, Histograms::from([("latency".to_owned(), Hist::of(&latency))]))
 }

@@ -6,6 +6,7 @@ use super::{
     Coordinator, Failures, Part, Target, add_failures, connect_all, floor_u64, indices,
     run_workers, sleep_until, spread_path,
 };
+use crate::report::Histograms;
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -91,7 +92,8 @@ pub fn run(
     })
 }
 
-pub fn finish(parts: &[Partial], params: &Params) -> serde_json::Value {
+/// The results (no latencies: no histograms).
+pub fn finish(parts: &[Partial], params: &Params) -> (serde_json::Value, Histograms) {
     let mut failures = Failures::new();
     for p in parts {
         add_failures(&mut failures, &p.failures);
@@ -104,7 +106,7 @@ pub fn finish(parts: &[Partial], params: &Params) -> serde_json::Value {
     };
     let held = parts.iter().find_map(|p| p.server_rss_held);
     let anon_held = parts.iter().find_map(|p| p.server_anon_held);
-    serde_json::json!({
+    let results = serde_json::json!({
         "connected": connected,
         "closed_during_hold": parts.iter().map(|p| p.closed_during_hold).sum::<u64>(),
         "connect_failures": failures,
@@ -114,5 +116,6 @@ pub fn finish(parts: &[Partial], params: &Params) -> serde_json::Value {
         "server_anon_before": params.server_anon_before,
         "server_anon_held": anon_held,
         "server_anon_bytes_per_connection": per_connection(anon_held, params.server_anon_before),
-    })
+    });
+    (results, Histograms::new())
 }

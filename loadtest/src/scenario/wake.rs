@@ -14,7 +14,7 @@ use super::{
     merged, run_workers, sleep_until,
 };
 use crate::now_ns;
-use crate::report::{self, Latency};
+use crate::report::{self, Histograms, Latency};
 use partyline_protocol::ws::Opcode;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -127,7 +127,8 @@ fn owned(total: usize, part: Part, workers: usize, w: usize) -> Vec<usize> {
     }
 }
 
-pub fn finish(parts: &[Partial]) -> serde_json::Value {
+/// The results, and the wakes' histogram (`wake_to_first_delivery`).
+pub fn finish(parts: &[Partial]) -> (serde_json::Value, Histograms) {
     let wake = merged(parts.iter().map(|p| &p.wake));
     let mut failures = Failures::new();
     for p in parts {
@@ -135,12 +136,13 @@ pub fn finish(parts: &[Partial]) -> serde_json::Value {
     }
     let server_cpu_s = parts.iter().find_map(|p| p.server_cpu_s);
     let rounds = wake.len();
-    serde_json::json!({
+    let results = serde_json::json!({
         "rounds": rounds,
         "wake_to_first_delivery": Latency::of(&wake),
         "server_cpu_s": server_cpu_s,
         "server_cpu_ms_per_round": server_cpu_s.filter(|_| rounds > 0).map(|s| s * 1e3 / rounds as f64),
         "connect_failures": failures,
         "errors": parts.iter().map(|p| p.errors).sum::<u64>(),
-    })
+    });
+    (results, Histograms::from([("wake_to_first_delivery".to_owned(), Hist::of(&wake))]))
 }

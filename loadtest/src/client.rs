@@ -9,9 +9,11 @@ use partyline_protocol::ws::handshake::client;
 use partyline_protocol::ws::{Decoded, FrameDecoder, FrameLimits, Opcode, Role, encode};
 use std::cell::RefCell;
 use std::future::poll_fn;
-use std::io;
+use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::Poll;
 
 /// Largest message the load tester accepts from a server.
@@ -33,10 +35,32 @@ pub enum ConnectFailure {
     Handshake,
 }
 
+/// TLS for the load tester's connections (`--tls-ca FILE`): rustls trusting only that
+/// CA, the server named `localhost`. Built once per process.
+pub fn tls_config(ca: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+    for cert in certs {
+        let cert = cert.map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+        roots.add(cert).map_err(|e| format!("--tls-ca {}: {e}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// An open WebSocket client.
 #[derive(Debug)]
 pub struct Client {
     stream: TcpStream,
+    /// The TLS session, with `--tls-ca`.
+    tls: Option<Box<rustls::ClientConnection>>,
     /// Bytes of a partial frame (or of frames not yet handed out).
     buf: Vec<u8>,
     mask: [u8; 4],
@@ -60,21 +84,42 @@ impl Client {
         addr: SocketAddr,
         path: &str,
         seed: u64,
+        tls: Option<&Arc<rustls::ClientConfig>>,
     ) -> Result<Client, ConnectFailure> {
-        let mut stream = crate::sys::connect_from(from, addr).map_err(|_| ConnectFailure::Tcp)?;
+        let stream = crate::sys::connect_from(from, addr).map_err(|_| ConnectFailure::Tcp)?;
         let mut key_bytes = [0u8; 16];
         key_bytes[..8].copy_from_slice(&seed.to_le_bytes());
         key_bytes[8..].copy_from_slice(&(!seed).to_le_bytes());
         let key = client::key_from(key_bytes);
         let request = client::request(&addr.to_string(), path, &key);
-        // The first write also waits for the non-blocking connect: its failure is a TCP one.
-        stream.write_all(&request).await.map_err(|_| ConnectFailure::Tcp)?;
         let mut this = Client {
             stream,
+            tls: None,
             buf: Vec::new(),
             mask: [key_bytes[0], key_bytes[1], key_bytes[2], key_bytes[3]],
             upgraded: false,
         };
+        if let Some(config) = tls {
+            let name = rustls::pki_types::ServerName::try_from("localhost").expect("a name");
+            let mut session = rustls::ClientConnection::new(config.clone(), name)
+                .map_err(|_| ConnectFailure::Handshake)?;
+            // A batch of frames is encrypted whole, then written at once.
+            session.set_buffer_limit(None);
+            this.tls = Some(Box::new(session));
+            // The first flight also waits for the non-blocking connect.
+            this.flush_tls().await.map_err(|_| ConnectFailure::Tcp)?;
+            while this.tls.as_ref().is_some_and(|t| t.is_handshaking()) {
+                match this.fill().await {
+                    Ok(0) | Err(_) => return Err(ConnectFailure::Handshake),
+                    Ok(_) => this.flush_tls().await.map_err(|_| ConnectFailure::Handshake)?,
+                }
+            }
+            this.write(&request).await.map_err(|_| ConnectFailure::Handshake)?;
+        } else {
+            // The first write also waits for the non-blocking connect: its failure is a
+            // TCP one.
+            this.write(&request).await.map_err(|_| ConnectFailure::Tcp)?;
+        }
         loop {
             match client::check_response(&this.buf, &key) {
                 Ok(Some(len)) => {
@@ -94,29 +139,82 @@ impl Client {
         }
     }
 
-    /// Reads once into the scratch buffer and appends it to the partial-frame bytes.
+    /// Reads once into the scratch buffer and appends it to the partial-frame bytes (with
+    /// TLS, what it decrypts to; 0 only at the end of the stream).
     async fn fill(&mut self) -> io::Result<usize> {
         let stream = &mut self.stream;
         let buf = &mut self.buf;
+        let tls = &mut self.tls;
         poll_fn(|cx| {
             SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
-                match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
-                    Poll::Ready(Ok(n)) => {
-                        buf.extend_from_slice(&scratch[..n]);
-                        Poll::Ready(Ok(n))
-                    }
-                    other => other,
+                let n = match Pin::new(&mut *stream).poll_read(cx, &mut scratch[..]) {
+                    Poll::Ready(Ok(n)) => n,
+                    other => return other,
+                };
+                let Some(tls) = tls.as_deref_mut() else {
+                    buf.extend_from_slice(&scratch[..n]);
+                    return Poll::Ready(Ok(n));
+                };
+                if n == 0 {
+                    return Poll::Ready(Ok(0));
                 }
+                let before = buf.len();
+                let mut rest = &scratch[..n];
+                // rustls takes at most a record or so per call: feed it all, draining
+                // the plaintext as it comes.
+                while !rest.is_empty() {
+                    tls.read_tls(&mut rest)?;
+                    let state = tls
+                        .process_new_packets()
+                        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+                    let ready = state.plaintext_bytes_to_read();
+                    if ready > 0 {
+                        let at = buf.len();
+                        buf.resize(at + ready, 0);
+                        tls.reader().read_exact(&mut buf[at..])?;
+                    }
+                }
+                if buf.len() == before {
+                    if tls.is_handshaking() || tls.wants_write() {
+                        // Handshake progress: the caller has records to send.
+                        return Poll::Ready(Ok(n));
+                    }
+                    // Partial records or session tickets: read again.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(buf.len() - before))
             })
         })
         .await
     }
 
+    /// Writes `bytes` (through TLS, if on).
+    async fn write(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match self.tls.as_deref_mut() {
+            None => self.stream.write_all(bytes).await,
+            Some(tls) => {
+                tls.writer().write_all(bytes)?;
+                self.flush_tls().await
+            }
+        }
+    }
+
+    /// Sends the records the TLS session holds.
+    async fn flush_tls(&mut self) -> io::Result<()> {
+        let Some(tls) = self.tls.as_deref_mut() else { return Ok(()) };
+        let mut records = Vec::new();
+        while tls.wants_write() {
+            tls.write_tls(&mut records)?;
+        }
+        self.stream.write_all(&records).await
+    }
+
     /// Sends one masked frame.
     pub async fn send(&mut self, opcode: Opcode, payload: &[u8]) -> io::Result<()> {
         let frame = encode::client_frame(true, opcode, payload, self.mask);
-        self.stream.write_all(&frame).await
+        self.write(&frame).await
     }
 
     /// Sends `count` frames in one write (a sender catching up with its rate): the same
@@ -135,7 +233,7 @@ impl Client {
             stamp(payload, i);
             encode::client_frame_into(true, opcode, payload, self.mask, &mut out);
         }
-        self.stream.write_all(&out).await
+        self.write(&out).await
     }
 
     /// Hands every whole frame to `on_frame`, first those already buffered (a frame can

@@ -51,6 +51,10 @@ struct Cli {
     /// Where to write the JSON report.
     #[arg(long, global = true)]
     json: Option<PathBuf>,
+    /// Connect over TLS (`wss://`), trusting only the CA in this PEM file; the server's
+    /// certificate must name `localhost`.
+    #[arg(long, global = true, value_name = "FILE")]
+    tls_ca: Option<PathBuf>,
     /// Where to write the HTML report: one self-contained page (inline CSS and SVG, no
     /// external references) with the latency percentile plot, throughput and connections
     /// over time, the results, the parameters and the machine. With `compare`, the page
@@ -185,6 +189,7 @@ fn main() {
         server_pids: cli.server_pid.clone(),
         connect_concurrency: cli.connect_concurrency,
         source_addrs,
+        tls_ca: cli.tls_ca.clone(),
     };
     let server_before =
         (cli.child.is_none() && !target.server_pids.is_empty()).then(|| target.server_memory());

@@ -43,6 +43,9 @@ pub struct Target {
     pub connect_concurrency: usize,
     /// Source addresses to connect from, round robin (empty: the kernel's choice).
     pub source_addrs: Vec<IpAddr>,
+    /// Connect with TLS, trusting only this CA (PEM); the server is named `localhost`.
+    #[serde(default)]
+    pub tls_ca: Option<std::path::PathBuf>,
 }
 
 impl Target {
@@ -218,6 +221,10 @@ pub async fn connect_all(
     await_first_message: bool,
 ) -> (Vec<Connected>, Failures) {
     let gate = Rc::new(glommio::sync::Semaphore::new(target.connect_concurrency.max(1) as u64));
+    let tls = match &target.tls_ca {
+        Some(ca) => Some(crate::client::tls_config(ca).unwrap_or_else(|e| panic!("{e}"))),
+        None => None,
+    };
     let started = crate::now_ns();
     let mut tasks = Vec::with_capacity(indices.len());
     for (n, &i) in indices.iter().enumerate() {
@@ -225,14 +232,14 @@ pub async fn connect_all(
             let due = started + floor_u64(n as f64 / rate_per_s * 1e9);
             sleep_until(due).await;
         }
-        let (gate, path, addr) = (gate.clone(), path_of(i), target.addr_for(i));
+        let (gate, path, addr, tls) = (gate.clone(), path_of(i), target.addr_for(i), tls.clone());
         let from = (!target.source_addrs.is_empty())
             .then(|| target.source_addrs[i % target.source_addrs.len()]);
         tasks.push(
             glommio::spawn_local(async move {
                 let _permit = gate.acquire_permit(1).await.expect("semaphore open");
                 let t0 = crate::now_ns();
-                let result = Client::connect(from, addr, &path, i as u64).await;
+                let result = Client::connect(from, addr, &path, i as u64, tls.as_ref()).await;
                 crate::progress::connection(result.is_ok());
                 let upgrade_us = ((crate::now_ns() - t0) / 1000).max(1);
                 let mut first = None;

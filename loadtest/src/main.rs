@@ -191,6 +191,10 @@ fn main() {
         source_addrs,
         tls_ca: cli.tls_ca.clone(),
     };
+    if let Some(Err(e)) = target.tls_ca.as_deref().map(partyline_loadtest::client::tls_config) {
+        eprintln!("{e}");
+        std::process::exit(2);
+    }
     let server_before =
         (cli.child.is_none() && !target.server_pids.is_empty()).then(|| target.server_memory());
     if let Scenario::Idle(p) = &mut scenario

@@ -221,10 +221,11 @@ pub async fn connect_all(
     await_first_message: bool,
 ) -> (Vec<Connected>, Failures) {
     let gate = Rc::new(glommio::sync::Semaphore::new(target.connect_concurrency.max(1) as u64));
-    let tls = match &target.tls_ca {
-        Some(ca) => Some(crate::client::tls_config(ca).unwrap_or_else(|e| panic!("{e}"))),
-        None => None,
-    };
+    // Checked by the command before any scenario starts.
+    let tls = target
+        .tls_ca
+        .as_ref()
+        .map(|ca| crate::client::tls_config(ca).unwrap_or_else(|e| panic!("{e}")));
     let started = crate::now_ns();
     let mut tasks = Vec::with_capacity(indices.len());
     for (n, &i) in indices.iter().enumerate() {

@@ -173,6 +173,8 @@ fn the_binary_serves_tls_and_reloads_on_sighup() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .expect("partyline runs");
+    // Killed however the test ends.
+    let mut child = KillOnDrop(child);
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(addr).is_err() {
@@ -184,7 +186,7 @@ fn the_binary_serves_tls_and_reloads_on_sighup() {
     let ws = pki.wss(addr, "/parties/main/hup");
     assert_eq!(peer_leaf(ws.get_ref()), first);
     let second = pki.issue();
-    let pid = i32::try_from(child.id()).unwrap();
+    let pid = i32::try_from(child.0.id()).unwrap();
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -198,8 +200,74 @@ fn the_binary_serves_tls_and_reloads_on_sighup() {
     }
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
-    let out = child.wait_with_output().unwrap();
-    let log = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{log}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "the binary did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut log = String::new();
+    child.0.stdout.take().unwrap().read_to_string(&mut log).unwrap();
+    assert!(status.success(), "{log}");
     assert!(log.contains("TLS certificate and key reloaded"), "{log}");
+}
+
+/// A child process killed when the test ends, passing or not.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TLS client that stops reading: its queue and sealed records count against the output
+/// budget, it is closed like a plain slow consumer, and the budget comes back to zero
+/// (sealed records are given back when the socket ends).
+#[test]
+fn a_tls_client_that_stops_reading_is_closed_and_its_bytes_given_back() {
+    let pki = Pki::new();
+    pki.issue();
+    let (srv, addr) = tls_server(&pki, |cfg| {
+        cfg.shards = 1;
+        cfg.limits.outbound_bytes_max = 1024 * 1024;
+        cfg.limits.outbound_total_bytes_max = 1024 * 1024;
+        cfg.limits.message_size_max = 64 * 1024;
+    });
+    let stalled = pki.wss(addr, "/parties/relay/slow");
+    let mut sender = pki.wss(addr, "/parties/relay/slow");
+    let chunk = "x".repeat(32 * 1024);
+    // Far more than the kernel buffers, the sealed records and the queue hold.
+    for _ in 0..400 {
+        if sender.send(tungstenite::Message::text(chunk.clone())).is_err() {
+            break;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(15);
+    // Closed for its own queue's limit or for the shard's budget, whichever comes first.
+    while srv.stats().iter().map(|s| s.closed_for_output).sum::<u64>() == 0
+        && metric_sum(&srv, "partyline_server_closes_total") == 0.0
+    {
+        assert!(Instant::now() < deadline, "the stalled TLS socket was never closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(stalled);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: usize = srv.stats().iter().map(|s| s.outbound_bytes).sum();
+        if held == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{held} bytes still charged to the output budget");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The sender never stalled and is still served.
+    let mut echo = pki.wss(addr, "/parties/echo/after");
+    echo.send(tungstenite::Message::text("fine")).unwrap();
+    assert_eq!(text(&mut echo), "fine");
+    drop(sender);
+    srv.shutdown().unwrap();
 }

@@ -44,7 +44,12 @@ async fn resume(edge: Rc<Edge>, conn: Rc<EdgeConn>, parked: Parked) {
 
 /// The end of a socket's task: the socket parks (`parked` holds its duplicate
 /// descriptor and its TLS session) or is gone.
-fn end_task(edge: &Edge, conn: &EdgeConn, stream: Stream, parked: Option<Parked>) {
+fn end_task(edge: &Edge, conn: &EdgeConn, mut stream: Stream, parked: Option<Parked>) {
+    // Records sealed but never written leave with the stream.
+    let sealed = stream.take_sealed();
+    if sealed > 0 {
+        edge.account_output(sealed, 0);
+    }
     drop(stream);
     match parked {
         Some(parked) => park(edge, conn, parked),

@@ -7,9 +7,10 @@
 //! socket either). Writes stay zero-copy up to the cipher: a batch of queued frames (the
 //! same shared bytes every socket of a broadcast holds) is handed to rustls as one
 //! vectored write, which encrypts it straight from those bytes into as few records as fit
-//! (16 KiB each), and the records go out with one vectored send. A new batch is encrypted
-//! only once the previous records are written ([`crate::tls::TLS_BUFFER_BYTES`]), so a
-//! slow client holds its queue and at most one batch of records.
+//! (16 KiB each), and the records go out with one vectored send. A new batch is sealed
+//! only once the previous records are written ([`crate::tls::TLS_BUFFER_BYTES`] at most),
+//! so a slow client holds its queue and at most one batch of records, which stays charged
+//! to the shard's output budget until it is written or the socket ends.
 
 use super::conn::EdgeConn;
 use super::out_queue::{Flush, OutQueue};
@@ -32,16 +33,19 @@ pub(crate) struct Parked {
 pub(crate) struct Stream {
     tcp: TcpStream,
     tls: Option<Box<ServerConnection>>,
+    /// Bytes of frames sealed into records not yet all written (an over-count until the
+    /// records are gone): still charged to the shard's output budget.
+    sealed: usize,
 }
 
 impl Stream {
     pub fn plain(tcp: TcpStream) -> Stream {
-        Stream { tcp, tls: None }
+        Stream { tcp, tls: None, sealed: 0 }
     }
 
     /// A parked socket again, with its TLS session if it had one.
     pub fn resumed(tcp: TcpStream, tls: Option<Box<ServerConnection>>) -> Stream {
-        Stream { tcp, tls }
+        Stream { tcp, tls, sealed: 0 }
     }
 
     /// What parking keeps of the socket (the stream is dropped after, closing only its
@@ -160,10 +164,22 @@ impl Stream {
     ) -> (io::Result<()>, usize, usize) {
         let fd = self.fd();
         let tcp = &mut self.tcp;
+        let sealed = &mut self.sealed;
         match self.tls.as_deref_mut() {
             None => conn.flush_with(|out| flush_plain(out, fd, tcp, cx)),
-            Some(tls) => conn.flush_with(|out| flush_tls(out, tcp, tls, cx)),
+            Some(tls) => {
+                let held_before = *sealed;
+                let (result, before, after) =
+                    conn.flush_with(|out| flush_tls(out, tcp, tls, sealed, cx));
+                (result, before + held_before, after + *sealed)
+            }
         }
+    }
+
+    /// Takes the count of sealed bytes still charged (the socket's task is ending: its
+    /// records go with it).
+    pub fn take_sealed(&mut self) -> usize {
+        std::mem::take(&mut self.sealed)
     }
 
     /// Whether nothing is buffered inside the stream (TLS: no plaintext decrypted and not
@@ -205,24 +221,27 @@ fn flush_plain(
     }
 }
 
-/// TLS: records already made go out first; then the next batch of frames is encrypted.
+/// TLS: records already made go out first; then the next batch of frames is sealed
+/// (counted in `sealed` until its records are all written).
 fn flush_tls(
     out: &mut OutQueue,
     tcp: &mut TcpStream,
     tls: &mut ServerConnection,
+    sealed: &mut usize,
     cx: &mut Context<'_>,
 ) -> io::Result<()> {
     loop {
         match poll_send_records(tcp, tls, cx) {
-            Poll::Ready(Ok(())) => {}
+            Poll::Ready(Ok(())) => *sealed = 0,
             Poll::Ready(Err(e)) => return Err(e),
             Poll::Pending => return Ok(()),
         }
         if out.is_empty() {
             return Ok(());
         }
-        if out.write_with(|slices| tls.writer().write_vectored(slices))? == 0 {
-            return Ok(());
+        match out.write_with(|slices| tls.writer().write_vectored(slices))? {
+            0 => return Ok(()),
+            n => *sealed += n,
         }
     }
 }

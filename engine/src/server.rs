@@ -67,7 +67,7 @@ impl Server {
     }
 
     /// Registers the built-in parties: `main` (chat), `echo`, `relay`, `ephemeral`,
-    /// `items` and `presence` ([`crate::parties`]).
+    /// `items`, `presence` and `yjs` ([`crate::parties`]).
     pub fn with_builtin_parties(self) -> Self {
         self.party::<crate::parties::Chat>("main")
             .party::<crate::parties::Echo>("echo")
@@ -75,6 +75,7 @@ impl Server {
             .party::<crate::parties::Ephemeral>("ephemeral")
             .party::<crate::parties::Items>("items")
             .party::<crate::parties::Presence>("presence")
+            .party::<crate::parties::Yjs>("yjs")
     }
 
     /// Shows the welcome page (a chat through the official `partysocket` client, in rooms of

@@ -1,0 +1,197 @@
+//! `yjs`: a collaborative Yjs document per room, speaking the y-websocket protocol the
+//! unmodified Yjs providers use (sync step 1 / step 2 / update, awareness). The document
+//! is a [`YDoc`] in the room's storage (every update durable before it is passed on); the
+//! room hibernates, and the document leaves memory with the instance and is read back on
+//! wake. Awareness (who is here, cursors) lives in each connection's state, so it survives
+//! sleep too.
+//!
+//! On connect the room sends its sync step 1 and everyone's awareness; a client's step 1
+//! is answered with step 2 (what it lacks); a client's step 2 or update is stored,
+//! applied, and sent to everyone else; an awareness update is kept in the sender's state
+//! and sent to everyone (y-websocket does the same); a connection that leaves is
+//! announced gone. Connections tagged `readonly` receive everything and change nothing
+//! (the built-in party tags connections that ask with `?readonly=1`; a party embedding
+//! [`YDoc`] decides in its own gate). `GET` answers the document as one binary update,
+//! or with `?text=<name>` the text of that root `Y.Text`.
+//!
+//! Bad input: a text frame closes the connection with 1003, a malformed message (checked
+//! whole before `yrs` reads it, [`wire::check`]) with 1007; the document is unchanged.
+
+mod doc;
+pub mod wire;
+
+pub use doc::{LOG_BYTES_MAX, LOG_UPDATES_MAX, YDoc};
+
+use crate::{
+    CloseCode, ConnectContext, Connection, Message, Party, Request, Response, Result, Room,
+};
+use std::collections::BTreeMap;
+use yrs::encoding::write::Write;
+use yrs::sync::{Message as YMessage, MessageReader, SyncMessage};
+use yrs::updates::decoder::DecoderV1;
+use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
+
+/// A connection's awareness entries: client id to (clock, state as JSON text). Kept as the
+/// connection's state.
+type Awareness = BTreeMap<u64, (u32, String)>;
+
+/// The tag of connections that may not change the document.
+pub const READONLY_TAG: &str = "readonly";
+
+/// The `yjs` party.
+#[derive(Debug)]
+pub struct Yjs {
+    room: Room,
+    doc: YDoc,
+}
+
+impl Party for Yjs {
+    const HIBERNATE: bool = true;
+
+    async fn on_start(room: Room) -> Result<Self> {
+        let doc = YDoc::load(&room).await?;
+        Ok(Yjs { room, doc })
+    }
+
+    fn connection_tags(&mut self, _conn: &Connection, ctx: &ConnectContext) -> Result<Vec<String>> {
+        let query = ctx.request.target.split_once('?').map_or("", |(_, q)| q);
+        let readonly = query.split('&').any(|kv| kv == "readonly=1" || kv == "readonly=true");
+        Ok(if readonly { vec![READONLY_TAG.to_owned()] } else { Vec::new() })
+    }
+
+    async fn on_connect(&mut self, conn: &Connection, _ctx: &ConnectContext) -> Result<()> {
+        let mut first = EncoderV1::new();
+        first.write_var(wire::MSG_SYNC);
+        first.write_var(wire::SYNC_STEP1);
+        first.write_buf(self.doc.state_vector());
+        conn.send(first.to_vec())?;
+        if let Some(everyone) = self.awareness_of_all(Some(conn.id()))? {
+            conn.send(everyone)?;
+        }
+        Ok(())
+    }
+
+    async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
+        let Message::Binary(bytes) = message else {
+            sender.close(CloseCode::UNSUPPORTED_DATA, "y-websocket messages are binary");
+            return Ok(());
+        };
+        if let Err(e) = wire::check(&bytes) {
+            sender.close(CloseCode::INVALID_PAYLOAD, &e.to_string());
+            return Ok(());
+        }
+        let readonly = sender.tags().iter().any(|t| t == READONLY_TAG);
+        let mut decoder = DecoderV1::from(&bytes[..]);
+        for message in MessageReader::new(&mut decoder) {
+            let message = match message {
+                Ok(m) => m,
+                Err(e) => {
+                    sender.close(CloseCode::INVALID_PAYLOAD, &e.to_string());
+                    return Ok(());
+                }
+            };
+            match message {
+                YMessage::Sync(SyncMessage::SyncStep1(sv)) => {
+                    let update = self.doc.diff_from(&sv);
+                    sender.send(YMessage::Sync(SyncMessage::SyncStep2(update)).encode_v1())?;
+                }
+                YMessage::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
+                    if readonly {
+                        continue;
+                    }
+                    if let Err(e) = self.doc.apply(&update).await {
+                        if e.status() == 400 {
+                            sender.close(CloseCode::INVALID_PAYLOAD, &e.to_string());
+                            return Ok(());
+                        }
+                        return Err(e);
+                    }
+                    let out = YMessage::Sync(SyncMessage::Update(update)).encode_v1();
+                    self.room.broadcast(out, &[sender.id()])?;
+                }
+                YMessage::Awareness(update) => {
+                    let mut mine: Awareness = sender.state_json()?.unwrap_or_default();
+                    for (client, entry) in &update.clients {
+                        let newer = mine.get(client).is_none_or(|(clock, _)| entry.clock >= *clock);
+                        if newer {
+                            if &*entry.json == "null" {
+                                mine.remove(client);
+                            } else {
+                                mine.insert(*client, (entry.clock, entry.json.to_string()));
+                            }
+                        }
+                    }
+                    // Kept for the connection's life (and across sleep); a state too large
+                    // to keep is still passed on.
+                    let _ = sender.set_state_json(&mine);
+                    self.room.broadcast(YMessage::Awareness(update).encode_v1(), &[])?;
+                }
+                YMessage::AwarenessQuery => {
+                    if let Some(everyone) = self.awareness_of_all(None)? {
+                        sender.send(everyone)?;
+                    }
+                }
+                YMessage::Auth(_) | YMessage::Custom(..) => {}
+            }
+        }
+        Ok(())
+    }
+
+    async fn on_close(&mut self, conn: &Connection, _code: CloseCode, _reason: &str) -> Result<()> {
+        let mine: Awareness = conn.state_json().ok().flatten().unwrap_or_default();
+        if mine.is_empty() {
+            return Ok(());
+        }
+        // Its clients are gone: their states become null, one clock later.
+        let gone: Awareness =
+            mine.into_iter().map(|(c, (clock, _))| (c, (clock + 1, "null".to_owned()))).collect();
+        self.room.broadcast(encode_awareness(&gone), &[conn.id()])
+    }
+
+    async fn on_request(&mut self, request: Request) -> Result<Response> {
+        if request.method != "GET" && request.method != "HEAD" {
+            return Ok(Response::text(405, "GET the document\n").with_header("allow", "GET, HEAD"));
+        }
+        let query = request.target.split_once('?').map_or("", |(_, q)| q);
+        let text = query.split('&').find_map(|kv| kv.strip_prefix("text="));
+        Ok(match text {
+            Some(name) => {
+                let name = partyline_protocol::route::percent_decode(name);
+                Response::text(200, self.doc.text(&name))
+            }
+            None => Response::new(200)
+                .with_header("content-type", "application/octet-stream")
+                .with_body(self.doc.encode()),
+        })
+    }
+}
+
+impl Yjs {
+    /// Every connection's awareness (but `except`'s) as one message, if any.
+    fn awareness_of_all(&self, except: Option<&str>) -> Result<Option<Vec<u8>>> {
+        let mut all = Awareness::new();
+        for other in self.room.connections(None) {
+            if Some(other.id()) == except {
+                continue;
+            }
+            let theirs: Option<Awareness> = other.state_json().ok().flatten();
+            all.extend(theirs.unwrap_or_default());
+        }
+        Ok((!all.is_empty()).then(|| encode_awareness(&all)))
+    }
+}
+
+/// An awareness message (y-protocols): entries of (client, clock, JSON state).
+fn encode_awareness(entries: &Awareness) -> Vec<u8> {
+    let mut inner = EncoderV1::new();
+    inner.write_var(entries.len());
+    for (client, (clock, json)) in entries {
+        inner.write_var(*client);
+        inner.write_var(*clock);
+        inner.write_string(json);
+    }
+    let mut outer = EncoderV1::new();
+    outer.write_var(wire::MSG_AWARENESS);
+    outer.write_buf(inner.to_vec());
+    outer.to_vec()
+}

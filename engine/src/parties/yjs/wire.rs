@@ -1,0 +1,391 @@
+//! The y-websocket wire protocol (y-protocols' sync and awareness messages, lib0 encoding),
+//! checked before `yrs` decodes it. `yrs`'s decoders trust the counts a message carries and
+//! reserve memory for them (`with_capacity(count)`): a 10-byte message announcing four
+//! billion entries would make the process ask for tens of gigabytes, and a failed
+//! allocation aborts the whole server, every room with it. [`check`] walks a message's
+//! whole structure first (sync step 1 and its state vector, step 2 and updates in the v1
+//! update format, awareness, awareness queries) and refuses any count larger than the
+//! bytes left to hold it, any length past the end, any nesting deeper than
+//! [`ANY_DEPTH_MAX`], and any bytes left over; only a message that passes is given to
+//! `yrs`. Several messages in one WebSocket message are allowed, as y-protocols' readers
+//! allow them.
+
+/// `messageSync`, `messageAwareness`, `messageAuth`, `messageQueryAwareness`.
+pub const MSG_SYNC: u64 = 0;
+pub const MSG_AWARENESS: u64 = 1;
+pub const MSG_AUTH: u64 = 2;
+pub const MSG_QUERY_AWARENESS: u64 = 3;
+
+/// `messageYjsSyncStep1`, `messageYjsSyncStep2`, `messageYjsUpdate`.
+pub const SYNC_STEP1: u64 = 0;
+pub const SYNC_STEP2: u64 = 1;
+pub const SYNC_UPDATE: u64 = 2;
+
+/// Deepest nesting of `Any` values (objects in arrays in objects...) accepted.
+pub const ANY_DEPTH_MAX: usize = 64;
+
+/// Why a message was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(pub &'static str);
+
+impl std::fmt::Display for Malformed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "malformed y-protocols message: {}", self.0)
+    }
+}
+
+type Checked<T> = Result<T, Malformed>;
+
+/// A reader over one message's bytes that never reads past the end.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn left(&self) -> usize {
+        self.bytes.len() - self.at
+    }
+
+    fn u8(&mut self) -> Checked<u8> {
+        let b = *self.bytes.get(self.at).ok_or(Malformed("ends early"))?;
+        self.at += 1;
+        Ok(b)
+    }
+
+    /// lib0 `readVarUint` (7 bits a byte, at most 64 bits).
+    fn var_uint(&mut self) -> Checked<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(Malformed("a number longer than 64 bits"))
+    }
+
+    /// lib0 `readVarInt` (sign in the first byte); only skipped.
+    fn var_int(&mut self) -> Checked<()> {
+        for _ in 0..10 {
+            if self.u8()? & 0x80 == 0 {
+                return Ok(());
+            }
+        }
+        Err(Malformed("a number longer than 64 bits"))
+    }
+
+    /// A count of things that each take at least `min_bytes`: never more than what is left.
+    fn count(&mut self, min_bytes: usize) -> Checked<usize> {
+        let n = self.var_uint()?;
+        match usize::try_from(n) {
+            Ok(n) if n.saturating_mul(min_bytes) <= self.left() => Ok(n),
+            _ => Err(Malformed("a count larger than the message")),
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Checked<&'a [u8]> {
+        if n > self.left() {
+            return Err(Malformed("a length past the end"));
+        }
+        let slice = &self.bytes[self.at..self.at + n];
+        self.at += n;
+        Ok(slice)
+    }
+
+    /// lib0 `readVarUint8Array`.
+    fn buf(&mut self) -> Checked<&'a [u8]> {
+        let n = self.count(1)?;
+        self.take(n)
+    }
+
+    /// lib0 `readVarString` (UTF-8).
+    fn string(&mut self) -> Checked<()> {
+        let bytes = self.buf()?;
+        std::str::from_utf8(bytes).map_err(|_| Malformed("a string that is not UTF-8"))?;
+        Ok(())
+    }
+}
+
+/// Checks a whole WebSocket message: one or more y-protocols messages.
+pub fn check(message: &[u8]) -> Checked<()> {
+    let mut r = Reader { bytes: message, at: 0 };
+    if message.is_empty() {
+        return Err(Malformed("empty"));
+    }
+    while r.left() > 0 {
+        match r.var_uint()? {
+            MSG_SYNC => match r.var_uint()? {
+                SYNC_STEP1 => state_vector(r.buf()?)?,
+                SYNC_STEP2 | SYNC_UPDATE => update_v1(r.buf()?)?,
+                _ => return Err(Malformed("an unknown sync message")),
+            },
+            MSG_AWARENESS => awareness(r.buf()?)?,
+            MSG_QUERY_AWARENESS => {}
+            MSG_AUTH => return Err(Malformed("auth messages are the server's to send")),
+            _ => return Err(Malformed("an unknown message type")),
+        }
+    }
+    Ok(())
+}
+
+/// A state vector: (client, clock) pairs.
+pub fn state_vector(bytes: &[u8]) -> Checked<()> {
+    let mut r = Reader { bytes, at: 0 };
+    for _ in 0..r.count(2)? {
+        r.var_uint()?;
+        r.var_uint()?;
+    }
+    end(&r)
+}
+
+/// An awareness update: (client, clock, JSON state) entries.
+pub fn awareness(bytes: &[u8]) -> Checked<()> {
+    let mut r = Reader { bytes, at: 0 };
+    for _ in 0..r.count(3)? {
+        r.var_uint()?;
+        r.var_uint()?;
+        let json = r.buf()?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(json)
+            .map_err(|_| Malformed("an awareness state that is not JSON"))?;
+    }
+    end(&r)
+}
+
+/// An update in Yjs's v1 format: structs per client, then the delete set.
+pub fn update_v1(bytes: &[u8]) -> Checked<()> {
+    let mut r = Reader { bytes, at: 0 };
+    // The smallest struct is an info byte and a length.
+    for _ in 0..r.count(3)? {
+        let structs = r.count(2)?;
+        r.var_uint()?; // client
+        r.var_uint()?; // clock
+        for _ in 0..structs {
+            block(&mut r)?;
+        }
+    }
+    for _ in 0..r.count(2)? {
+        r.var_uint()?; // client
+        for _ in 0..r.count(2)? {
+            r.var_uint()?; // clock
+            r.var_uint()?; // length
+        }
+    }
+    end(&r)
+}
+
+/// One struct: a GC or Skip range, or an item with its origins, parent and content.
+fn block(r: &mut Reader<'_>) -> Checked<()> {
+    let info = r.u8()?;
+    match info & 0b1_1111 {
+        0 | 10 => {
+            r.var_uint()?; // GC or Skip: a length
+            return Ok(());
+        }
+        1..=9 => {}
+        _ => return Err(Malformed("an unknown struct")),
+    }
+    if info & 0x80 != 0 {
+        r.var_uint()?; // origin
+        r.var_uint()?;
+    }
+    if info & 0x40 != 0 {
+        r.var_uint()?; // right origin
+        r.var_uint()?;
+    }
+    if info & 0xc0 == 0 {
+        // No origins: the parent is named, by a root type's key or an item's id.
+        if r.var_uint()? == 1 {
+            r.string()?;
+        } else {
+            r.var_uint()?;
+            r.var_uint()?;
+        }
+        if info & 0x20 != 0 {
+            r.string()?; // parent sub (a map key)
+        }
+    }
+    match info & 0b1_1111 {
+        1 => {
+            r.var_uint()?; // deleted: a length
+        }
+        2 => {
+            for _ in 0..r.count(1)? {
+                r.string()?; // JSON, each a string
+            }
+        }
+        3 => {
+            r.buf()?; // binary
+        }
+        4 | 5 => r.string()?, // string; embed (JSON as a string)
+        6 => {
+            r.string()?; // format: key, then JSON
+            r.string()?;
+        }
+        7 => {
+            // A type: XmlElement (3) and XmlHook (5) carry a name.
+            let type_ref = r.var_uint()?;
+            if type_ref == 3 || type_ref == 5 {
+                r.string()?;
+            }
+        }
+        8 => {
+            for _ in 0..r.count(1)? {
+                any(r, 0)?;
+            }
+        }
+        _ => {
+            r.string()?; // a subdocument: its guid, then its options
+            any(r, 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// lib0 `readAny`.
+fn any(r: &mut Reader<'_>, depth: usize) -> Checked<()> {
+    if depth >= ANY_DEPTH_MAX {
+        return Err(Malformed("values nested too deep"));
+    }
+    match r.u8()? {
+        127 | 126 | 121 | 120 => {} // undefined, null, false, true
+        125 => r.var_int()?,
+        124 => {
+            r.take(4)?;
+        }
+        123 | 122 => {
+            r.take(8)?;
+        }
+        119 => r.string()?,
+        118 => {
+            for _ in 0..r.count(2)? {
+                r.string()?;
+                any(r, depth + 1)?;
+            }
+        }
+        117 => {
+            for _ in 0..r.count(1)? {
+                any(r, depth + 1)?;
+            }
+        }
+        116 => {
+            r.buf()?;
+        }
+        _ => return Err(Malformed("an unknown value type")),
+    }
+    Ok(())
+}
+
+fn end(r: &Reader<'_>) -> Checked<()> {
+    if r.left() == 0 { Ok(()) } else { Err(Malformed("bytes after the end")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yrs::updates::encoder::Encode;
+    use yrs::{Array, Doc, Map, ReadTxn, Text, Transact, WriteTxn};
+
+    /// Real updates from yrs: every content type the party will meet.
+    fn real_update() -> Vec<u8> {
+        let doc = Doc::new();
+        let text = doc.get_or_insert_text("text");
+        let map = doc.get_or_insert_map("map");
+        let array = doc.get_or_insert_array("array");
+        let mut txn = doc.transact_mut();
+        text.insert(&mut txn, 0, "héllo wörld");
+        text.remove_range(&mut txn, 1, 3);
+        map.insert(&mut txn, "n", 1.5);
+        map.insert(&mut txn, "s", "x");
+        map.insert(
+            &mut txn,
+            "nested",
+            yrs::any!({"a": [1, 2, {"b": null}], "bin": yrs::Any::Buffer(vec![1u8, 2].into())}),
+        );
+        array.push_back(&mut txn, true);
+        array.push_back(&mut txn, -7i64);
+        let xml = txn.get_or_insert_xml_fragment("xml");
+        let _ = xml;
+        txn.encode_update_v1()
+    }
+
+    #[test]
+    fn real_messages_pass() {
+        let update = real_update();
+        update_v1(&update).unwrap();
+        let doc = Doc::new();
+        let sv = doc.transact().state_vector().encode_v1();
+        state_vector(&sv).unwrap();
+        for msg in [
+            yrs::sync::Message::Sync(
+                yrs::sync::SyncMessage::SyncStep1(yrs::StateVector::default()),
+            ),
+            yrs::sync::Message::Sync(yrs::sync::SyncMessage::SyncStep2(update.clone())),
+            yrs::sync::Message::Sync(yrs::sync::SyncMessage::Update(update.clone())),
+            yrs::sync::Message::AwarenessQuery,
+        ] {
+            check(&msg.encode_v1()).unwrap_or_else(|e| panic!("{msg:?}: {e}"));
+        }
+        // Two messages in one.
+        let mut two = yrs::sync::Message::AwarenessQuery.encode_v1();
+        two.extend(yrs::sync::Message::Sync(yrs::sync::SyncMessage::Update(update)).encode_v1());
+        check(&two).unwrap();
+        // An awareness update as y-protocols encodes it: 1 entry, client 7, clock 2, JSON.
+        let json = br#"{"user":{"name":"ann"}}"#;
+        let mut aw = vec![1, 7, 2, u8::try_from(json.len()).unwrap()];
+        aw.extend_from_slice(json);
+        let mut msg = vec![1, u8::try_from(aw.len()).unwrap()];
+        msg.extend(aw);
+        check(&msg).unwrap();
+    }
+
+    #[test]
+    fn counts_larger_than_the_message_are_refused_before_yrs_sees_them() {
+        // Sync step 1 whose state vector announces 2^32-1 entries in 6 bytes.
+        let huge = [0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert_eq!(check(&huge), Err(Malformed("a count larger than the message")));
+        // An awareness update announcing a billion clients.
+        assert!(check(&[1, 5, 0x80, 0x94, 0xeb, 0xdc, 0x03]).is_err());
+        // An update announcing many structs, and a delete set with many ranges.
+        assert!(update_v1(&[1, 0xff, 0xff, 0xff, 0x7f, 1, 0]).is_err());
+        assert!(update_v1(&[0, 1, 1, 0xff, 0xff, 0x7f]).is_err());
+        // An Any array nested past the limit.
+        let mut deep = vec![1, 1, 1, 0, 8, 1, 0x01];
+        deep.extend(std::iter::repeat_n([117u8, 1], 100).flatten());
+        assert!(update_v1(&deep).is_err());
+    }
+
+    #[test]
+    fn truncations_garbage_and_leftovers_are_refused() {
+        let update = real_update();
+        for cut in 0..update.len() {
+            assert!(update_v1(&update[..cut]).is_err(), "cut at {cut} passed");
+        }
+        let mut longer = update.clone();
+        longer.push(0);
+        assert!(update_v1(&longer).is_err());
+        for bad in [&[][..], &[9][..], &[0, 7, 0][..], &[2, 0][..], &[1, 3, 1, 1][..]] {
+            assert!(check(bad).is_err(), "{bad:?} passed");
+        }
+        // Not UTF-8, not JSON.
+        assert!(awareness(&[1, 1, 1, 2, 0xff, 0xfe]).is_err());
+        assert!(awareness(&[1, 1, 1, 2, b'{', b'{']).is_err());
+    }
+
+    #[test]
+    fn random_bytes_never_panic() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let update = real_update();
+        for round in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut bytes = update.clone();
+            let at = usize::try_from(seed % bytes.len() as u64).unwrap_or(0);
+            bytes[at] = bytes[at].wrapping_add(u8::try_from(round % 251).unwrap_or(1) + 1);
+            let _ = update_v1(&bytes);
+            let _ = check(&bytes);
+        }
+    }
+}

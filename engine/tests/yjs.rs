@@ -1,0 +1,229 @@
+//! The built-in `yjs` party against a real server, with `yrs` documents as clients speaking
+//! the y-websocket protocol over tungstenite: two clients edit one text concurrently and
+//! converge, a third joins later and gets everything, the document survives a restart, a
+//! hibernation cycle and compaction, read-only connections change nothing, `GET` answers
+//! the document, and malformed input closes only its own connection (1003, 1007) with the
+//! document unchanged.
+
+mod common;
+
+use common::*;
+use partyline::Server;
+use std::time::Duration;
+use yrs::sync::{Message as YMessage, SyncMessage};
+use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
+use yrs::{Doc, GetString, ReadTxn, Text, Transact, Update};
+
+/// A y-websocket client: a local document synced through one socket.
+struct Peer {
+    ws: Ws,
+    doc: Doc,
+}
+
+impl Peer {
+    /// Connects and completes the sync: answers the server's step 1 and applies its step 2.
+    fn join(addr: std::net::SocketAddr, room: &str, query: &str) -> Peer {
+        let (ws, _) = ws(addr, &format!("/parties/yjs/{room}{query}"));
+        let mut peer = Peer { ws, doc: Doc::new() };
+        let sv = peer.doc.transact().state_vector();
+        peer.send(YMessage::Sync(SyncMessage::SyncStep1(sv)));
+        // The server's step 1 (its state vector) and its step 2 (what we lack).
+        let mut got_step2 = false;
+        while !got_step2 {
+            for m in peer.read() {
+                match m {
+                    YMessage::Sync(SyncMessage::SyncStep1(server_sv)) => {
+                        let update = peer.doc.transact().encode_state_as_update_v1(&server_sv);
+                        peer.send(YMessage::Sync(SyncMessage::SyncStep2(update)));
+                    }
+                    YMessage::Sync(SyncMessage::SyncStep2(u)) => {
+                        peer.apply(&u);
+                        got_step2 = true;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        peer
+    }
+
+    fn send(&mut self, m: YMessage) {
+        self.ws.send(tungstenite::Message::binary(m.encode_v1())).unwrap();
+    }
+
+    /// The messages in the next binary frame.
+    fn read(&mut self) -> Vec<YMessage> {
+        loop {
+            match self.ws.read().expect("a message") {
+                tungstenite::Message::Binary(b) => {
+                    let mut decoder = yrs::updates::decoder::DecoderV1::from(&b[..]);
+                    return yrs::sync::MessageReader::new(&mut decoder)
+                        .map(|m| m.expect("the server's messages decode"))
+                        .collect();
+                }
+                tungstenite::Message::Close(f) => panic!("closed: {f:?}"),
+                _ => {}
+            }
+        }
+    }
+
+    fn apply(&self, update: &[u8]) {
+        self.doc.transact_mut().apply_update(Update::decode_v1(update).unwrap()).unwrap();
+    }
+
+    /// Edits the text and sends the change as an update.
+    fn insert(&mut self, at: u32, text: &str) {
+        let t = self.doc.get_or_insert_text("t");
+        let before = self.doc.transact().state_vector();
+        t.insert(&mut self.doc.transact_mut(), at, text);
+        let update = self.doc.transact().encode_state_as_update_v1(&before);
+        self.send(YMessage::Sync(SyncMessage::Update(update)));
+    }
+
+    /// Applies incoming updates until `text` holds.
+    fn wait_for(&mut self, check: impl Fn(&str) -> bool) -> String {
+        let t = self.doc.get_or_insert_text("t");
+        loop {
+            let now = t.get_string(&self.doc.transact());
+            if check(&now) {
+                return now;
+            }
+            for m in self.read() {
+                if let YMessage::Sync(SyncMessage::Update(u) | SyncMessage::SyncStep2(u)) = m {
+                    self.apply(&u);
+                }
+            }
+        }
+    }
+}
+
+fn text_over_http(addr: std::net::SocketAddr, room: &str) -> String {
+    let (status, body) = http(addr, "GET", &format!("/parties/yjs/{room}?text=t"), "");
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+#[test]
+fn two_clients_converge_a_third_gets_everything_and_a_restart_keeps_it() {
+    let data = data_dir();
+    let cfg = partyline::Config { data: data.clone(), ..config(2) };
+    let (srv, addr) = start(Server::new(cfg).with_builtin_parties());
+    let mut a = Peer::join(addr, "doc", "");
+    let mut b = Peer::join(addr, "doc", "");
+    a.insert(0, "hello");
+    b.wait_for(|t| t == "hello");
+    // Concurrent edits at both ends.
+    a.insert(5, " world");
+    b.insert(0, ">> ");
+    let at_a = a.wait_for(|t| t.len() == 14);
+    let at_b = b.wait_for(|t| t.len() == 14);
+    assert_eq!(at_a, at_b, "both converge");
+    assert!(at_a.contains("hello world") && at_a.starts_with(">> "), "{at_a}");
+    let mut c = Peer::join(addr, "doc", "");
+    assert_eq!(c.wait_for(|t| t.len() == 14), at_a, "a late joiner gets the whole document");
+    assert_eq!(text_over_http(addr, "doc"), at_a);
+    // The whole document over HTTP, as one update.
+    let raw =
+        raw_http(addr, b"GET /parties/yjs/doc HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(raw.contains("application/octet-stream"), "{raw}");
+    drop((a, b, c));
+    srv.shutdown().unwrap();
+    // A new process on the same data.
+    let cfg = partyline::Config { data, ..config(2) };
+    let (srv, addr) = start(Server::new(cfg).with_builtin_parties());
+    assert_eq!(text_over_http(addr, "doc"), at_a, "the document survives a restart");
+    let mut d = Peer::join(addr, "doc", "");
+    assert_eq!(d.wait_for(|t| t.len() == 14), at_a);
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn malformed_input_closes_only_its_connection_and_changes_nothing() {
+    let (srv, addr) = start(Server::new(config(1)).with_builtin_parties());
+    let mut a = Peer::join(addr, "bad", "");
+    a.insert(0, "kept");
+    let mut b = Peer::join(addr, "bad", "");
+    b.wait_for(|t| t == "kept");
+    // A state vector announcing four billion entries in a few bytes: refused, not decoded.
+    let (mut evil, _) = ws(addr, "/parties/yjs/bad");
+    evil.send(tungstenite::Message::binary(vec![0u8, 0, 5, 0xff, 0xff, 0xff, 0xff, 0x0f])).unwrap();
+    assert_eq!(read_close(&mut evil).0, 1007);
+    // Truncated update, then a text frame.
+    let (mut cut, _) = ws(addr, "/parties/yjs/bad");
+    cut.send(tungstenite::Message::binary(vec![0u8, 2, 10, 1, 1])).unwrap();
+    assert_eq!(read_close(&mut cut).0, 1007);
+    let (mut texty, _) = ws(addr, "/parties/yjs/bad");
+    texty.send(tungstenite::Message::text("hello")).unwrap();
+    assert_eq!(read_close(&mut texty).0, 1003);
+    // The others go on, and the document is as it was.
+    a.insert(4, "!");
+    assert_eq!(b.wait_for(|t| t == "kept!"), "kept!");
+    assert_eq!(text_over_http(addr, "bad"), "kept!");
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn readonly_connections_read_and_change_nothing() {
+    let (srv, addr) = start(Server::new(config(1)).with_builtin_parties());
+    let mut writer = Peer::join(addr, "ro", "");
+    writer.insert(0, "mine");
+    let mut reader = Peer::join(addr, "ro", "?readonly=1");
+    reader.wait_for(|t| t == "mine");
+    reader.insert(0, "not ");
+    writer.insert(4, "!");
+    reader.wait_for(|t| t.ends_with('!'));
+    assert_eq!(text_over_http(addr, "ro"), "mine!", "the read-only edit never reached the room");
+    srv.shutdown().unwrap();
+}
+
+#[test]
+fn the_document_and_awareness_survive_hibernation_and_compaction() {
+    let mut cfg = config(1);
+    cfg.hibernate_after_ms = 300;
+    let (srv, addr) = start(Server::new(cfg).with_builtin_parties());
+    let mut a = Peer::join(addr, "sleepy", "");
+    // Past the log's bound: the room compacts into a snapshot on the way.
+    for i in 0..(partyline::parties::yjs::LOG_UPDATES_MAX + 20) {
+        a.insert(u32::try_from(i).unwrap(), "x");
+    }
+    let expected = "x".repeat(partyline::parties::yjs::LOG_UPDATES_MAX + 20);
+    // Awareness: one client's state, as y-protocols encodes it.
+    let state = r#"{"user":{"name":"ann"}}"#;
+    let mut entries = vec![1u8, 42, 1, u8::try_from(state.len()).unwrap()];
+    entries.extend_from_slice(state.as_bytes());
+    let mut awareness = vec![1u8, u8::try_from(entries.len()).unwrap()];
+    awareness.extend(entries);
+    a.ws.send(tungstenite::Message::binary(awareness)).unwrap();
+    // The room falls asleep (its instance and document leave memory).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while srv.stats().iter().map(|s| s.rooms_asleep).sum::<usize>() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the room never slept");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A newcomer wakes it: it gets the whole document and ann's awareness.
+    let (mut ws_c, _) = ws(addr, "/parties/yjs/sleepy");
+    let mut saw_awareness = false;
+    let mut saw_step1 = false;
+    while !(saw_awareness && saw_step1) {
+        let tungstenite::Message::Binary(b) = ws_c.read().unwrap() else { continue };
+        let mut decoder = yrs::updates::decoder::DecoderV1::from(&b[..]);
+        for m in yrs::sync::MessageReader::new(&mut decoder) {
+            match m.unwrap() {
+                YMessage::Awareness(u) => {
+                    assert_eq!(&*u.clients[&42].json, state);
+                    saw_awareness = true;
+                }
+                YMessage::Sync(SyncMessage::SyncStep1(_)) => saw_step1 = true,
+                _ => {}
+            }
+        }
+    }
+    drop(ws_c);
+    assert_eq!(text_over_http(addr, "sleepy"), expected, "the document survives sleep");
+    let c = Peer::join(addr, "sleepy", "");
+    let t = c.doc.get_or_insert_text("t");
+    assert_eq!(t.get_string(&c.doc.transact()), expected);
+    drop((a, c));
+    srv.shutdown().unwrap();
+}

@@ -18,13 +18,13 @@ use rustls::sign::CertifiedKey;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-/// Bytes of sealed records a connection holds to write: four full 16 KiB records (and
-/// their overhead), so one system call writes as much as a plain socket's 64 KiB of
+/// Bytes of frames a connection seals ahead of the socket: four full 16 KiB records (rustls
+/// applies the limit to the plaintext it accepts into an empty buffer), so one system call writes as much as a plain socket's 64 KiB of
 /// frames; a batch is sealed only once the previous one is written. A socket that cannot
 /// write holds this much besides its queue, charged to the shard's output budget.
 /// Against 16 KiB: 1.4x the deliveries per server CPU-second for 1 KiB messages at
 /// saturation (docs/benchmarks.md).
-pub const TLS_BUFFER_BYTES: usize = 64 * 1024 + 1024;
+pub const TLS_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The client listener's TLS: the server configuration every handshake starts from, and
 /// the files it reloads from.

@@ -7,12 +7,6 @@ mod common;
 
 use common::*;
 use partyline::{ConnectContext, Connection, Party, Result, Room, Server};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
-
-/// How long the client tests may take (they take about 2 s).
-const NODE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Sends each connection its own id, so the client can check `_pk` handling.
 struct WhoAmI;
@@ -53,42 +47,11 @@ fn official_partysocket_client_over_tls() {
 
 /// Runs engine/tests/js/partysocket.test.mjs against `addr` (over TLS with `pki`).
 fn run_client_tests(addr: std::net::SocketAddr, pki: Option<&common::pki::Pki>) {
-    let js = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
-    if !js.join("node_modules/partysocket").exists() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&js)
-            .status()
-            .expect("npm must be installed to run the partysocket test (apt-get install npm)");
-        assert!(status.success(), "npm ci failed in {}", js.display());
+    let host = addr.to_string();
+    let ca = pki.map(|p| p.ca_file().display().to_string());
+    let mut env = vec![("PARTYLINE_HOST", host.as_str())];
+    if let Some(ca) = &ca {
+        env.extend([("PARTYLINE_TLS", "1"), ("NODE_EXTRA_CA_CERTS", ca.as_str())]);
     }
-    let mut command = Command::new("node");
-    command
-        .args(["--test", "--test-reporter=spec", "partysocket.test.mjs"])
-        .current_dir(&js)
-        .env("PARTYLINE_HOST", addr.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(pki) = pki {
-        command.env("PARTYLINE_TLS", "1").env("NODE_EXTRA_CA_CERTS", pki.ca_file());
-    }
-    let mut node = command.spawn().expect("node must be installed to run the partysocket test");
-    // A client left open after a failure keeps node alive: bound the wait.
-    let deadline = Instant::now() + NODE_TIMEOUT;
-    let status = loop {
-        if let Some(status) = node.try_wait().expect("node's status") {
-            break Some(status);
-        }
-        if Instant::now() >= deadline {
-            let _ = node.kill();
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let out = node.wait_with_output().expect("node's output");
-    let report =
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(status.is_some(), "partysocket tests still running after {NODE_TIMEOUT:?}:\n{report}");
-    assert!(out.status.success(), "partysocket tests failed:\n{report}");
-    assert!(report.contains("pass 5"), "expected 5 passing client tests:\n{report}");
+    common::node::run_node_tests("partysocket.test.mjs", &env, 5);
 }

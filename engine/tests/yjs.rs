@@ -224,6 +224,19 @@ fn the_document_and_awareness_survive_hibernation_and_compaction() {
     let c = Peer::join(addr, "sleepy", "");
     let t = c.doc.get_or_insert_text("t");
     assert_eq!(t.get_string(&c.doc.transact()), expected);
-    drop((a, c));
+    // Leaving announces ann gone: her state null, one clock later.
+    let mut c = c;
+    a.ws.close(None).unwrap();
+    drop(a);
+    let gone = loop {
+        let found = c.read().into_iter().find_map(|m| match m {
+            YMessage::Awareness(u) => u.clients.get(&42).map(|e| (e.clock, e.json.to_string())),
+            _ => None,
+        });
+        if let Some(found) = found {
+            break found;
+        }
+    };
+    assert_eq!(gone, (2, "null".to_owned()));
     srv.shutdown().unwrap();
 }

@@ -62,9 +62,18 @@ impl Connection {
         self.0.cid
     }
 
+    /// The socket is gone: sends to it are refused from now on, and its state is let go
+    /// (party code may hold clones of the handle). `on_close` still reads the state:
+    /// [`Connection::mark_closing`] first, this after the hook.
     pub(crate) fn mark_closed(&self) {
         self.0.open.set(false);
         self.0.state.borrow_mut().take();
+    }
+
+    /// The socket is gone but `on_close` has yet to run: sends are refused, the state
+    /// stays readable (as in PartyKit, where `onClose` reads the connection's state).
+    pub(crate) fn mark_closing(&self) {
+        self.0.open.set(false);
     }
 
     /// Sets the tags (the id is put first), enforcing PartyKit's rules.

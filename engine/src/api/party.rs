@@ -78,7 +78,9 @@ pub trait Party: Sized + 'static {
     }
 
     /// A connection closed (by the client, the server, or an error); `code` is 1005 when
-    /// the client sent none and 1006 when the socket dropped without a close frame.
+    /// the client sent none and 1006 when the socket dropped without a close frame. The
+    /// connection's state and tags are still readable here (as in PartyKit); sends to it
+    /// are refused.
     async fn on_close(&mut self, conn: &Connection, code: CloseCode, reason: &str) -> Result<()> {
         let _ = (conn, code, reason);
         Ok(())

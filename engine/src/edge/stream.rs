@@ -2,12 +2,12 @@
 //! session (`tls_cert`/`tls_key`). The socket's task owns it; everything above (HTTP, the
 //! WebSocket loop, parking) is the same for both.
 //!
-//! With TLS, reads go from the socket into rustls's own record buffer and come out as
-//! plaintext into the shard's scratch buffer (so no plaintext buffer lives with an idle
-//! socket either). Writes stay zero-copy up to the cipher: a batch of queued frames (the
-//! same shared bytes every socket of a broadcast holds) is handed to rustls as one
-//! vectored write, which encrypts it straight from those bytes into as few records as fit
-//! (16 KiB each), and the records go out with one vectored send. A new batch is sealed
+//! With TLS, reads go from the socket into rustls's own record buffer; rustls decrypts in
+//! place and the plaintext is copied out into the shard's scratch buffer (no plaintext
+//! buffer lives with an idle socket). Writes copy nothing before rustls: a batch of queued
+//! frames (the same shared bytes every socket of a broadcast holds) is handed to rustls as
+//! one vectored write, which copies it into as few records as fit (16 KiB each) and seals
+//! them in place, and the records go out with one vectored send. A new batch is sealed
 //! only once the previous records are written ([`crate::tls::TLS_BUFFER_BYTES`] at most),
 //! so a slow client holds its queue and at most one batch of records, which stays charged
 //! to the shard's output budget until it is written or the socket ends.
@@ -112,8 +112,12 @@ impl Stream {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Poll::Ready(Err(e)),
             }
-            // Replies rustls owes the peer (alerts, key updates) go out first.
-            ready!(poll_send_records(&mut self.tcp, tls, cx))?;
+            // Replies rustls owes the peer (alerts, key updates) go out first; a full
+            // socket does not stop reading (its writability wake-up stays armed), as a
+            // plain socket reads while its writes wait.
+            if let Poll::Ready(Err(e)) = poll_send_records(&mut self.tcp, tls, cx) {
+                return Poll::Ready(Err(e));
+            }
             if ready!(poll_receive_records(&mut self.tcp, tls, cx))? == 0 {
                 return Poll::Ready(Ok(0));
             }

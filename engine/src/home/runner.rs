@@ -549,8 +549,10 @@ async fn close<P: Party>(
     let Some(conn) = core.registry.borrow_mut().unregister(cid) else {
         return Health::Fine;
     };
+    conn.mark_closing();
+    let ran = run_hook(timeout, party.on_close(&conn, code, reason)).await;
     conn.mark_closed();
-    match run_hook(timeout, party.on_close(&conn, code, reason)).await {
+    match ran {
         Ran::Done(Ok(())) => Health::Fine,
         Ran::Done(Err(e)) => {
             tracing::warn!(conn = conn.id(), error = %e, "on_close failed");

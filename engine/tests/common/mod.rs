@@ -12,6 +12,7 @@ use std::time::Duration;
 use tungstenite::protocol::WebSocket;
 
 pub mod browser;
+pub mod node;
 pub mod pki;
 
 /// Limits for tests: short timeouts so slow-client tests finish quickly.

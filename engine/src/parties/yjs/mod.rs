@@ -14,7 +14,8 @@
 //! [`YDoc`] decides in its own gate). `GET` answers the document as one binary update,
 //! or with `?text=<name>` the text of that root `Y.Text`.
 //!
-//! Bad input: a text frame closes the connection with 1003, a malformed message (checked
+//! Bad input: a text frame closes the connection with 1003 (y-partyserver's custom
+//! messages, `__YPS:` text, are ignored), a malformed message (checked
 //! whole before `yrs` reads it, [`wire::check`]) with 1007; the document is unchanged.
 
 mod doc;
@@ -72,9 +73,14 @@ impl Party for Yjs {
     }
 
     async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
-        let Message::Binary(bytes) = message else {
-            sender.close(CloseCode::UNSUPPORTED_DATA, "y-websocket messages are binary");
-            return Ok(());
+        let bytes = match message {
+            Message::Binary(bytes) => bytes,
+            // y-partyserver's custom messages (`__YPS:...`): this party has none to answer.
+            Message::Text(text) if text.starts_with("__YPS:") => return Ok(()),
+            Message::Text(_) => {
+                sender.close(CloseCode::UNSUPPORTED_DATA, "y-websocket messages are binary");
+                return Ok(());
+            }
         };
         if let Err(e) = wire::check(&bytes) {
             sender.close(CloseCode::INVALID_PAYLOAD, &e.to_string());

@@ -2,8 +2,8 @@
 //! the y-websocket protocol over tungstenite: two clients edit one text concurrently and
 //! converge, a third joins later and gets everything, the document survives a restart, a
 //! hibernation cycle and compaction, read-only connections change nothing, `GET` answers
-//! the document, and malformed input closes only its own connection (1003, 1007) with the
-//! document unchanged.
+//! the document, malformed input closes only its own connection (1003, 1007) with the
+//! document unchanged, and an update passed on survives `kill -9` of the binary.
 
 mod common;
 
@@ -239,4 +239,59 @@ fn the_document_and_awareness_survive_hibernation_and_compaction() {
     };
     assert_eq!(gone, (2, "null".to_owned()));
     srv.shutdown().unwrap();
+}
+
+/// A `partyline serve` process, killed however the test ends.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve_binary(data: &std::path::Path) -> (Process, std::net::SocketAddr) {
+    let ports = free_ports(2);
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_partyline"))
+        .args(["serve", "--shards", "1", "--no-pin"])
+        .arg("--listen")
+        .arg(addr.to_string())
+        .arg("--admin")
+        .arg(format!("127.0.0.1:{}", ports[1]))
+        .arg("--data")
+        .arg(data)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("partyline runs");
+    let process = Process(child);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the binary did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (process, addr)
+}
+
+/// An update another client has received was stored first: `kill -9` right after loses
+/// nothing.
+#[test]
+fn an_update_passed_on_survives_kill_9() {
+    let data = data_dir();
+    let (mut server, addr) = serve_binary(&data);
+    let mut a = Peer::join(addr, "crash", "");
+    let mut b = Peer::join(addr, "crash", "");
+    let mut at = 0;
+    for word in ["durable ", "before ", "the kill"] {
+        a.insert(at, word);
+        at += u32::try_from(word.len()).unwrap();
+        b.wait_for(|t| t.ends_with(word));
+    }
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    drop((a, b));
+    let (_server, addr) = serve_binary(&data);
+    assert_eq!(text_over_http(addr, "crash"), "durable before the kill");
 }

@@ -18,4 +18,4 @@ pub use ephemeral::Ephemeral;
 pub use items::Items;
 pub use presence::Presence;
 pub use relay::Relay;
-pub use yjs::{YDoc, Yjs};
+pub use yjs::{YDoc, YRoom, Yjs};

@@ -39,19 +39,17 @@ type Awareness = BTreeMap<u64, (u32, String)>;
 /// The tag of connections that may not change the document.
 pub const READONLY_TAG: &str = "readonly";
 
-/// The `yjs` party.
+/// The `yjs` party: a [`YRoom`] per room, connections tagged `readonly` by `?readonly=1`.
 #[derive(Debug)]
 pub struct Yjs {
-    room: Room,
-    doc: YDoc,
+    inner: YRoom,
 }
 
 impl Party for Yjs {
     const HIBERNATE: bool = true;
 
     async fn on_start(room: Room) -> Result<Self> {
-        let doc = YDoc::load(&room).await?;
-        Ok(Yjs { room, doc })
+        Ok(Yjs { inner: YRoom::load(&room).await? })
     }
 
     fn connection_tags(&mut self, _conn: &Connection, ctx: &ConnectContext) -> Result<Vec<String>> {
@@ -61,6 +59,44 @@ impl Party for Yjs {
     }
 
     async fn on_connect(&mut self, conn: &Connection, _ctx: &ConnectContext) -> Result<()> {
+        self.inner.on_connect(conn)
+    }
+
+    async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
+        let read_only = sender.tags().iter().any(|t| t == READONLY_TAG);
+        self.inner.on_message(message, sender, read_only).await
+    }
+
+    async fn on_close(&mut self, conn: &Connection, _code: CloseCode, _reason: &str) -> Result<()> {
+        self.inner.on_close(conn)
+    }
+
+    async fn on_request(&mut self, request: Request) -> Result<Response> {
+        Ok(self.inner.on_request(&request))
+    }
+}
+
+/// A Yjs document served over the y-websocket protocol, to embed in any party: call its
+/// hooks from the party's (`read_only` is the party's decision, from a gate or tags).
+#[derive(Debug)]
+pub struct YRoom {
+    room: Room,
+    doc: YDoc,
+}
+
+impl YRoom {
+    /// Loads the room's document from its storage.
+    pub async fn load(room: &Room) -> Result<YRoom> {
+        Ok(YRoom { room: room.clone(), doc: YDoc::load(room).await? })
+    }
+
+    /// The document.
+    pub fn doc(&self) -> &YDoc {
+        &self.doc
+    }
+
+    /// A new connection: the room's sync step 1, and everyone's awareness.
+    pub fn on_connect(&mut self, conn: &Connection) -> Result<()> {
         let mut first = EncoderV1::new();
         first.write_var(wire::MSG_SYNC);
         first.write_var(wire::SYNC_STEP1);
@@ -72,7 +108,13 @@ impl Party for Yjs {
         Ok(())
     }
 
-    async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
+    /// A message from `sender`: sync and awareness; `read_only` connections change nothing.
+    pub async fn on_message(
+        &mut self,
+        message: Message,
+        sender: &Connection,
+        read_only: bool,
+    ) -> Result<()> {
         let bytes = match message {
             Message::Binary(bytes) => bytes,
             // y-partyserver's custom messages (`__YPS:...`): this party has none to answer.
@@ -86,7 +128,6 @@ impl Party for Yjs {
             sender.close(CloseCode::INVALID_PAYLOAD, &e.to_string());
             return Ok(());
         }
-        let readonly = sender.tags().iter().any(|t| t == READONLY_TAG);
         let mut decoder = DecoderV1::from(&bytes[..]);
         for message in MessageReader::new(&mut decoder) {
             let message = match message {
@@ -102,7 +143,7 @@ impl Party for Yjs {
                     sender.send(YMessage::Sync(SyncMessage::SyncStep2(update)).encode_v1())?;
                 }
                 YMessage::Sync(SyncMessage::SyncStep2(update) | SyncMessage::Update(update)) => {
-                    if readonly {
+                    if read_only {
                         continue;
                     }
                     if let Err(e) = self.doc.apply(&update).await {
@@ -143,7 +184,8 @@ impl Party for Yjs {
         Ok(())
     }
 
-    async fn on_close(&mut self, conn: &Connection, _code: CloseCode, _reason: &str) -> Result<()> {
+    /// A connection left: its awareness clients are announced gone.
+    pub fn on_close(&mut self, conn: &Connection) -> Result<()> {
         let mine: Awareness = conn.state_json().ok().flatten().unwrap_or_default();
         if mine.is_empty() {
             return Ok(());
@@ -154,13 +196,14 @@ impl Party for Yjs {
         self.room.broadcast(encode_awareness(&gone), &[conn.id()])
     }
 
-    async fn on_request(&mut self, request: Request) -> Result<Response> {
+    /// `GET`: the document as one binary update, or with `?text=<name>` that `Y.Text`.
+    pub fn on_request(&self, request: &Request) -> Response {
         if request.method != "GET" && request.method != "HEAD" {
-            return Ok(Response::text(405, "GET the document\n").with_header("allow", "GET, HEAD"));
+            return Response::text(405, "GET the document\n").with_header("allow", "GET, HEAD");
         }
         let query = request.target.split_once('?').map_or("", |(_, q)| q);
         let text = query.split('&').find_map(|kv| kv.strip_prefix("text="));
-        Ok(match text {
+        match text {
             Some(name) => {
                 let name = partyline_protocol::route::percent_decode(name);
                 Response::text(200, self.doc.text(&name))
@@ -168,11 +211,9 @@ impl Party for Yjs {
             None => Response::new(200)
                 .with_header("content-type", "application/octet-stream")
                 .with_body(self.doc.encode()),
-        })
+        }
     }
-}
 
-impl Yjs {
     /// Every connection's awareness (but `except`'s) as one message, if any.
     fn awareness_of_all(&self, except: Option<&str>) -> Result<Option<Vec<u8>>> {
         let mut all = Awareness::new();

@@ -30,6 +30,9 @@ pub enum Scenario {
     /// A room of many connections sleeps and wakes: time from a message to the sleeping
     /// room until its first delivery.
     Wake(scenario::wake::Params),
+    /// Typing into one Yjs document (a y-websocket party): keystroke updates from one
+    /// sender to every other connection, timed.
+    Yjs(scenario::yjs::Params),
 }
 
 impl Scenario {
@@ -41,6 +44,7 @@ impl Scenario {
             Scenario::Rooms(_) => "rooms",
             Scenario::Idle(_) => "idle",
             Scenario::Wake(_) => "wake",
+            Scenario::Yjs(_) => "yjs",
         }
     }
 
@@ -66,6 +70,7 @@ impl Scenario {
             )),
             Scenario::Idle(p) => serde_json::to_value(scenario::idle::run(target, p, part, &c)),
             Scenario::Wake(p) => serde_json::to_value(scenario::wake::run(target, p, part, &c)),
+            Scenario::Yjs(p) => serde_json::to_value(scenario::yjs::run(target, p, part, &c)),
         };
         v.unwrap_or_default()
     }
@@ -94,6 +99,7 @@ impl Scenario {
             Scenario::Rooms(p) => scenario::fanout::finish(&all(partials)?, p.duration_s),
             Scenario::Idle(p) => scenario::idle::finish(&all(partials)?, p),
             Scenario::Wake(_) => scenario::wake::finish(&all(partials)?),
+            Scenario::Yjs(p) => scenario::yjs::finish(&all(partials)?, p),
         })
     }
 }

@@ -460,3 +460,40 @@ fn binary_writes_html_reports_and_compares_them() {
     assert!(html.contains(&format!(r#"data-q="0.5" data-us="{p50}""#)));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `yjs`: keystrokes into one document reach every connection, in order, and the server's
+/// document holds them all (each a real Yjs update: the server checks and applies it).
+#[test]
+fn yjs_keystrokes_reach_everyone_and_build_the_document() {
+    use partyline_loadtest::scenario::yjs;
+    partyline::parties::yjs::wire::check(&yjs::keystroke(7, 0)).expect("a valid update");
+    partyline::parties::yjs::wire::check(&yjs::keystroke(7, 1)).expect("a valid update");
+    let srv = server();
+    let r = run(
+        &srv,
+        Scenario::Yjs(yjs::Params {
+            connections: 20,
+            party: "yjs".into(),
+            room: "typing".into(),
+            rate: 200.0,
+            warmup_s: 0.2,
+            duration_s: 0.5,
+        }),
+    );
+    let sent = r["updates_sent"].as_u64().unwrap();
+    assert!(sent > 50, "{r}");
+    assert_eq!(r["updates_received"].as_u64(), Some(sent), "{r}");
+    assert_eq!(r["errors"], 0, "{r}");
+    let addr = srv.local_addr();
+    let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+    std::io::Write::write_all(
+        &mut tcp,
+        b"GET /parties/yjs/typing?text=t HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .unwrap();
+    let mut response = String::new();
+    std::io::Read::read_to_string(&mut tcp, &mut response).unwrap();
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+    assert_eq!(body.len() as u64, sent, "every keystroke is in the document");
+    srv.shutdown().unwrap();
+}

@@ -12,6 +12,7 @@ pub mod echo;
 pub mod fanout;
 pub mod idle;
 pub mod wake;
+pub mod yjs;
 
 use crate::client::{Client, ConnectFailure};
 use crate::report;

@@ -117,7 +117,7 @@ pub fn run(
 /// The connections worker `w` owns: with two workers or more, the first worker holds
 /// only the sender and the receiver, so draining the broadcast to every other connection
 /// happens elsewhere and does not delay the timed read.
-fn owned(total: usize, part: Part, workers: usize, w: usize) -> Vec<usize> {
+pub(super) fn owned(total: usize, part: Part, workers: usize, w: usize) -> Vec<usize> {
     if workers < 2 || part.count > 1 {
         return indices(total, part, workers, w);
     }

@@ -10,8 +10,8 @@
 //! of the first process (one clock); with `--workers 2` or more that worker holds only them.
 
 use super::{
-    Coordinator, CpuSampler, Failures, Hist, Part, Target, add_failures, connect_all, merged,
-    run_workers, sleep_until,
+    Coordinator, CpuSampler, Failures, Hist, Part, Target, add_failures, connect_all, floor_u64,
+    merged, run_workers, sleep_until,
 };
 use crate::now_ns;
 use crate::report::{self, Histograms, Latency};
@@ -110,7 +110,7 @@ pub fn run(
                 let receiver = clients.remove(1);
                 (clients.remove(0), receiver)
             });
-            let run_ns = ((p.warmup_s + p.duration_s) * 1e9) as u64;
+            let run_ns = floor_u64((p.warmup_s + p.duration_s) * 1e9);
             let end = start + run_ns;
             for mut client in clients {
                 glommio::spawn_local(async move {
@@ -122,11 +122,11 @@ pub fn run(
             let mut latency = report::histogram();
             let (mut sent, mut received, mut errors) = (0u64, 0u64, 0u64);
             let cpu = CpuSampler::start(&t.server_pids);
-            let measure_from = start + (p.warmup_s * 1e9) as u64;
+            let measure_from = start + floor_u64(p.warmup_s * 1e9);
             if let Some((mut sender, mut receiver)) = pair {
                 let times: Rc<RefCell<VecDeque<u64>>> = Rc::default();
                 let send_times = times.clone();
-                let interval_ns = (1e9 / p.rate.max(0.001)) as u64;
+                let interval_ns = floor_u64(1e9 / p.rate.max(0.001));
                 let client_id = 0x5eed_0000 + u64::from(std::process::id() & 0xffff);
                 let sending = glommio::spawn_local(async move {
                     let mut n = 0u64;
@@ -147,12 +147,13 @@ pub fn run(
                 let deadline = end + 2_000_000_000;
                 while now_ns() < deadline {
                     let mut on_frame = |op: Opcode, data: &[u8]| {
-                        if op == Opcode::Binary && data.starts_with(&[0, 2]) {
-                            if let Some(at) = times.borrow_mut().pop_front() {
-                                received += 1;
-                                if at >= measure_from {
-                                    let _ = latency.record(((now_ns() - at) / 1000).max(1));
-                                }
+                        if op == Opcode::Binary
+                            && data.starts_with(&[0, 2])
+                            && let Some(at) = times.borrow_mut().pop_front()
+                        {
+                            received += 1;
+                            if at >= measure_from {
+                                let _ = latency.record(((now_ns() - at) / 1000).max(1));
                             }
                         }
                     };

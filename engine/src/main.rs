@@ -1,5 +1,5 @@
 //! The `partyline` binary: `partyline serve` runs a server with the built-in parties
-//! (`main`, `echo`, `relay`, `ephemeral`, `items`, `presence`) on 127.0.0.1:1999, one shard per core, with
+//! (`main`, `echo`, `relay`, `ephemeral`, `items`, `presence`, `yjs`) on 127.0.0.1:1999, one shard per core, with
 //! room storage in `./.partyline/storage`, like `partykit dev`. A party author's own binary
 //! gets the same flags with `Server::from_args()`.
 

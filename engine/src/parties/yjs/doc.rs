@@ -25,6 +25,10 @@ pub const LOG_UPDATES_MAX: usize = 500;
 /// Bytes of updates in the log past which the document is compacted into a snapshot.
 pub const LOG_BYTES_MAX: usize = 1024 * 1024;
 
+/// Memory a loaded document is charged per byte of its encoding: an estimate (a Yjs
+/// document's blocks in memory take several times their encoded size), until measured.
+pub const MEMORY_PER_ENCODED_BYTE: usize = 4;
+
 /// Bytes of one stored part (the storage's value limit).
 const PART_BYTES: usize = partyline_storage::limits::VALUE_SIZE_MAX;
 
@@ -44,6 +48,8 @@ pub struct YDoc {
     first_seq: u64,
     log_bytes: usize,
     snapshot_parts: usize,
+    /// Bytes of the snapshot as last written or read.
+    snapshot_bytes: usize,
 }
 
 impl std::fmt::Debug for YDoc {
@@ -62,6 +68,7 @@ impl YDoc {
         let snapshot = read_parts(room.storage(), SNAPSHOT).await?;
         let snapshot_parts = snapshot.len();
         let snapshot: Vec<u8> = snapshot.into_iter().flat_map(|(_, v)| v).collect();
+        let snapshot_bytes = snapshot.len();
         if !snapshot.is_empty() {
             apply_stored(&doc, &snapshot, "snapshot");
         }
@@ -72,6 +79,7 @@ impl YDoc {
             first_seq: 0,
             log_bytes: 0,
             snapshot_parts,
+            snapshot_bytes,
         };
         let log = read_parts(room.storage(), LOG).await?;
         let mut current: Option<(u64, Vec<u8>)> = None;
@@ -191,9 +199,17 @@ impl YDoc {
         }
         txn.commit().await?;
         self.snapshot_parts = parts.len();
+        self.snapshot_bytes = snapshot.len();
         self.first_seq = self.next_seq;
         self.log_bytes = 0;
         Ok(())
+    }
+
+    /// An estimate of the memory the loaded document holds, for the room's memory charge:
+    /// [`MEMORY_PER_ENCODED_BYTE`] times its encoded size (snapshot and log), kept as it
+    /// changes, so asking costs nothing.
+    pub fn memory_bytes(&self) -> usize {
+        (self.snapshot_bytes + self.log_bytes).saturating_mul(MEMORY_PER_ENCODED_BYTE)
     }
 
     /// Updates in the log now (compaction empties it).

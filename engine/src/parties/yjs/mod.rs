@@ -74,6 +74,10 @@ impl Party for Yjs {
     async fn on_request(&mut self, request: Request) -> Result<Response> {
         Ok(self.inner.on_request(&request))
     }
+
+    fn memory_bytes(&self) -> usize {
+        self.inner.doc().memory_bytes()
+    }
 }
 
 /// A Yjs document served over the y-websocket protocol, to embed in any party: call its

@@ -25,8 +25,8 @@ pub const LOG_UPDATES_MAX: usize = 500;
 /// Bytes of updates in the log past which the document is compacted into a snapshot.
 pub const LOG_BYTES_MAX: usize = 1024 * 1024;
 
-/// Memory a loaded document is charged per byte of its encoding: an estimate (a Yjs
-/// document's blocks in memory take several times their encoded size), until measured.
+/// Memory a loaded document is charged per byte of its encoding: measured about 4x for
+/// text documents (`yjs-bench`, docs/benchmarks.md).
 pub const MEMORY_PER_ENCODED_BYTE: usize = 4;
 
 /// Bytes of one stored part (the storage's value limit).

@@ -214,16 +214,6 @@ fn the_binary_serves_tls_and_reloads_on_sighup() {
     assert!(log.contains("TLS certificate and key reloaded"), "{log}");
 }
 
-/// A child process killed when the test ends, passing or not.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A TLS client that stops reading: its queue and sealed records count against the output
 /// budget, it is closed like a plain slow consumer, and the budget comes back to zero
 /// (sealed records are given back when the socket ends).

@@ -241,17 +241,7 @@ fn the_document_and_awareness_survive_hibernation_and_compaction() {
     srv.shutdown().unwrap();
 }
 
-/// A `partyline serve` process, killed however the test ends.
-struct Process(std::process::Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn serve_binary(data: &std::path::Path) -> (Process, std::net::SocketAddr) {
+fn serve_binary(data: &std::path::Path) -> (KillOnDrop, std::net::SocketAddr) {
     let ports = free_ports(2);
     let addr: std::net::SocketAddr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_partyline"))
@@ -266,7 +256,7 @@ fn serve_binary(data: &std::path::Path) -> (Process, std::net::SocketAddr) {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("partyline runs");
-    let process = Process(child);
+    let process = KillOnDrop(child);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while std::net::TcpStream::connect(addr).is_err() {
         assert!(std::time::Instant::now() < deadline, "the binary did not listen");

@@ -293,3 +293,14 @@ impl Raw {
         panic!("stream ended without a close frame");
     }
 }
+
+/// A child process (a `partyline serve` started by a test) killed when the test ends,
+/// passing or not.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -16,7 +16,6 @@
 use super::wire;
 use crate::{Error, ListOptions, Result, Room, Storage};
 use yrs::updates::decoder::Decode;
-use yrs::updates::encoder::Encode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 
 /// Updates in the log past which the document is compacted into a snapshot.
@@ -115,17 +114,9 @@ impl YDoc {
         &self.doc
     }
 
-    /// The document's state vector, encoded (a sync step 1's payload).
-    pub fn state_vector(&self) -> Vec<u8> {
-        self.doc.transact().state_vector().encode_v1()
-    }
-
-    /// What a peer at state vector `sv` (encoded) lacks, as an update (a sync step 2's
-    /// payload).
-    pub fn diff(&self, sv: &[u8]) -> Result<Vec<u8>> {
-        wire::state_vector(sv).map_err(|e| Error::client(400, e.to_string()))?;
-        let sv = StateVector::decode_v1(sv).map_err(|e| Error::client(400, e.to_string()))?;
-        Ok(self.doc.transact().encode_state_as_update_v1(&sv))
+    /// The document's state vector (a sync step 1's payload).
+    pub fn state_vector(&self) -> StateVector {
+        self.doc.transact().state_vector()
     }
 
     /// What a peer at state vector `sv` lacks, as an update.

@@ -27,10 +27,10 @@ use crate::{
     CloseCode, ConnectContext, Connection, Message, Party, Request, Response, Result, Room,
 };
 use std::collections::BTreeMap;
-use yrs::encoding::write::Write;
-use yrs::sync::{Message as YMessage, MessageReader, SyncMessage};
+use yrs::sync::awareness::AwarenessUpdateEntry;
+use yrs::sync::{AwarenessUpdate, Message as YMessage, MessageReader, SyncMessage};
 use yrs::updates::decoder::DecoderV1;
-use yrs::updates::encoder::{Encode, Encoder, EncoderV1};
+use yrs::updates::encoder::Encode;
 
 /// A connection's awareness entries: client id to (clock, state as JSON text). Kept as the
 /// connection's state.
@@ -101,11 +101,7 @@ impl YRoom {
 
     /// A new connection: the room's sync step 1, and everyone's awareness.
     pub fn on_connect(&mut self, conn: &Connection) -> Result<()> {
-        let mut first = EncoderV1::new();
-        first.write_var(wire::MSG_SYNC);
-        first.write_var(wire::SYNC_STEP1);
-        first.write_buf(self.doc.state_vector());
-        conn.send(first.to_vec())?;
+        conn.send(YMessage::Sync(SyncMessage::SyncStep1(self.doc.state_vector())).encode_v1())?;
         if let Some(everyone) = self.awareness_of_all(Some(conn.id()))? {
             conn.send(everyone)?;
         }
@@ -234,15 +230,11 @@ impl YRoom {
 
 /// An awareness message (y-protocols): entries of (client, clock, JSON state).
 fn encode_awareness(entries: &Awareness) -> Vec<u8> {
-    let mut inner = EncoderV1::new();
-    inner.write_var(entries.len());
-    for (client, (clock, json)) in entries {
-        inner.write_var(*client);
-        inner.write_var(*clock);
-        inner.write_string(json);
-    }
-    let mut outer = EncoderV1::new();
-    outer.write_var(wire::MSG_AWARENESS);
-    outer.write_buf(inner.to_vec());
-    outer.to_vec()
+    let clients = entries
+        .iter()
+        .map(|(client, (clock, json))| {
+            (*client, AwarenessUpdateEntry { clock: *clock, json: json.as_str().into() })
+        })
+        .collect();
+    YMessage::Awareness(AwarenessUpdate { clients }).encode_v1()
 }

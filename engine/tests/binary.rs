@@ -7,14 +7,26 @@ mod common;
 use common::*;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-struct Served {
-    child: Child,
-    addr: SocketAddr,
-    admin: SocketAddr,
+/// A served binary with a data folder removed at the end of the test.
+struct Serving {
+    served: Served,
     _data: TempDir,
+}
+
+impl std::ops::Deref for Serving {
+    type Target = Served;
+    fn deref(&self) -> &Served {
+        &self.served
+    }
+}
+
+impl std::ops::DerefMut for Serving {
+    fn deref_mut(&mut self) -> &mut Served {
+        &mut self.served
+    }
 }
 
 /// A folder removed at the end of the test.
@@ -26,63 +38,18 @@ impl Drop for TempDir {
     }
 }
 
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Runs `partyline serve` on an ephemeral loopback port; reads the address from its log.
-fn serve(shards: usize) -> Served {
+fn serve(shards: usize) -> Serving {
     serve_with(shards, &[])
 }
 
 /// [`serve`] with more arguments.
-fn serve_with(shards: usize, more: &[&str]) -> Served {
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    // One server per data folder: the store locks it.
-    let data = std::env::temp_dir().join(format!("partyline-test-{}-{n}", std::process::id()));
-    let mut child = Command::new(env!("CARGO_BIN_EXE_partyline"))
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--shards",
-            &shards.to_string(),
-            "--no-pin",
-            "--admin",
-            "127.0.0.1:0",
-            "--data",
-        ])
-        .arg(&data)
-        .args(more)
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("partyline binary runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    // The admin listener logs its address first, then the public listener.
-    let mut admin = None;
-    let addr = loop {
-        let line = lines.next().expect("server printed its address").expect("utf-8 log");
-        let Some(rest) = line.split("addr=").nth(1) else { continue };
-        let found: SocketAddr =
-            rest.split_whitespace().next().expect("address").parse().expect("socket address");
-        if line.contains("admin listening") {
-            admin = Some(found);
-        } else if line.contains("partyline listening") {
-            break found;
-        }
-    };
-    let admin = admin.expect("the admin listener logged its address");
-    // Keep draining the log so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Served { child, addr, admin, _data: TempDir(data) }
+fn serve_with(shards: usize, more: &[&str]) -> Serving {
+    let data = data_dir();
+    let shards = shards.to_string();
+    let args: Vec<&str> =
+        ["--shards", shards.as_str()].into_iter().chain(more.iter().copied()).collect();
+    Serving { served: Served::start(&data, &args), _data: TempDir(data) }
 }
 
 #[test]
@@ -198,6 +165,7 @@ fn json_logs_carry_the_room_of_each_line() {
     let served = Served {
         addr: "127.0.0.1:1".parse().unwrap(),
         admin: "127.0.0.1:1".parse().unwrap(),
+        log: Default::default(),
         child: {
             let stdout = child.stdout.take().expect("stdout");
             let mut lines = BufReader::new(stdout).lines();
@@ -228,7 +196,6 @@ fn json_logs_carry_the_room_of_each_line() {
             std::thread::spawn(move || for _ in lines {});
             child
         },
-        _data: TempDir(data),
     };
-    drop(served);
+    drop((served, TempDir(data)));
 }

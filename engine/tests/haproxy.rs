@@ -210,7 +210,7 @@ fn three_nodes_behind_haproxy_act_as_one_server() {
         ),
     )
     .expect("haproxy config written");
-    let _haproxy = Proc(
+    let mut haproxy = Proc(
         Command::new(&haproxy_bin)
             .arg("-db")
             .arg("-f")
@@ -224,6 +224,10 @@ fn three_nodes_behind_haproxy_act_as_one_server() {
         assert!(Instant::now() < until, "haproxy did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
+    // A front port taken in between (ports are picked before haproxy binds) would make
+    // haproxy exit and the test talk to whoever holds the port: say so instead.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(haproxy.0.try_wait().expect("wait").is_none(), "haproxy exited: front port taken?");
 
     // One room homed on c; six clients through the balancer, two per node.
     let on_c = room_on(&cluster, "c", "chat");

@@ -154,39 +154,18 @@ fn a_reload_serves_the_new_certificate_to_new_connections_only() {
 fn the_binary_serves_tls_and_reloads_on_sighup() {
     let pki = Pki::new();
     let first = pki.issue();
-    let port = free_ports(1)[0];
-    let admin = free_ports(1)[0];
     let data = data_dir();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_partyline"))
-        .args(["serve", "--shards", "1", "--no-pin"])
-        .arg("--listen")
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--admin")
-        .arg(format!("127.0.0.1:{admin}"))
-        .arg("--data")
-        .arg(&data)
-        .arg("--tls-cert")
-        .arg(pki.cert())
-        .arg("--tls-key")
-        .arg(pki.key())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("partyline runs");
-    // Killed however the test ends.
-    let mut child = KillOnDrop(child);
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "the binary did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
+    let (cert, key) = (path(&pki.cert()), path(&pki.key()));
+    let mut served =
+        Served::start(&data, &["--shards", "1", "--tls-cert", &cert, "--tls-key", &key]);
+    let addr = served.addr;
     let page = pki.https(addr, "GET", "/", "");
     assert!(page.starts_with("HTTP/1.1 200"), "the welcome page over https: {page}");
     let ws = pki.wss(addr, "/parties/main/hup");
     assert_eq!(peer_leaf(ws.get_ref()), first);
     let second = pki.issue();
-    let pid = i32::try_from(child.0.id()).unwrap();
+    let pid = i32::try_from(served.child.id()).unwrap();
     // SAFETY: kill(2) on our own child's pid.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -202,15 +181,19 @@ fn the_binary_serves_tls_and_reloads_on_sighup() {
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(15);
     let status = loop {
-        if let Some(status) = child.0.try_wait().unwrap() {
+        if let Some(status) = served.child.try_wait().unwrap() {
             break status;
         }
         assert!(Instant::now() < deadline, "the binary did not exit after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
-    let mut log = String::new();
-    child.0.stdout.take().unwrap().read_to_string(&mut log).unwrap();
-    assert!(status.success(), "{log}");
+    assert!(status.success(), "{}", served.log());
+    // The log is read by a thread: give it a moment to catch up with the exit.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !served.log().contains("TLS certificate and key reloaded") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = served.log();
     assert!(log.contains("TLS certificate and key reloaded"), "{log}");
 }
 

@@ -241,47 +241,22 @@ fn the_document_and_awareness_survive_hibernation_and_compaction() {
     srv.shutdown().unwrap();
 }
 
-fn serve_binary(data: &std::path::Path) -> (KillOnDrop, std::net::SocketAddr) {
-    let ports = free_ports(2);
-    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", ports[0]).parse().unwrap();
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_partyline"))
-        .args(["serve", "--shards", "1", "--no-pin"])
-        .arg("--listen")
-        .arg(addr.to_string())
-        .arg("--admin")
-        .arg(format!("127.0.0.1:{}", ports[1]))
-        .arg("--data")
-        .arg(data)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("partyline runs");
-    let process = KillOnDrop(child);
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(std::time::Instant::now() < deadline, "the binary did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (process, addr)
-}
-
 /// An update another client has received was stored first: `kill -9` right after loses
 /// nothing.
 #[test]
 fn an_update_passed_on_survives_kill_9() {
     let data = data_dir();
-    let (mut server, addr) = serve_binary(&data);
-    let mut a = Peer::join(addr, "crash", "");
-    let mut b = Peer::join(addr, "crash", "");
+    let mut server = Served::start(&data, &["--shards", "1"]);
+    let mut a = Peer::join(server.addr, "crash", "");
+    let mut b = Peer::join(server.addr, "crash", "");
     let mut at = 0;
     for word in ["durable ", "before ", "the kill"] {
         a.insert(at, word);
         at += u32::try_from(word.len()).unwrap();
         b.wait_for(|t| t.ends_with(word));
     }
-    server.0.kill().unwrap();
-    server.0.wait().unwrap();
+    server.kill_9();
     drop((a, b));
-    let (_server, addr) = serve_binary(&data);
-    assert_eq!(text_over_http(addr, "crash"), "durable before the kill");
+    let server = Served::start(&data, &["--shards", "1"]);
+    assert_eq!(text_over_http(server.addr, "crash"), "durable before the kill");
 }

@@ -294,13 +294,93 @@ impl Raw {
     }
 }
 
-/// A child process (a `partyline serve` started by a test) killed when the test ends,
-/// passing or not.
-pub struct KillOnDrop(pub std::process::Child);
+/// A `partyline serve` child process on ephemeral loopback ports, killed when the test
+/// ends, passing or not. Its addresses come from its own log (`partyline listening
+/// addr=...`), never from a port picked beforehand: a released port can be taken by another
+/// test's server in between, and the test would then talk to that server.
+pub struct Served {
+    pub child: std::process::Child,
+    /// The client listener.
+    pub addr: SocketAddr,
+    /// The admin listener.
+    pub admin: SocketAddr,
+    /// Every log line so far (a thread keeps reading, so the server never blocks on a full
+    /// pipe).
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
 
-impl Drop for KillOnDrop {
+impl Served {
+    /// Runs `partyline serve --listen 127.0.0.1:0 --admin 127.0.0.1:0 --no-pin --data
+    /// <data>` with `more` arguments; returns once both listeners are bound (within 20 s).
+    pub fn start(data: &std::path::Path, more: &[&str]) -> Served {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_partyline"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--no-pin"])
+            .arg("--data")
+            .arg(data)
+            .args(more)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("partyline runs");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (found, addrs) = std::sync::mpsc::channel();
+        for pipe in [
+            Box::new(child.stdout.take().expect("stdout")) as Box<dyn Read + Send>,
+            Box::new(child.stderr.take().expect("stderr")),
+        ] {
+            let (log, found) = (log.clone(), found.clone());
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { return };
+                    let admin = line.contains("admin listening");
+                    if admin || line.contains("partyline listening") {
+                        let addr = line.split("addr=").nth(1).and_then(|rest| {
+                            rest.split_whitespace().next()?.parse::<SocketAddr>().ok()
+                        });
+                        let _ = found.send((admin, addr.expect("the address in the log")));
+                    }
+                    let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let (mut addr, mut admin) = (None, None);
+        while addr.is_none() || admin.is_none() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match addrs.recv_timeout(left) {
+                Ok((true, a)) => admin = Some(a),
+                Ok((false, a)) => addr = Some(a),
+                Err(_) => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    let log = log.lock().unwrap_or_else(|e| e.into_inner());
+                    panic!("partyline did not say it listens within 20 s:\n{log}");
+                }
+            }
+        }
+        Served { child, addr: addr.unwrap(), admin: admin.unwrap(), log }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// `kill -9`, and waits for the process to be gone.
+    pub fn kill_9(&mut self) {
+        self.child.kill().expect("kill");
+        self.child.wait().expect("wait");
+    }
+}
+
+impl Drop for Served {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -57,6 +57,11 @@ pub const ROOM_MAILBOX_MAX: usize = 16 * 1024;
 /// it lets connects and requests queue behind more of a flooded room's work.
 pub const ROOM_MAILBOX_BYTES_MAX: usize = 64 * 1024 * 1024;
 
+/// Most messages one `on_messages` call takes (a party's `MESSAGE_BATCH_MAX` is clamped
+/// to it): messages already waiting at the head of the room's queue, so a batch costs no
+/// waiting and holds no more memory than the queue did.
+pub const ROOM_MESSAGE_BATCH_MAX: usize = 256;
+
 /// Messages in flight in one cross-shard channel (one per ordered pair of shards).
 pub const MESH_CHANNEL_MAX: usize = 1024;
 

@@ -225,6 +225,32 @@ impl<P: Party> TestRoom<P> {
         self.feed(RoomEvent::Message { conn: conn.cid, message });
     }
 
+    /// Messages that arrive together, as if they queued while the room was busy: one
+    /// `on_messages` call for a party whose `MESSAGE_BATCH_MAX` is above 1 (more than
+    /// that are split into several calls), `on_message` for each otherwise. Auto-response
+    /// requests are not recognised here; use [`TestRoom::send`] for those.
+    pub fn send_batch(&mut self, batch: Vec<(&TestConn, Message)>) {
+        let max = P::MESSAGE_BATCH_MAX.clamp(1, crate::limits::ROOM_MESSAGE_BATCH_MAX);
+        let mut batch: Vec<(ConnId, Message)> = batch
+            .into_iter()
+            .map(|(conn, message)| {
+                assert!(self.is_open(conn), "{} is not open", conn.id);
+                (conn.cid, message)
+            })
+            .collect();
+        while !batch.is_empty() {
+            let rest = batch.split_off(batch.len().min(max));
+            let event = if batch.len() == 1 {
+                let (conn, message) = batch.pop().expect("one");
+                RoomEvent::Message { conn, message }
+            } else {
+                RoomEvent::Messages(std::mem::take(&mut batch))
+            };
+            self.feed(event);
+            batch = rest;
+        }
+    }
+
     /// The client closes with `code` and `reason` (`on_close` runs).
     pub fn close(&mut self, conn: &TestConn, code: CloseCode, reason: &str) {
         if let Some(socket) = self.peer.sockets.borrow_mut().get_mut(&conn.cid) {

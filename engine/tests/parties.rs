@@ -292,3 +292,91 @@ fn get_alarm_in_on_alarm_sees_only_an_alarm_the_handler_set() {
     let seen: Vec<Option<u64>> = serde_json::from_slice(seen.body()).unwrap();
     assert_eq!(seen[..3], [None, Some(t0 + 150), None]);
 }
+
+/// Takes at most 3 messages a call with the default `on_messages` (one `on_message` each):
+/// a failure goes to `on_error` for its own sender and the rest of the batch goes on.
+struct Tally {
+    room: Room,
+}
+
+impl Party for Tally {
+    const MESSAGE_BATCH_MAX: usize = 3;
+
+    async fn on_start(room: Room) -> Result<Self> {
+        Ok(Tally { room })
+    }
+
+    async fn on_message(&mut self, message: Message, _sender: &Connection) -> Result<()> {
+        match message.text()? {
+            "bad" => Err("a bad message".into()),
+            text => self.room.broadcast(format!("one:{text}"), &[]),
+        }
+    }
+
+    async fn on_error(&mut self, conn: &Connection, error: &partyline::Error) -> Result<()> {
+        conn.send(format!("error:{error}"))
+    }
+}
+
+/// Answers a batch as a whole; panics if a message says so.
+struct Grouped {
+    room: Room,
+}
+
+impl Party for Grouped {
+    const MESSAGE_BATCH_MAX: usize = 8;
+
+    async fn on_start(room: Room) -> Result<Self> {
+        Ok(Grouped { room })
+    }
+
+    async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
+        self.on_messages(vec![(message, sender.clone())]).await
+    }
+
+    async fn on_messages(&mut self, batch: Vec<(Message, Connection)>) -> Result<()> {
+        let texts = batch.iter().map(|(m, _)| m.text()).collect::<Result<Vec<_>>>()?;
+        assert!(!texts.contains(&"panic"), "asked to panic");
+        self.room.broadcast(format!("batch:{}", texts.join(",")), &[])
+    }
+}
+
+#[test]
+fn the_harness_sends_batches_as_a_busy_room_takes_them() {
+    // The default on_messages: on_message per message, on_error per failure.
+    let mut room = TestRoom::<Tally>::new("tally", "t");
+    let (a, b) = (room.connect("a"), room.connect("b"));
+    let batch: Vec<(&_, Message)> =
+        vec![(&a, "x".into()), (&b, "bad".into()), (&a, "y".into()), (&a, "z".into())];
+    room.send_batch(batch);
+    let texts = |ms: Vec<Message>| -> Vec<String> {
+        ms.into_iter().map(|m| m.text().unwrap().to_owned()).collect()
+    };
+    assert_eq!(texts(room.broadcasts()), ["one:x", "one:y", "one:z"]);
+    assert_eq!(room.received_text(&b), ["one:x", "error:a bad message", "one:y", "one:z"]);
+    assert!(room.is_open(&b), "a failed message does not close its sender");
+
+    // A party's own on_messages gets the batch whole (split at MESSAGE_BATCH_MAX).
+    let mut room = TestRoom::<Grouped>::new("grouped", "g");
+    let (a, b) = (room.connect("a"), room.connect("b"));
+    let batch: Vec<(&_, Message)> =
+        (0..10).map(|i| (if i % 2 == 0 { &a } else { &b }, Message::from(i.to_string()))).collect();
+    room.send_batch(batch);
+    assert_eq!(texts(room.broadcasts()), ["batch:0,1,2,3,4,5,6,7", "batch:8,9"]);
+    // A lone message comes to on_message.
+    room.send_batch(vec![(&a, "solo".into())]);
+    assert_eq!(texts(room.broadcasts()), ["batch:solo"]);
+    // A panic closes every sender of the batch with 1011 and drops the instance.
+    room.send_batch(vec![(&a, "fine".into()), (&b, "panic".into())]);
+    assert_eq!(room.closed(&a), Some((CloseCode::INTERNAL_ERROR, "internal error".into())));
+    assert_eq!(room.closed(&b), Some((CloseCode::INTERNAL_ERROR, "internal error".into())));
+    let c = room.connect("c");
+    room.send(&c, "after");
+    assert_eq!(texts(room.broadcasts()), ["batch:after"]);
+
+    // A party that takes one message at a time gets a batch one by one.
+    let mut room = TestRoom::<Counter>::new("counter", "c");
+    let a = room.connect("a");
+    room.send_batch(vec![(&a, "1".into()), (&a, "2".into()), (&a, "3".into())]);
+    assert_eq!(room.received_text(&a), ["0", "1", "2", "3"]);
+}

@@ -108,10 +108,67 @@ impl Party for Probe {
     }
 }
 
+/// Takes messages in batches of at most 4, writes each batch durably, then answers every
+/// sender with the batch (`<size>:<texts>`).
+struct Batcher {
+    room: Room,
+}
+
+impl Party for Batcher {
+    const MESSAGE_BATCH_MAX: usize = 4;
+
+    async fn on_start(room: Room) -> Result<Self> {
+        Ok(Batcher { room })
+    }
+
+    async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
+        self.on_messages(vec![(message, sender.clone())]).await
+    }
+
+    async fn on_messages(&mut self, batch: Vec<(Message, Connection)>) -> Result<()> {
+        let texts = batch.iter().map(|(m, _)| m.text()).collect::<Result<Vec<_>>>()?.join(",");
+        self.room.storage().put("last", texts.clone()).await?;
+        let mut answered: Vec<&str> = Vec::new();
+        for (_, sender) in &batch {
+            if !answered.contains(&sender.id()) {
+                answered.push(sender.id());
+                sender.send(format!("{}:{texts}", batch.len()))?;
+            }
+        }
+        Ok(())
+    }
+}
+
 fn server(shards: usize) -> Server {
     let mut cfg = config(shards);
     cfg.env.insert("REALM".into(), "test-realm".into());
-    Server::new(cfg).with_builtin_parties().party::<Probe>("probe")
+    Server::new(cfg).with_builtin_parties().party::<Probe>("probe").party::<Batcher>("batcher")
+}
+
+/// Messages that queue while a room waits (here for a durable write) reach a party that
+/// batches in one `on_messages` call each, in order, never more than its
+/// `MESSAGE_BATCH_MAX`; no message is lost or repeated.
+#[test]
+fn queued_messages_reach_a_batching_party_together_in_order() {
+    let (srv, addr) = start(server(2));
+    let (mut ws, _) = ws(addr, "/parties/batcher/b");
+    for i in 0..40 {
+        ws.write(tungstenite::Message::Text(i.to_string().into())).unwrap();
+    }
+    ws.flush().unwrap();
+    let (mut seen, mut sizes) = (Vec::new(), Vec::new());
+    while seen.len() < 40 {
+        let answer = read_text(&mut ws);
+        let (size, texts) = answer.split_once(':').expect("size:texts");
+        let texts: Vec<u32> = texts.split(',').map(|t| t.parse().unwrap()).collect();
+        assert_eq!(size.parse::<usize>().unwrap(), texts.len(), "{answer}");
+        sizes.push(texts.len());
+        seen.extend(texts);
+    }
+    assert_eq!(seen, (0..40).collect::<Vec<u32>>(), "every message once, in order");
+    assert!(sizes.iter().all(|&n| (1..=4).contains(&n)), "{sizes:?}");
+    assert!(sizes.iter().any(|&n| n > 1), "messages queued behind a write go together: {sizes:?}");
+    srv.shutdown().unwrap();
 }
 
 #[test]

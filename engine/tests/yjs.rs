@@ -260,3 +260,54 @@ fn an_update_passed_on_survives_kill_9() {
     let server = Served::start(&data, &["--shards", "1"]);
     assert_eq!(text_over_http(server.addr, "crash"), "durable before the kill");
 }
+
+/// Updates that queued together (here fed as one batch through the party harness) are
+/// stored as one merged update with one write and reach everyone as one message; a
+/// malformed one in the batch closes only its sender and costs the others nothing.
+#[test]
+fn a_batch_of_updates_is_one_durable_write_and_one_message() {
+    use partyline::parties::Yjs;
+    use partyline::{CloseCode, Message, TestRoom};
+    let mut room = TestRoom::<Yjs>::new("yjs", "batch");
+    let (a, b, bad, c) =
+        (room.connect("a"), room.connect("b"), room.connect("x"), room.connect("c"));
+    for conn in [&a, &b, &bad, &c] {
+        room.received(conn);
+    }
+    let typed = |client: u64, text: &str| -> Message {
+        let doc = Doc::with_client_id(client);
+        let t = doc.get_or_insert_text("t");
+        t.insert(&mut doc.transact_mut(), 0, text);
+        let update = doc.transact().encode_state_as_update_v1(&Default::default());
+        YMessage::Sync(SyncMessage::Update(update)).encode_v1().into()
+    };
+    // A sync update whose payload is not an update.
+    let garbage: Message = vec![0u8, 2, 3, 0xff, 0xff, 0xff].into();
+    room.send_batch(vec![(&a, typed(1, "left ")), (&bad, garbage), (&b, typed(2, "right"))]);
+    assert_eq!(room.closed(&bad).map(|(code, _)| code), Some(CloseCode::INVALID_PAYLOAD));
+    assert!(room.is_open(&a) && room.is_open(&b));
+    // One log entry for both.
+    assert!(room.stored("y:u:0000000000000000:0000").is_some(), "the batch is stored");
+    assert!(room.stored("y:u:0000000000000001:0000").is_none(), "as one update");
+    // c gets one message with both; so do the senders (two of them sent the batch).
+    let doc = Doc::new();
+    let got = room.received(&c);
+    assert_eq!(got.len(), 1, "one message for the batch");
+    for m in got {
+        let Message::Binary(bytes) = m else { panic!("binary") };
+        let Ok(YMessage::Sync(SyncMessage::Update(u))) = YMessage::decode_v1(&bytes) else {
+            panic!("an update")
+        };
+        doc.transact_mut().apply_update(Update::decode_v1(&u).unwrap()).unwrap();
+    }
+    let text = doc.get_or_insert_text("t").get_string(&doc.transact());
+    assert!(text.contains("left ") && text.contains("right"), "{text}");
+    assert_eq!(room.received(&a).len(), 1);
+    // What is stored is what was sent: a restarted room reads the same document.
+    room.restart();
+    let (status, body) = {
+        let r = room.request(partyline::Request::new("GET", "/parties/yjs/batch?text=t"));
+        (r.status(), String::from_utf8_lossy(r.body()).into_owned())
+    };
+    assert_eq!((status, body), (200, text));
+}

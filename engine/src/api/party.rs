@@ -77,6 +77,28 @@ pub trait Party: Sized + 'static {
         Ok(())
     }
 
+    /// Most messages one [`Party::on_messages`] call takes (at most
+    /// [`crate::limits::ROOM_MESSAGE_BATCH_MAX`]). 1, the default, runs `on_message` once
+    /// per message. Above 1, messages that queued while the room was busy (already waiting,
+    /// in arrival order, from any connections) come in one `on_messages` call: for a party
+    /// whose per-message cost is mostly fixed, such as a durable write per message, which
+    /// a batch pays once. A batch never waits for messages to arrive.
+    const MESSAGE_BATCH_MAX: usize = 1;
+
+    /// Several messages in arrival order, when [`Party::MESSAGE_BATCH_MAX`] is above 1 and
+    /// more than one was waiting (a lone message still comes to `on_message`). The default
+    /// runs `on_message` for each and passes a failure to `on_error`, as one at a time
+    /// would. An `Err` is logged and passed to `on_error` once for each sender in the batch;
+    /// a panic or a timeout closes every sender's connection with 1011.
+    async fn on_messages(&mut self, batch: Vec<(Message, Connection)>) -> Result<()> {
+        for (message, sender) in batch {
+            if let Err(e) = self.on_message(message, &sender).await {
+                let _ = self.on_error(&sender, &e).await;
+            }
+        }
+        Ok(())
+    }
+
     /// A connection closed (by the client, the server, or an error); `code` is 1005 when
     /// the client sent none and 1006 when the socket dropped without a close frame. The
     /// connection's state and tags are still readable here (as in PartyKit); sends to it

@@ -29,6 +29,9 @@ pub(crate) enum RoomEvent {
         conn: ConnId,
         message: Message,
     },
+    /// Messages taken together from the head of the mailbox, for a party that batches
+    /// (`Party::MESSAGE_BATCH_MAX`); never queued itself.
+    Messages(Vec<(ConnId, Message)>),
     Close {
         conn: ConnId,
         code: CloseCode,
@@ -63,6 +66,7 @@ impl RoomEvent {
     fn bytes(&self) -> usize {
         match self {
             RoomEvent::Message { message, .. } => message.len(),
+            RoomEvent::Messages(batch) => batch.iter().map(|(_, m)| m.len()).sum(),
             RoomEvent::Request(r) => r.request.body.len(),
             _ => 0,
         }
@@ -152,13 +156,7 @@ impl RoomHost {
             }
             let next = self.mailbox.borrow_mut().pop_front();
             match next {
-                Some(event) => {
-                    self.mailbox_bytes.set(self.mailbox_bytes.get() - event.bytes());
-                    if let RoomEvent::Message { conn, message } = &event {
-                        self.credit(conn.edge, message.len());
-                    }
-                    Poll::Ready(Some(event))
-                }
+                Some(event) => Poll::Ready(Some(self.taken(event))),
                 None => {
                     *self.waker.borrow_mut() = Some(cx.waker().clone());
                     Poll::Pending
@@ -166,6 +164,33 @@ impl RoomHost {
             }
         })
         .await
+    }
+
+    /// The next event if it is a message already queued (for a batch); never waits.
+    pub fn next_message_now(&self) -> Option<(ConnId, Message)> {
+        if self.closed.get() {
+            return None;
+        }
+        let mut mailbox = self.mailbox.borrow_mut();
+        if !matches!(mailbox.front(), Some(RoomEvent::Message { .. })) {
+            return None;
+        }
+        let event = mailbox.pop_front()?;
+        drop(mailbox);
+        match self.taken(event) {
+            RoomEvent::Message { conn, message } => Some((conn, message)),
+            _ => None,
+        }
+    }
+
+    /// Settles the accounts of an event leaving the mailbox: its bytes, and the edge's
+    /// window credit for a message.
+    fn taken(&self, event: RoomEvent) -> RoomEvent {
+        self.mailbox_bytes.set(self.mailbox_bytes.get() - event.bytes());
+        if let RoomEvent::Message { conn, message } = &event {
+            self.credit(conn.edge, message.len());
+        }
+        event
     }
 
     /// Whether the room was unloaded.

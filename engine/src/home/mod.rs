@@ -447,6 +447,7 @@ impl Home {
             // Never refused: messages are bounded by the edges' windows, closes by the
             // connections; an alarm that finds the mailbox full is tried again later.
             RoomEvent::Message { .. }
+            | RoomEvent::Messages(_)
             | RoomEvent::Close { .. }
             | RoomEvent::NodeLost { .. }
             | RoomEvent::Alarm { .. }

@@ -156,6 +156,13 @@ impl<P: Party> Runner<P> {
                 let Some(conn) = self.core.registry.borrow_mut().get(conn) else { return };
                 message_event(party, self.hook_timeout, &conn, message).await
             }
+            RoomEvent::Messages(batch) => {
+                let batch: Vec<(crate::payload::Message, Connection)> = {
+                    let mut registry = self.core.registry.borrow_mut();
+                    batch.into_iter().filter_map(|(c, m)| Some((m, registry.get(c)?))).collect()
+                };
+                messages_event(party, self.hook_timeout, batch).await
+            }
             RoomEvent::Close { conn, code, reason } => {
                 close(&self.core, party, self.hook_timeout, conn, code, &reason).await
             }
@@ -358,6 +365,16 @@ impl<P: Party> Runner<P> {
                 };
                 let _ = core.runtime.router.to_edge(conn.edge, close);
             }
+            RoomEvent::Messages(batch) => {
+                for (conn, _) in batch {
+                    let close = ToEdge::Close {
+                        conn,
+                        code: CloseCode::INTERNAL_ERROR,
+                        reason: reason.to_owned(),
+                    };
+                    let _ = core.runtime.router.to_edge(conn.edge, close);
+                }
+            }
             RoomEvent::Close { conn, .. } => {
                 if let Some(c) = core.registry.borrow_mut().unregister(conn) {
                     c.mark_closed();
@@ -538,6 +555,65 @@ async fn message_event<P: Party>(
     }
 }
 
+/// A batch of messages ([`Party::MESSAGE_BATCH_MAX`] above 1): one `on_messages` call; a
+/// party that takes one message at a time gets them one by one, as always.
+async fn messages_event<P: Party>(
+    party: &mut P,
+    timeout: Duration,
+    batch: Vec<(crate::payload::Message, Connection)>,
+) -> Health {
+    if P::MESSAGE_BATCH_MAX <= 1 {
+        for (message, conn) in batch {
+            if message_event(party, timeout, &conn, message).await == Health::Poisoned {
+                return Health::Poisoned;
+            }
+        }
+        return Health::Fine;
+    }
+    let senders: Vec<Connection> = {
+        let mut senders: Vec<Connection> = Vec::new();
+        for (_, conn) in &batch {
+            if !senders.iter().any(|s| s.id() == conn.id()) {
+                senders.push(conn.clone());
+            }
+        }
+        senders
+    };
+    let kill = |reason: &str| {
+        for conn in &senders {
+            conn.close(CloseCode::INTERNAL_ERROR, reason);
+        }
+        Health::Poisoned
+    };
+    match run_hook(timeout, party.on_messages(batch)).await {
+        Ran::Done(Ok(())) => Health::Fine,
+        Ran::Done(Err(e)) => {
+            for conn in &senders {
+                warn_client!(conn = conn.id(), error = %e, "on_messages failed");
+                match run_hook(timeout, party.on_error(conn, &e)).await {
+                    Ran::Done(_) => {}
+                    Ran::Panicked => return kill("internal error"),
+                    Ran::TimedOut => {
+                        return kill(&format!(
+                            "on_error timed out after {} ms",
+                            timeout.as_millis()
+                        ));
+                    }
+                }
+            }
+            Health::Fine
+        }
+        Ran::Panicked => {
+            tracing::error!(messages = senders.len(), "on_messages panicked");
+            kill("internal error")
+        }
+        Ran::TimedOut => {
+            tracing::error!(messages = senders.len(), "on_messages timed out");
+            kill(&format!("on_messages timed out after {} ms", timeout.as_millis()))
+        }
+    }
+}
+
 async fn close<P: Party>(
     core: &RoomCore,
     party: &mut P,
@@ -672,6 +748,26 @@ fn room_span(key: &RoomKey) -> tracing::Span {
     tracing::info_span!("room", party = %key.party, room = %key.room)
 }
 
+/// `first` and `second`, and the messages queued right behind them, as one event: at most
+/// `max` (clamped to [`crate::limits::ROOM_MESSAGE_BATCH_MAX`]).
+fn batch(
+    host: &super::host::RoomHost,
+    first: RoomEvent,
+    second: (ConnId, crate::payload::Message),
+    max: usize,
+) -> RoomEvent {
+    let RoomEvent::Message { conn, message } = first else { return first };
+    let max = max.min(crate::limits::ROOM_MESSAGE_BATCH_MAX);
+    let mut batch = Vec::with_capacity(max.min(16));
+    batch.push((conn, message));
+    batch.push(second);
+    while batch.len() < max {
+        let Some(next) = host.next_message_now() else { break };
+        batch.push(next);
+    }
+    RoomEvent::Messages(batch)
+}
+
 /// A room's task: waits for edges it writes to if they are backed up, takes the next
 /// event, runs it, and settles the room's accounts; ends when the room is unloaded, after
 /// saving the party's snapshot if it keeps one. The home counts it while it runs.
@@ -683,7 +779,13 @@ async fn run_room<P: Party>(
     let _running = home.task_started();
     loop {
         host.wait_for_edges().await;
-        let Some(event) = host.next_event().await else { break };
+        let Some(mut event) = host.next_event().await else { break };
+        if P::MESSAGE_BATCH_MAX > 1
+            && let RoomEvent::Message { .. } = event
+            && let Some(next) = host.next_message_now()
+        {
+            event = batch(&host, event, next, P::MESSAGE_BATCH_MAX);
+        }
         host.set_running(true);
         runner.handle(event).await;
         host.set_running(false);

@@ -16,6 +16,7 @@
 use super::wire;
 use crate::{Error, ListOptions, Result, Room, Storage};
 use yrs::updates::decoder::Decode;
+use yrs::updates::encoder::Encode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 
 /// Updates in the log past which the document is compacted into a snapshot.
@@ -138,13 +139,35 @@ impl YDoc {
     /// Checks, stores (durably) and applies an update; `Ok(false)` if it was empty. A
     /// malformed update is a client error (400) and changes nothing.
     pub async fn apply(&mut self, update: &[u8]) -> Result<bool> {
+        let Some(decoded) = YDoc::check(update)? else { return Ok(false) };
+        self.store(update, decoded).await?;
+        Ok(true)
+    }
+
+    /// Checks an update without changing anything: its decoding (`None` if it is empty),
+    /// or a client error (400) if it is malformed.
+    pub fn check(update: &[u8]) -> Result<Option<Update>> {
         wire::update_v1(update).map_err(|e| Error::client(400, e.to_string()))?;
         let decoded = Update::decode_v1(update).map_err(|e| Error::client(400, e.to_string()))?;
-        if decoded.is_empty() {
-            return Ok(false);
+        Ok((!decoded.is_empty()).then_some(decoded))
+    }
+
+    /// Checked updates as one: the update and its encoding (the encoding as it came when
+    /// there is one). Merging is what lets a batch of updates cost one durable write and
+    /// one message to every client.
+    pub fn merge(mut updates: Vec<(Vec<u8>, Update)>) -> Option<(Vec<u8>, Update)> {
+        if updates.len() <= 1 {
+            return updates.pop();
         }
+        let merged = Update::merge_updates(updates.into_iter().map(|(_, u)| u));
+        Some((merged.encode_v1(), merged))
+    }
+
+    /// Stores `update` durably (its encoding, `bytes`, in the log), then applies it; from
+    /// [`YDoc::check`] or [`YDoc::merge`].
+    pub async fn store(&mut self, bytes: &[u8], update: Update) -> Result<()> {
         let seq = self.next_seq;
-        let parts: Vec<(String, &[u8])> = update
+        let parts: Vec<(String, &[u8])> = bytes
             .chunks(PART_BYTES)
             .enumerate()
             .map(|(i, part)| (format!("{LOG}{seq:016x}:{i:04x}"), part))
@@ -157,16 +180,16 @@ impl YDoc {
             .put_many(parts.iter().map(|(k, v)| (k.as_str(), bytes::Bytes::copy_from_slice(v))))
             .await?;
         self.next_seq += 1;
-        self.log_bytes += update.len();
+        self.log_bytes += bytes.len();
         self.doc
             .transact_mut()
-            .apply_update(decoded)
+            .apply_update(update)
             .map_err(|e| Error::client(400, format!("the update does not apply: {e}")))?;
         if self.next_seq - self.first_seq > LOG_UPDATES_MAX as u64 || self.log_bytes > LOG_BYTES_MAX
         {
             self.compact().await?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Writes the document as the snapshot and deletes the log, in one transaction.

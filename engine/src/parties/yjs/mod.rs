@@ -32,6 +32,42 @@ use yrs::sync::{AwarenessUpdate, Message as YMessage, MessageReader, SyncMessage
 use yrs::updates::decoder::DecoderV1;
 use yrs::updates::encoder::Encode;
 
+/// Bytes of updates merged into one durable write: a batch past it is stored in parts.
+pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
+
+/// Document updates taken from a batch of messages and not yet stored: groups of at most
+/// [`BATCH_BYTES_MAX`] (or one larger update), each to be one write.
+#[derive(Default)]
+struct Pending {
+    groups: Vec<Group>,
+}
+
+#[derive(Default)]
+struct Group {
+    updates: Vec<(Vec<u8>, yrs::Update)>,
+    bytes: usize,
+    /// The connections they came from.
+    senders: Vec<String>,
+}
+
+impl Pending {
+    fn push(&mut self, update: Vec<u8>, decoded: yrs::Update, sender: &str) {
+        let full = self
+            .groups
+            .last()
+            .is_none_or(|g| !g.updates.is_empty() && g.bytes + update.len() > BATCH_BYTES_MAX);
+        if full {
+            self.groups.push(Group::default());
+        }
+        let group = self.groups.last_mut().expect("a group");
+        group.bytes += update.len();
+        if !group.senders.iter().any(|s| s == sender) {
+            group.senders.push(sender.to_owned());
+        }
+        group.updates.push((update, decoded));
+    }
+}
+
 /// A connection's awareness entries: client id to (clock, state as JSON text). Kept as the
 /// connection's state.
 type Awareness = BTreeMap<u64, (u32, String)>;
@@ -62,9 +98,21 @@ impl Party for Yjs {
         self.inner.on_connect(conn)
     }
 
+    /// Keystrokes that queue while the room waits for a write go together (see
+    /// [`YRoom::on_messages`]).
+    const MESSAGE_BATCH_MAX: usize = 64;
+
     async fn on_message(&mut self, message: Message, sender: &Connection) -> Result<()> {
-        let read_only = sender.tags().iter().any(|t| t == READONLY_TAG);
+        let read_only = is_read_only(sender);
         self.inner.on_message(message, sender, read_only).await
+    }
+
+    async fn on_messages(&mut self, batch: Vec<(Message, Connection)>) -> Result<()> {
+        let batch = batch.into_iter().map(|(m, c)| {
+            let read_only = is_read_only(&c);
+            (m, c, read_only)
+        });
+        self.inner.on_messages(batch).await
     }
 
     async fn on_close(&mut self, conn: &Connection, _code: CloseCode, _reason: &str) -> Result<()> {
@@ -78,6 +126,10 @@ impl Party for Yjs {
     fn memory_bytes(&self) -> usize {
         self.inner.doc().memory_bytes()
     }
+}
+
+fn is_read_only(conn: &Connection) -> bool {
+    conn.tags().iter().any(|t| t == READONLY_TAG)
 }
 
 /// A Yjs document served over the y-websocket protocol, to embed in any party: call its
@@ -115,6 +167,43 @@ impl YRoom {
         sender: &Connection,
         read_only: bool,
     ) -> Result<()> {
+        let mut pending = Pending::default();
+        let taken = self.take(message, sender, read_only, &mut pending);
+        self.flush(pending).await?;
+        taken
+    }
+
+    /// Messages that queued together, each with its sender and whether it is read-only:
+    /// handled in order, except that their document updates are merged, stored with one
+    /// durable write, applied, and sent on as one update (a write per
+    /// [`BATCH_BYTES_MAX`]), so a busy document pays a write and a round of socket writes
+    /// per batch rather than per keystroke. Nothing is sent on before it is durable. A
+    /// message's own failure (a send refused) does not stop the others; the first is
+    /// returned at the end.
+    pub async fn on_messages(
+        &mut self,
+        batch: impl IntoIterator<Item = (Message, Connection, bool)>,
+    ) -> Result<()> {
+        let mut pending = Pending::default();
+        let mut failed = None;
+        for (message, sender, read_only) in batch {
+            if let Err(e) = self.take(message, &sender, read_only, &mut pending) {
+                failed.get_or_insert(e);
+            }
+        }
+        self.flush(pending).await?;
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// Handles one message; its document updates join `pending`, to be stored by
+    /// [`YRoom::flush`].
+    fn take(
+        &mut self,
+        message: Message,
+        sender: &Connection,
+        read_only: bool,
+        pending: &mut Pending,
+    ) -> Result<()> {
         let bytes = match message {
             Message::Binary(bytes) => bytes,
             // y-partyserver's custom messages (`__YPS:...`): this party has none to answer.
@@ -139,6 +228,8 @@ impl YRoom {
             };
             match message {
                 YMessage::Sync(SyncMessage::SyncStep1(sv)) => {
+                    // From the durable document: updates still pending reach this client
+                    // as an update once stored.
                     let update = self.doc.diff_from(&sv);
                     sender.send(YMessage::Sync(SyncMessage::SyncStep2(update)).encode_v1())?;
                 }
@@ -146,15 +237,15 @@ impl YRoom {
                     if read_only {
                         continue;
                     }
-                    if let Err(e) = self.doc.apply(&update).await {
-                        if e.status() == 400 {
+                    let decoded = match YDoc::check(&update) {
+                        Ok(Some(decoded)) => decoded,
+                        Ok(None) => continue,
+                        Err(e) => {
                             sender.close(CloseCode::INVALID_PAYLOAD, &e.to_string());
                             return Ok(());
                         }
-                        return Err(e);
-                    }
-                    let out = YMessage::Sync(SyncMessage::Update(update)).encode_v1();
-                    self.room.broadcast(out, &[sender.id()])?;
+                    };
+                    pending.push(update, decoded, sender.id());
                 }
                 YMessage::Awareness(update) => {
                     let mut mine: Awareness = sender.state_json()?.unwrap_or_default();
@@ -179,6 +270,22 @@ impl YRoom {
                     }
                 }
                 YMessage::Auth(_) | YMessage::Custom(..) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores each group of pending updates as one, applies it, and sends it to every
+    /// connection (but its sender, when one connection sent the whole group: the others'
+    /// changes are news to it, and applying an update twice changes nothing).
+    async fn flush(&mut self, pending: Pending) -> Result<()> {
+        for group in pending.groups {
+            let Some((bytes, update)) = YDoc::merge(group.updates) else { continue };
+            self.doc.store(&bytes, update).await?;
+            let out = YMessage::Sync(SyncMessage::Update(bytes)).encode_v1();
+            match &group.senders[..] {
+                [one] => self.room.broadcast(out, &[one.as_str()])?,
+                _ => self.room.broadcast(out, &[])?,
             }
         }
         Ok(())

@@ -3,7 +3,8 @@
 # built-in `yjs` party (`partyline serve --shards 1`, fresh each round): one sender types
 # one-character updates at RATES into a room of CONNECTIONS; each update is stored
 # durably, applied and sent to every other connection. Prints medians per size and rate:
-# update latency, updates/s, deliveries/s, updates per server CPU-s.
+# update latency, updates/s, deliveries/s, updates per server CPU-s, and how many updates
+# a message carried (the party merges updates that queued while it wrote).
 # Usage: cargo build --release && bench/scripts/yjs.sh
 #   ROUNDS=3 CONNECTIONS="100 1000" RATES="100 1000" OUT=target/bench-yjs
 set -euo pipefail
@@ -36,13 +37,14 @@ done
 python3 - "$OUT" "$ROUNDS" "$CONNECTIONS" "$RATES" <<'PY'
 import json, statistics, sys
 out, rounds, conns, rates = sys.argv[1], int(sys.argv[2]), sys.argv[3].split(), sys.argv[4].split()
-print("| connections | rate (updates/s) | latency p50 (ms) | p99 (ms) | updates/s | deliveries/s | updates per server CPU-s |")
-print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+print("| connections | rate (updates/s) | latency p50 (ms) | p99 (ms) | updates/s | deliveries/s | updates per server CPU-s | updates per message |")
+print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for n in conns:
     for rate in rates:
         xs = [json.load(open(f"{out}/{r}/yjs-{n}-{rate}.json"))["results"] for r in range(1, rounds + 1)]
         med = lambda f: statistics.median(f(x) for x in xs)
         print(f"| {n} | {rate} | {med(lambda x: x['latency']['p50_us']) / 1000:.2f} | "
               f"{med(lambda x: x['latency']['p99_us']) / 1000:.2f} | {med(lambda x: x['updates_per_s']):,.0f} | "
-              f"{med(lambda x: x['deliveries_per_s']):,.0f} | {med(lambda x: x['updates_per_server_cpu_s'] or 0):,.0f} |")
+              f"{med(lambda x: x['deliveries_per_s']):,.0f} | {med(lambda x: x['updates_per_server_cpu_s'] or 0):,.0f} | "
+              f"{med(lambda x: x['updates_received'] / max(x.get('update_messages_received', 0), 1)):.1f} |")
 PY

@@ -4,7 +4,10 @@
 //! named `t` after the sender's previous character), sent as a sync update message. The
 //! server stores each update durably, applies it and sends it to every other connection.
 //! A receiver times each update from send to arrival; the report has that latency, the
-//! updates per second applied, the deliveries they made, and the server's CPU.
+//! updates per second applied, the deliveries they made, and the server's CPU. A server
+//! may merge several updates into one message: the receiver reads which keystrokes a
+//! message carries (the sender's clock in the update's state vector), so each is timed
+//! and counted, and the report also gives the messages they came in.
 //!
 //! The sender and the timing receiver are the first two connections of the first worker
 //! of the first process (one clock); with `--workers 2` or more that worker holds only them.
@@ -43,6 +46,9 @@ pub struct Partial {
     latency: Hist,
     sent: u64,
     received: u64,
+    /// The messages that carried them.
+    #[serde(default)]
+    messages: u64,
     failures: Failures,
     errors: u64,
     server_cpu_s: Option<f64>,
@@ -89,6 +95,21 @@ pub fn keystroke(client: u64, clock: u64) -> Vec<u8> {
     message
 }
 
+/// How many of `client`'s keystrokes a sync update message has brought so far: the end of
+/// the last clock range `client` inserted in it (0 if it has none).
+pub fn keystrokes_in(message: &[u8], client: u64) -> u64 {
+    use yrs::updates::decoder::Decode;
+    let Ok(yrs::sync::Message::Sync(yrs::sync::SyncMessage::Update(update))) =
+        yrs::sync::Message::decode_v1(message)
+    else {
+        return 0;
+    };
+    let Ok(update) = yrs::Update::decode_v1(&update) else { return 0 };
+    let insertions = update.insertions(true);
+    let end = insertions.get(&client).and_then(|r| r.iter().map(|r| r.end).max());
+    end.map_or(0, u64::from)
+}
+
 pub fn run(
     target: &Target,
     params: &Params,
@@ -120,7 +141,7 @@ pub fn run(
                 .detach();
             }
             let mut latency = report::histogram();
-            let (mut sent, mut received, mut errors) = (0u64, 0u64, 0u64);
+            let (mut sent, mut received, mut messages, mut errors) = (0u64, 0u64, 0u64, 0u64);
             let cpu = CpuSampler::start(&t.server_pids);
             let measure_from = start + floor_u64(p.warmup_s * 1e9);
             if let Some((mut sender, mut receiver)) = pair {
@@ -143,14 +164,22 @@ pub fn run(
                         n += 1;
                     }
                 });
-                // Updates arrive in the order sent (one sender, one room).
+                // Updates arrive in the order sent (one sender, one room), one or several
+                // to a message: each keystroke up to the message's clock has arrived.
                 let deadline = end + 2_000_000_000;
+                let mut arrived = 0u64;
                 while now_ns() < deadline {
                     let mut on_frame = |op: Opcode, data: &[u8]| {
-                        if op == Opcode::Binary
-                            && data.starts_with(&[0, 2])
-                            && let Some(at) = times.borrow_mut().pop_front()
-                        {
+                        if op != Opcode::Binary || !data.starts_with(&[0, 2]) {
+                            return;
+                        }
+                        let upto = keystrokes_in(data, client_id);
+                        if upto > arrived {
+                            messages += 1;
+                        }
+                        while arrived < upto {
+                            arrived += 1;
+                            let Some(at) = times.borrow_mut().pop_front() else { break };
                             received += 1;
                             if at >= measure_from {
                                 let _ = latency.record(((now_ns() - at) / 1000).max(1));
@@ -182,6 +211,7 @@ pub fn run(
                 latency: Hist::of(&latency),
                 sent,
                 received,
+                messages,
                 failures,
                 errors,
                 server_cpu_s,
@@ -200,6 +230,7 @@ pub fn finish(parts: &[Partial], params: &Params) -> (serde_json::Value, Histogr
     }
     let sent: u64 = parts.iter().map(|p| p.sent).sum();
     let received: u64 = parts.iter().map(|p| p.received).sum();
+    let messages: u64 = parts.iter().map(|p| p.messages).sum();
     let server_cpu_s = parts.iter().find_map(|p| p.server_cpu_s);
     let run_s = params.warmup_s + params.duration_s;
     let receivers = params.connections.saturating_sub(1) as f64;
@@ -207,6 +238,7 @@ pub fn finish(parts: &[Partial], params: &Params) -> (serde_json::Value, Histogr
     let results = serde_json::json!({
         "updates_sent": sent,
         "updates_received": received,
+        "update_messages_received": messages,
         "updates_per_s": updates_per_s,
         "deliveries_per_s": updates_per_s * receivers,
         "latency": Latency::of(&latency),
@@ -228,5 +260,28 @@ mod tests {
         // The first character: parent by root key "t"; then one after the other.
         assert_eq!(keystroke(7, 0), [0, 2, 11, 1, 1, 7, 0, 4, 1, 1, b't', 1, b'x', 0]);
         assert_eq!(keystroke(7, 1), [0, 2, 10, 1, 1, 7, 1, 0x84, 7, 0, 1, b'x', 0]);
+    }
+
+    #[test]
+    fn a_merged_update_counts_every_keystroke_it_carries() {
+        use yrs::updates::decoder::Decode;
+        use yrs::updates::encoder::Encode;
+        let update = |n: u64| {
+            let m = keystroke(7, n);
+            match yrs::sync::Message::decode_v1(&m) {
+                Ok(yrs::sync::Message::Sync(yrs::sync::SyncMessage::Update(u))) => u,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(keystrokes_in(&keystroke(7, 0), 7), 1);
+        assert_eq!(keystrokes_in(&keystroke(7, 4), 7), 5);
+        assert_eq!(keystrokes_in(&keystroke(7, 4), 8), 0, "another client's");
+        let merged = yrs::Update::merge_updates(
+            (2..6).map(|n| yrs::Update::decode_v1(&update(n)).expect("decodes")),
+        );
+        let message = yrs::sync::Message::Sync(yrs::sync::SyncMessage::Update(merged.encode_v1()))
+            .encode_v1();
+        assert_eq!(keystrokes_in(&message, 7), 6, "keystrokes 2 to 5 merged: up to clock 6");
+        assert_eq!(keystrokes_in(&[0, 2, 1, 0xff], 7), 0, "garbage counts nothing");
     }
 }

@@ -311,3 +311,26 @@ fn a_batch_of_updates_is_one_durable_write_and_one_message() {
     };
     assert_eq!((status, body), (200, text));
 }
+
+/// A write that fails stores nothing and sends nothing on: the sender is closed with 1011
+/// (a y-websocket client reconnects and syncs, sending what the room lacks), and the
+/// document is read back from storage before the room answers from it again.
+#[test]
+fn a_failed_write_sends_nothing_on_and_closes_the_sender() {
+    use partyline::parties::Yjs;
+    use partyline::{CloseCode, Message, TestRoom};
+    let mut room = TestRoom::<Yjs>::new("yjs", "fails");
+    let (a, b) = (room.connect("a"), room.connect("b"));
+    room.received(&a);
+    room.received(&b);
+    let doc = Doc::with_client_id(1);
+    doc.get_or_insert_text("t").insert(&mut doc.transact_mut(), 0, "lost?");
+    let update = doc.transact().encode_state_as_update_v1(&Default::default());
+    let message: Message = YMessage::Sync(SyncMessage::Update(update)).encode_v1().into();
+    // The store refuses writes from now on.
+    room.store().close();
+    room.send(&a, message);
+    assert_eq!(room.closed(&a).map(|(code, _)| code), Some(CloseCode::INTERNAL_ERROR));
+    assert!(room.received(&b).is_empty(), "nothing unstored is sent on");
+    assert!(room.broadcasts().is_empty());
+}

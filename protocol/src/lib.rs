@@ -21,11 +21,14 @@
 //!   produces shared, refcounted frames ([`ws::encode`]).
 //! - [`route`]: `/parties/:party/:room[/rest]` and the legacy `/party/:room[/rest]`.
 //! - [`proxy`]: the PROXY protocol header (versions 1 and 2) a TCP load balancer sends first.
+//! - [`yjs`]: the y-websocket wire protocol (y-protocols sync and awareness messages),
+//!   checked whole before a Yjs decoder that trusts its counts reads it.
 
 pub mod http;
 pub mod limits;
 pub mod proxy;
 pub mod route;
 pub mod ws;
+pub mod yjs;
 
 pub use bytes::Bytes;

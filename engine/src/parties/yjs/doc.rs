@@ -1,6 +1,7 @@
 //! [`YDoc`]: a Yjs document kept in a room's storage, usable by any party. Every update is
-//! written before it is applied or sent on (a `put` returns once durable, with group
-//! commit), so an update the room has passed on survives `kill -9`. Storage holds a
+//! applied, then written before it is sent on or answered from (a `put` returns once
+//! durable, with group commit), so an update the room has passed on survives `kill -9`,
+//! and one `yrs` cannot apply is never stored. Storage holds a
 //! snapshot (the whole document as one update) and a log of the updates since:
 //!
 //! ```text
@@ -50,6 +51,8 @@ pub struct YDoc {
     snapshot_parts: usize,
     /// Bytes of the snapshot as last written or read.
     snapshot_bytes: usize,
+    /// The document in memory may hold what storage does not (see [`YDoc::commit`]).
+    stale: bool,
 }
 
 impl std::fmt::Debug for YDoc {
@@ -80,6 +83,7 @@ impl YDoc {
             log_bytes: 0,
             snapshot_parts,
             snapshot_bytes,
+            stale: false,
         };
         let log = read_parts(room.storage(), LOG).await?;
         let mut current: Option<(u64, Vec<u8>)> = None;
@@ -136,11 +140,11 @@ impl YDoc {
         txn.get_text(name).map(|t| t.get_string(&txn)).unwrap_or_default()
     }
 
-    /// Checks, stores (durably) and applies an update; `Ok(false)` if it was empty. A
+    /// Checks, applies and stores (durably) an update; `Ok(false)` if it was empty. A
     /// malformed update is a client error (400) and changes nothing.
     pub async fn apply(&mut self, update: &[u8]) -> Result<bool> {
         let Some(decoded) = YDoc::check(update)? else { return Ok(false) };
-        self.store(update, decoded).await?;
+        self.commit(update, decoded).await?;
         Ok(true)
     }
 
@@ -163,9 +167,13 @@ impl YDoc {
         Some((merged.encode_v1(), merged))
     }
 
-    /// Stores `update` durably (its encoding, `bytes`, in the log), then applies it; from
-    /// [`YDoc::check`] or [`YDoc::merge`].
-    pub async fn store(&mut self, bytes: &[u8], update: Update) -> Result<()> {
+    /// Applies `update` and stores it durably (its encoding, `bytes`, in the log); from
+    /// [`YDoc::check`] or [`YDoc::merge`]. Applied first, so an update `yrs` cannot apply
+    /// (an error, or a panic that drops the room's instance) is never stored, and the
+    /// room can always load what it stored. Until both steps succeed the document in
+    /// memory may hold what storage does not: [`YDoc::is_stale`] says so, and
+    /// [`YDoc::refresh`] reads it back before anything is answered from it.
+    pub async fn commit(&mut self, bytes: &[u8], update: Update) -> Result<()> {
         let seq = self.next_seq;
         let parts: Vec<(String, &[u8])> = bytes
             .chunks(PART_BYTES)
@@ -175,19 +183,35 @@ impl YDoc {
         if parts.len() > partyline_storage::limits::BATCH_KEYS_MAX {
             return Err(Error::client(413, "an update larger than 16 MiB"));
         }
-        self.room
-            .storage()
-            .put_many(parts.iter().map(|(k, v)| (k.as_str(), bytes::Bytes::copy_from_slice(v))))
-            .await?;
-        self.next_seq += 1;
-        self.log_bytes += bytes.len();
+        self.stale = true;
         self.doc
             .transact_mut()
             .apply_update(update)
             .map_err(|e| Error::client(400, format!("the update does not apply: {e}")))?;
+        self.room
+            .storage()
+            .put_many(parts.iter().map(|(k, v)| (k.as_str(), bytes::Bytes::copy_from_slice(v))))
+            .await?;
+        self.stale = false;
+        self.next_seq += 1;
+        self.log_bytes += bytes.len();
         if self.next_seq - self.first_seq > LOG_UPDATES_MAX as u64 || self.log_bytes > LOG_BYTES_MAX
         {
             self.compact().await?;
+        }
+        Ok(())
+    }
+
+    /// Whether the document in memory may differ from what is stored (a commit failed
+    /// half-way).
+    pub fn is_stale(&self) -> bool {
+        self.stale
+    }
+
+    /// Reads the document back from storage if it is stale; nothing otherwise.
+    pub async fn refresh(&mut self) -> Result<()> {
+        if self.stale {
+            *self = YDoc::load(&self.room).await?;
         }
         Ok(())
     }

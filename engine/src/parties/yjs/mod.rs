@@ -7,7 +7,10 @@
 //!
 //! On connect the room sends its sync step 1 and everyone's awareness; a client's step 1
 //! is answered with step 2 (what it lacks); a client's step 2 or update is stored,
-//! applied, and sent to everyone else; an awareness update is kept in the sender's state
+//! applied, and sent to everyone else (updates that queued while the room was writing
+//! come as one batch, [`Party::MESSAGE_BATCH_MAX`], and are merged into one write and one
+//! message: a busy document pays per batch, not per keystroke); an awareness update is
+//! kept in the sender's state
 //! and sent to everyone (y-websocket does the same); a connection that leaves is
 //! announced gone. Connections tagged `readonly` receive everything and change nothing
 //! (the built-in party tags connections that ask with `?readonly=1`; a party embedding
@@ -19,7 +22,9 @@
 //! whole before `yrs` reads it, [`wire::check`]) with 1007; the document is unchanged.
 
 mod doc;
-pub mod wire;
+
+/// The y-websocket wire checker, from the protocol crate (where it is fuzzed).
+pub use partyline_protocol::yjs as wire;
 
 pub use doc::{LOG_BYTES_MAX, LOG_UPDATES_MAX, YDoc};
 
@@ -95,7 +100,7 @@ impl Party for Yjs {
     }
 
     async fn on_connect(&mut self, conn: &Connection, _ctx: &ConnectContext) -> Result<()> {
-        self.inner.on_connect(conn)
+        self.inner.on_connect(conn).await
     }
 
     /// Keystrokes that queue while the room waits for a write go together (see
@@ -120,7 +125,7 @@ impl Party for Yjs {
     }
 
     async fn on_request(&mut self, request: Request) -> Result<Response> {
-        Ok(self.inner.on_request(&request))
+        self.inner.on_request(&request).await
     }
 
     fn memory_bytes(&self) -> usize {
@@ -152,7 +157,8 @@ impl YRoom {
     }
 
     /// A new connection: the room's sync step 1, and everyone's awareness.
-    pub fn on_connect(&mut self, conn: &Connection) -> Result<()> {
+    pub async fn on_connect(&mut self, conn: &Connection) -> Result<()> {
+        self.doc.refresh().await?;
         conn.send(YMessage::Sync(SyncMessage::SyncStep1(self.doc.state_vector())).encode_v1())?;
         if let Some(everyone) = self.awareness_of_all(Some(conn.id()))? {
             conn.send(everyone)?;
@@ -167,6 +173,7 @@ impl YRoom {
         sender: &Connection,
         read_only: bool,
     ) -> Result<()> {
+        self.doc.refresh().await?;
         let mut pending = Pending::default();
         let taken = self.take(message, sender, read_only, &mut pending);
         self.flush(pending).await?;
@@ -184,6 +191,7 @@ impl YRoom {
         &mut self,
         batch: impl IntoIterator<Item = (Message, Connection, bool)>,
     ) -> Result<()> {
+        self.doc.refresh().await?;
         let mut pending = Pending::default();
         let mut failed = None;
         for (message, sender, read_only) in batch {
@@ -275,20 +283,48 @@ impl YRoom {
         Ok(())
     }
 
-    /// Stores each group of pending updates as one, applies it, and sends it to every
+    /// Applies and stores each group of pending updates as one, then sends it to every
     /// connection (but its sender, when one connection sent the whole group: the others'
-    /// changes are news to it, and applying an update twice changes nothing).
+    /// changes are news to it, and applying an update twice changes nothing). A group
+    /// `yrs` cannot apply closes its senders with 1007; a write that fails closes the
+    /// senders of every group not stored with 1011. Closed y-websocket clients reconnect
+    /// and sync, sending the room what it lacks, so nothing they typed is lost.
     async fn flush(&mut self, pending: Pending) -> Result<()> {
-        for group in pending.groups {
+        let mut groups = pending.groups.into_iter();
+        while let Some(group) = groups.next() {
+            let senders = group.senders;
             let Some((bytes, update)) = YDoc::merge(group.updates) else { continue };
-            self.doc.store(&bytes, update).await?;
+            match self.doc.commit(&bytes, update).await {
+                Ok(()) => {}
+                Err(e) if e.status() == 400 => {
+                    self.close_all(&senders, CloseCode::INVALID_PAYLOAD, &e.to_string());
+                    self.doc.refresh().await?;
+                    continue;
+                }
+                Err(e) => {
+                    let reason = "the document could not be stored; reconnect";
+                    self.close_all(&senders, CloseCode::INTERNAL_ERROR, reason);
+                    for later in groups {
+                        self.close_all(&later.senders, CloseCode::INTERNAL_ERROR, reason);
+                    }
+                    return Err(e);
+                }
+            }
             let out = YMessage::Sync(SyncMessage::Update(bytes)).encode_v1();
-            match &group.senders[..] {
+            match &senders[..] {
                 [one] => self.room.broadcast(out, &[one.as_str()])?,
                 _ => self.room.broadcast(out, &[])?,
             }
         }
         Ok(())
+    }
+
+    fn close_all(&self, ids: &[String], code: CloseCode, reason: &str) {
+        for id in ids {
+            if let Ok(Some(conn)) = self.room.connection(id) {
+                conn.close(code, reason);
+            }
+        }
     }
 
     /// A connection left: its awareness clients are announced gone.
@@ -304,13 +340,15 @@ impl YRoom {
     }
 
     /// `GET`: the document as one binary update, or with `?text=<name>` that `Y.Text`.
-    pub fn on_request(&self, request: &Request) -> Response {
+    pub async fn on_request(&mut self, request: &Request) -> Result<Response> {
         if request.method != "GET" && request.method != "HEAD" {
-            return Response::text(405, "GET the document\n").with_header("allow", "GET, HEAD");
+            let refused = Response::text(405, "GET the document\n");
+            return Ok(refused.with_header("allow", "GET, HEAD"));
         }
+        self.doc.refresh().await?;
         let query = request.target.split_once('?').map_or("", |(_, q)| q);
         let text = query.split('&').find_map(|kv| kv.strip_prefix("text="));
-        match text {
+        Ok(match text {
             Some(name) => {
                 let name = partyline_protocol::route::percent_decode(name);
                 Response::text(200, self.doc.text(&name))
@@ -318,7 +356,7 @@ impl YRoom {
             None => Response::new(200)
                 .with_header("content-type", "application/octet-stream")
                 .with_body(self.doc.encode()),
-        }
+        })
     }
 
     /// Every connection's awareness (but `except`'s) as one message, if any.

@@ -8,7 +8,8 @@
 //! bytes left to hold it, any length past the end, any nesting deeper than
 //! [`ANY_DEPTH_MAX`], and any bytes left over; only a message that passes is given to
 //! `yrs`. Several messages in one WebSocket message are allowed, as y-protocols' readers
-//! allow them.
+//! allow them. (The engine's `yjs` party uses it; the `yjs_messages` fuzz target drives it
+//! with `yrs` behind it.)
 
 /// `messageSync`, `messageAwareness`, `messageAuth`, `messageQueryAwareness`.
 pub const MSG_SYNC: u64 = 0;

@@ -1,6 +1,6 @@
 //! Property tests: encode -> decode round-trips for frames and chunked bodies, streaming
-//! UTF-8 validation equal to whole-input validation for any split, and no panic on
-//! arbitrary input in any parser.
+//! UTF-8 validation equal to whole-input validation for any split, no panic on arbitrary
+//! input in any parser, and y-websocket messages the checker passes safe for `yrs`.
 
 use partyline_protocol::http::{BodyDecoder, BodyKind, HeadParser, HttpLimits};
 use partyline_protocol::route::{self, RouteConfig};
@@ -205,5 +205,52 @@ proptest! {
     #[test]
     fn routing_never_panics(target in "[/a-z%?=&_.]{0,40}") {
         let _ = route::parse(&target, &RouteConfig::default()).map(|r| r.map(|r| r.connection_id()));
+    }
+
+    /// Real y-websocket messages with bytes changed: the checker never panics, and what it
+    /// accepts `yrs` reads and applies without panicking (the fuzz target `yjs_messages`
+    /// runs the same property at length).
+    #[test]
+    fn yjs_messages_the_checker_passes_are_safe_for_yrs(
+        text in "[a-z ]{1,12}",
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut message = yjs_update_message(&text);
+        for (at, byte) in edits {
+            let i = at.index(message.len());
+            message[i] = byte;
+        }
+        message.truncate(cut.index(message.len() + 1).max(1));
+        if partyline_protocol::yjs::check(&message).is_ok() {
+            read_with_yrs(&message);
+        }
+    }
+}
+
+/// A sync update message inserting `text` into a fresh document's `Y.Text` "t".
+fn yjs_update_message(text: &str) -> Vec<u8> {
+    use yrs::updates::encoder::Encode;
+    use yrs::{Doc, ReadTxn, Text, Transact};
+    let doc = Doc::new();
+    doc.get_or_insert_text("t").insert(&mut doc.transact_mut(), 0, text);
+    let update = doc.transact().encode_state_as_update_v1(&Default::default());
+    yrs::sync::Message::Sync(yrs::sync::SyncMessage::Update(update)).encode_v1()
+}
+
+/// What the `yjs` party does with a checked message: read it, decode and apply its updates.
+fn read_with_yrs(message: &[u8]) {
+    use yrs::sync::{Message, MessageReader, SyncMessage};
+    use yrs::updates::decoder::{Decode, DecoderV1};
+    use yrs::{Doc, Transact, Update};
+    let doc = Doc::new();
+    let mut decoder = DecoderV1::from(message);
+    for m in MessageReader::new(&mut decoder) {
+        let Ok(m) = m else { break };
+        if let Message::Sync(SyncMessage::SyncStep2(u) | SyncMessage::Update(u)) = m
+            && let Ok(update) = Update::decode_v1(&u)
+        {
+            let _ = doc.transact_mut().apply_update(update);
+        }
     }
 }

@@ -102,10 +102,28 @@ impl<'a> Reader<'a> {
     }
 
     /// lib0 `readVarString` (UTF-8).
-    fn string(&mut self) -> Checked<()> {
+    fn string(&mut self) -> Checked<&'a str> {
         let bytes = self.buf()?;
-        std::str::from_utf8(bytes).map_err(|_| Malformed("a string that is not UTF-8"))?;
-        Ok(())
+        std::str::from_utf8(bytes).map_err(|_| Malformed("a string that is not UTF-8"))
+    }
+
+    /// A clock or a length: `yrs` reads them as 32-bit numbers and wraps larger ones
+    /// silently, so a larger one is refused.
+    fn clock(&mut self) -> Checked<u64> {
+        let n = self.var_uint()?;
+        if n > u64::from(u32::MAX) {
+            return Err(Malformed("a clock or length past 32 bits"));
+        }
+        Ok(n)
+    }
+}
+
+/// `clock + len` as the end of a range of clocks, refused past 32 bits (`yrs` adds them in
+/// 32 bits, and an overflow panics or wraps).
+fn range_end(clock: u64, len: u64) -> Checked<u64> {
+    match clock.checked_add(len) {
+        Some(end) if end <= u64::from(u32::MAX) => Ok(end),
+        _ => Err(Malformed("a range of clocks past 32 bits")),
     }
 }
 
@@ -135,8 +153,8 @@ pub fn check(message: &[u8]) -> Checked<()> {
 pub fn state_vector(bytes: &[u8]) -> Checked<()> {
     let mut r = Reader { bytes, at: 0 };
     for _ in 0..r.count(2)? {
-        r.var_uint()?;
-        r.var_uint()?;
+        r.var_uint()?; // client
+        r.clock()?;
     }
     end(&r)
 }
@@ -161,39 +179,37 @@ pub fn update_v1(bytes: &[u8]) -> Checked<()> {
     for _ in 0..r.count(3)? {
         let structs = r.count(2)?;
         r.var_uint()?; // client
-        r.var_uint()?; // clock
+        let mut clock = r.clock()?;
         for _ in 0..structs {
-            block(&mut r)?;
+            clock = range_end(clock, block(&mut r)?)?;
         }
     }
     for _ in 0..r.count(2)? {
         r.var_uint()?; // client
         for _ in 0..r.count(2)? {
-            r.var_uint()?; // clock
-            r.var_uint()?; // length
+            let clock = r.clock()?;
+            range_end(clock, r.clock()?)?;
         }
     }
     end(&r)
 }
 
-/// One struct: a GC or Skip range, or an item with its origins, parent and content.
-fn block(r: &mut Reader<'_>) -> Checked<()> {
+/// One struct: a GC or Skip range, or an item with its origins, parent and content; its
+/// length in clocks.
+fn block(r: &mut Reader<'_>) -> Checked<u64> {
     let info = r.u8()?;
     match info & 0b1_1111 {
-        0 | 10 => {
-            r.var_uint()?; // GC or Skip: a length
-            return Ok(());
-        }
+        0 | 10 => return r.clock(), // GC or Skip: a length
         1..=9 => {}
         _ => return Err(Malformed("an unknown struct")),
     }
     if info & 0x80 != 0 {
         r.var_uint()?; // origin
-        r.var_uint()?;
+        r.clock()?;
     }
     if info & 0x40 != 0 {
         r.var_uint()?; // right origin
-        r.var_uint()?;
+        r.clock()?;
     }
     if info & 0xc0 == 0 {
         // No origins: the parent is named, by a root type's key or an item's id.
@@ -201,28 +217,35 @@ fn block(r: &mut Reader<'_>) -> Checked<()> {
             r.string()?;
         } else {
             r.var_uint()?;
-            r.var_uint()?;
+            r.clock()?;
         }
         if info & 0x20 != 0 {
             r.string()?; // parent sub (a map key)
         }
     }
-    match info & 0b1_1111 {
-        1 => {
-            r.var_uint()?; // deleted: a length
-        }
+    Ok(match info & 0b1_1111 {
+        1 => r.clock()?, // deleted: a length
         2 => {
-            for _ in 0..r.count(1)? {
+            let n = r.count(1)?;
+            for _ in 0..n {
                 r.string()?; // JSON, each a string
             }
+            n as u64
         }
         3 => {
             r.buf()?; // binary
+            1
         }
-        4 | 5 => r.string()?, // string; embed (JSON as a string)
+        // A string counts its UTF-16 units, as Yjs does.
+        4 => r.string()?.encode_utf16().count() as u64,
+        5 => {
+            r.string()?; // embed (JSON as a string)
+            1
+        }
         6 => {
             r.string()?; // format: key, then JSON
             r.string()?;
+            1
         }
         7 => {
             // A type: XmlElement (3) and XmlHook (5) carry a name.
@@ -230,18 +253,21 @@ fn block(r: &mut Reader<'_>) -> Checked<()> {
             if type_ref == 3 || type_ref == 5 {
                 r.string()?;
             }
+            1
         }
         8 => {
-            for _ in 0..r.count(1)? {
+            let n = r.count(1)?;
+            for _ in 0..n {
                 any(r, 0)?;
             }
+            n as u64
         }
         _ => {
             r.string()?; // a subdocument: its guid, then its options
             any(r, 0)?;
+            1
         }
-    }
-    Ok(())
+    })
 }
 
 /// lib0 `readAny`.
@@ -258,7 +284,9 @@ fn any(r: &mut Reader<'_>, depth: usize) -> Checked<()> {
         123 | 122 => {
             r.take(8)?;
         }
-        119 => r.string()?,
+        119 => {
+            r.string()?;
+        }
         118 => {
             for _ in 0..r.count(2)? {
                 r.string()?;
@@ -355,6 +383,29 @@ mod tests {
         let mut deep = vec![1, 1, 1, 0, 8, 1, 0x01];
         deep.extend(std::iter::repeat_n([117u8, 1], 100).flatten());
         assert!(update_v1(&deep).is_err());
+    }
+
+    /// `yrs` reads clocks and lengths as 32-bit numbers, wrapping larger ones, and adds a
+    /// range's clock and length in 32 bits (an overflow panics in debug builds: found by
+    /// the `yjs_messages` fuzz target, in a delete-set range).
+    #[test]
+    fn clocks_and_ranges_past_32_bits_are_refused() {
+        // The fuzz target's crash: a sync step 2 whose delete set ends past 2^32.
+        let crash = [
+            0, 1, 50, 0, 1, 37, 12, 3, 10, 0, 0, 0, 0, 0, 0, 0, 12, 3, 255, 255, 255, 12, 3, 255,
+            255, 255, 255, 255, 86, 212, 19, 151, 0, 68, 0, 0, 0, 0, 255, 255, 255, 255, 255, 0,
+            255, 255, 255, 255, 131, 255, 255, 12, 3,
+        ];
+        assert!(check(&crash).is_err());
+        // A delete-set range: clock 2^32 - 2, length 5.
+        let range = [0, 1, 1, 1, 0xfe, 0xff, 0xff, 0xff, 0x0f, 5];
+        assert_eq!(update_v1(&range), Err(Malformed("a range of clocks past 32 bits")));
+        assert!(update_v1(&[0, 1, 1, 1, 0xfe, 0xff, 0xff, 0xff, 0x0f, 1]).is_ok(), "it fits");
+        // A clock of 2^32 in a state vector.
+        assert!(state_vector(&[1, 1, 0x80, 0x80, 0x80, 0x80, 0x10]).is_err());
+        // Structs whose lengths run past 2^32: a skip of 2^32 - 1 clocks from clock 5.
+        let skip = [1, 1, 1, 5, 10, 0xff, 0xff, 0xff, 0xff, 0x0f, 0];
+        assert_eq!(update_v1(&skip), Err(Malformed("a range of clocks past 32 bits")));
     }
 
     #[test]

@@ -181,7 +181,12 @@ pub fn update_v1(bytes: &[u8]) -> Checked<()> {
         r.var_uint()?; // client
         let mut clock = r.clock()?;
         for _ in 0..structs {
-            clock = range_end(clock, block(&mut r)?)?;
+            // Yjs never writes an empty struct, and `yrs` computes `len - 1` of one.
+            let len = block(&mut r)?;
+            if len == 0 {
+                return Err(Malformed("a struct of no length"));
+            }
+            clock = range_end(clock, len)?;
         }
     }
     for _ in 0..r.count(2)? {
@@ -406,6 +411,20 @@ mod tests {
         // Structs whose lengths run past 2^32: a skip of 2^32 - 1 clocks from clock 5.
         let skip = [1, 1, 1, 5, 10, 0xff, 0xff, 0xff, 0xff, 0x0f, 0];
         assert_eq!(update_v1(&skip), Err(Malformed("a range of clocks past 32 bits")));
+    }
+
+    /// A struct of no length (`yrs` computes its last clock as `len - 1`: the fuzz target's
+    /// second crash, a GC of length 0); an empty string or array is one too.
+    #[test]
+    fn structs_of_no_length_are_refused() {
+        let crash = [0, 1, 7, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 1, 0];
+        assert!(check(&crash).is_err());
+        assert_eq!(update_v1(&[1, 1, 0, 0, 0, 0, 0]), Err(Malformed("a struct of no length")));
+        // An empty string item under root type "t".
+        let empty = [1, 1, 0, 0, 4, 1, 1, b't', 0, 0];
+        assert_eq!(update_v1(&empty), Err(Malformed("a struct of no length")));
+        let one = [1, 1, 0, 0, 4, 1, 1, b't', 1, b'x', 0];
+        assert!(update_v1(&one).is_ok());
     }
 
     #[test]

@@ -7,6 +7,9 @@
 //! (symlinks are followed only when they resolve inside the folder), and a request path
 //! with `..` or `.` segments, encoded or not, finds nothing. Bounded by [`ASSETS_BYTES_MAX`]
 //! and [`ASSETS_FILES_MAX`]: a larger folder is refused at start, naming the limit.
+//! [`StaticFiles`] holds the table a server serves: SIGHUP reads the folder again and, if
+//! it reads within the limits, swaps the new table in (a request already answering keeps
+//! the one it took); if not, the old one stays and the error is logged.
 
 use bytes::Bytes;
 use partyline_protocol::http::Response;
@@ -239,5 +242,48 @@ mod tests {
         assert_eq!(a.respond("GET", "/", Some("\"other\"")).unwrap().status(), 200);
         assert_eq!(a.respond("POST", "/", None).unwrap().status(), 405);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// The files a server serves, replaceable while it runs: a `serve` folder read again on
+/// SIGHUP ([`StaticFiles::reload`]), or a fixed table (the welcome page). Shards take the
+/// current table for each request (a read lock and a reference count, uncontended but for
+/// the rare swap), as TLS takes the current certificate.
+#[derive(Debug)]
+pub struct StaticFiles {
+    /// The folder read again on reload; `None` for a fixed table.
+    folder: Option<PathBuf>,
+    current: std::sync::RwLock<std::sync::Arc<Assets>>,
+}
+
+impl StaticFiles {
+    /// The files of `folder`, read now (blocking).
+    pub fn folder(folder: &Path) -> Result<StaticFiles, String> {
+        let assets = Assets::load(folder)?;
+        Ok(StaticFiles {
+            folder: Some(folder.to_owned()),
+            current: std::sync::RwLock::new(std::sync::Arc::new(assets)),
+        })
+    }
+
+    /// A table that never changes.
+    pub fn fixed(assets: Assets) -> StaticFiles {
+        StaticFiles { folder: None, current: std::sync::RwLock::new(std::sync::Arc::new(assets)) }
+    }
+
+    /// The table to answer from now.
+    pub fn current(&self) -> std::sync::Arc<Assets> {
+        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Reads the folder again (blocking: not on a shard); on success later requests see
+    /// the new files and the count is returned. `Ok(None)` for a fixed table; on an error
+    /// the old files stay.
+    pub fn reload(&self) -> Result<Option<usize>, String> {
+        let Some(folder) = &self.folder else { return Ok(None) };
+        let assets = Assets::load(folder)?;
+        let files = assets.len();
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = std::sync::Arc::new(assets);
+        Ok(Some(files))
     }
 }

@@ -32,7 +32,8 @@ pub struct ServeArgs {
     /// Which node of the config's `[cluster]` list this process is.
     #[arg(long, value_name = "ID")]
     pub node: Option<String>,
-    /// A folder of static files to serve for paths that are not party paths.
+    /// A folder of static files to serve for paths that are not party paths (read again on
+    /// SIGHUP).
     #[arg(long, value_name = "DIR")]
     pub serve: Option<PathBuf>,
     /// How log lines are written: `text`, or `json` (one object per line) [default: text].

@@ -137,12 +137,15 @@ impl Server {
         })?;
         let assets = match &self.config.serve {
             Some(folder) => {
-                let assets = crate::assets::Assets::load(folder)
+                let files = crate::assets::StaticFiles::folder(folder)
                     .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-                tracing::info!(folder = %folder.display(), files = assets.len(), "serving static files");
-                Some(Arc::new(assets))
+                let count = files.current().len();
+                tracing::info!(folder = %folder.display(), files = count, "serving static files");
+                Some(Arc::new(files))
             }
-            None if self.welcome => Some(Arc::new(crate::assets::Assets::welcome())),
+            None if self.welcome => {
+                Some(Arc::new(crate::assets::StaticFiles::fixed(crate::assets::Assets::welcome())))
+            }
             None => None,
         };
         let tls = match (&self.config.tls_cert, &self.config.tls_key) {
@@ -269,7 +272,7 @@ impl Server {
             members: members.clone(),
             links: links.as_ref().map(|l| l.links.clone()),
             queries: query_rx,
-            assets,
+            assets: assets.clone(),
             tls: tls.clone(),
         });
         let mut handles = Vec::with_capacity(count);
@@ -314,6 +317,7 @@ impl Server {
             store,
             links,
             tls,
+            assets,
         })
     }
 
@@ -359,9 +363,9 @@ impl Server {
     }
 
     /// Starts, then runs until SIGTERM or SIGINT, then drains ([`RunningServer::drain`])
-    /// and exits; SIGHUP reloads the TLS certificate and key. Installs a logger
-    /// (`RUST_LOG`, `info` by default) if the program has none, so the server says where
-    /// it listens and what fails.
+    /// and exits; SIGHUP reloads the TLS certificate and key and the `serve` folder.
+    /// Installs a logger (`RUST_LOG`, `info` by default) if the program has none, so the
+    /// server says where it listens and what fails.
     pub fn serve(self) -> io::Result<()> {
         install_logger(self.config.log_format);
         let running = self.start()?;
@@ -377,6 +381,11 @@ impl Server {
                     Ok(true) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
                     Ok(false) => tracing::info!("SIGHUP: no TLS configured; nothing to reload"),
                     Err(e) => tracing::error!("SIGHUP: {e}; the previous certificate stays"),
+                }
+                match running.reload_static() {
+                    Ok(Some(files)) => tracing::info!(files, "SIGHUP: serve folder reloaded"),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!("SIGHUP: {e}; the files served so far stay"),
                 }
             }
         }
@@ -423,6 +432,7 @@ pub struct RunningServer {
     store: partyline_storage::Store,
     links: Option<LinkThread>,
     tls: Option<Arc<crate::tls::Tls>>,
+    assets: Option<Arc<crate::assets::StaticFiles>>,
 }
 
 impl RunningServer {
@@ -438,6 +448,16 @@ impl RunningServer {
         match &self.tls {
             Some(tls) => tls.reload().map(|()| true),
             None => Ok(false),
+        }
+    }
+
+    /// Reads the `serve` folder again (what SIGHUP does): later requests get the new
+    /// files, with their new ETags. `Ok(None)` without a folder; on an error (a folder
+    /// gone or past its limits) the files served so far stay.
+    pub fn reload_static(&self) -> Result<Option<usize>, String> {
+        match &self.assets {
+            Some(files) => files.reload(),
+            None => Ok(None),
         }
     }
 

@@ -149,7 +149,7 @@ fn a_reload_serves_the_new_certificate_to_new_connections_only() {
     srv.shutdown().unwrap();
 }
 
-/// The binary: `--tls-cert`/`--tls-key`, and SIGHUP reloading them.
+/// The binary: `--tls-cert`/`--tls-key` and `--serve`, and SIGHUP reloading them.
 #[test]
 fn the_binary_serves_tls_and_reloads_on_sighup() {
     let pki = Pki::new();
@@ -157,11 +157,20 @@ fn the_binary_serves_tls_and_reloads_on_sighup() {
     let data = data_dir();
     let path = |p: &std::path::Path| p.to_str().expect("utf-8 path").to_owned();
     let (cert, key) = (path(&pki.cert()), path(&pki.key()));
-    let mut served =
-        Served::start(&data, &["--shards", "1", "--tls-cert", &cert, "--tls-key", &key]);
+    let public = data.with_extension("public");
+    std::fs::create_dir_all(&public).unwrap();
+    std::fs::write(public.join("index.html"), "version one").unwrap();
+    let folder = path(&public);
+    let mut served = Served::start(
+        &data,
+        &["--shards", "1", "--tls-cert", &cert, "--tls-key", &key, "--serve", &folder],
+    );
     let addr = served.addr;
     let page = pki.https(addr, "GET", "/", "");
-    assert!(page.starts_with("HTTP/1.1 200"), "the welcome page over https: {page}");
+    assert!(page.starts_with("HTTP/1.1 200"), "the serve folder over https: {page}");
+    assert!(page.ends_with("version one"), "{page}");
+    // A deploy: new static files, served after the same SIGHUP.
+    std::fs::write(public.join("index.html"), "version two").unwrap();
     let ws = pki.wss(addr, "/parties/main/hup");
     assert_eq!(peer_leaf(ws.get_ref()), first);
     let second = pki.issue();
@@ -177,6 +186,12 @@ fn the_binary_serves_tls_and_reloads_on_sighup() {
         assert!(Instant::now() < deadline, "SIGHUP did not reload the certificate");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // The folder is reloaded right after the certificate, on the same signal.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !pki.https(addr, "GET", "/", "").ends_with("version two") {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload the serve folder");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     // SAFETY: as above.
     unsafe { libc::kill(pid, libc::SIGTERM) };
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -190,11 +205,13 @@ fn the_binary_serves_tls_and_reloads_on_sighup() {
     assert!(status.success(), "{}", served.log());
     // The log is read by a thread: give it a moment to catch up with the exit.
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !served.log().contains("TLS certificate and key reloaded") && Instant::now() < deadline {
+    while !served.log().contains("serve folder reloaded") && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     let log = served.log();
     assert!(log.contains("TLS certificate and key reloaded"), "{log}");
+    assert!(log.contains("serve folder reloaded"), "{log}");
+    let _ = std::fs::remove_dir_all(public);
 }
 
 /// A TLS client that stops reading: its queue and sealed records count against the output

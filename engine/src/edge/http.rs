@@ -366,7 +366,7 @@ async fn room_request(edge: &Edge, gates: Gates, key: RoomKey, request: Request)
 /// folder, then 404.
 async fn fetch(edge: &Edge, request: Request) -> Response {
     let static_file = |request: &Request| {
-        let assets = edge.assets.as_ref()?;
+        let assets = edge.assets.as_ref()?.current();
         assets.respond(&request.method, &request.target, request.header("if-none-match"))
     };
     let Some(on_fetch) = edge.on_fetch else {
@@ -383,7 +383,7 @@ async fn fetch(edge: &Edge, request: Request) -> Response {
         Some(Ok(None)) => edge
             .assets
             .as_ref()
-            .and_then(|a| a.respond(&method, &target, etag.as_deref()))
+            .and_then(|a| a.current().respond(&method, &target, etag.as_deref()))
             .unwrap_or_else(|| Response::text(404, "Not found\n")),
         Some(Err(_)) => Response::text(500, "internal error\n"),
         None => Response::text(504, "on_fetch timed out\n"),

@@ -71,7 +71,7 @@ pub(crate) struct Edge {
     gates: Arc<HashMap<String, Gates>>,
     on_fetch: Option<FetchHandler>,
     /// The `serve` folder's files, answered after `on_fetch`.
-    assets: Option<Arc<crate::assets::Assets>>,
+    assets: Option<Arc<crate::assets::StaticFiles>>,
     /// TLS on the client listener, if configured.
     tls: Option<Arc<crate::tls::Tls>>,
     started: Instant,
@@ -106,7 +106,7 @@ impl Edge {
         runtime: Rc<Runtime>,
         gates: Arc<HashMap<String, Gates>>,
         on_fetch: Option<FetchHandler>,
-        assets: Option<Arc<crate::assets::Assets>>,
+        assets: Option<Arc<crate::assets::StaticFiles>>,
         tls: Option<Arc<crate::tls::Tls>>,
     ) -> std::io::Result<Rc<Edge>> {
         let parking = Rc::new(Parking::new()?);

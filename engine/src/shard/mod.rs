@@ -49,7 +49,7 @@ pub(crate) struct ShardSetup {
     /// Other nodes' links, in a cluster.
     pub links: Option<Arc<NodeLinks>>,
     /// The `serve` folder's files, if any.
-    pub assets: Option<Arc<crate::assets::Assets>>,
+    pub assets: Option<Arc<crate::assets::StaticFiles>>,
     /// TLS on the client listener, if configured.
     pub tls: Option<Arc<crate::tls::Tls>>,
     /// Each shard's questions from the admin listener.

@@ -41,5 +41,5 @@ fn a_new_project_builds_and_its_test_passes() {
     let said =
         String::from_utf8_lossy(&test.stdout).into_owned() + &String::from_utf8_lossy(&test.stderr);
     assert!(test.status.success(), "cargo test in the new project failed:\n{said}");
-    assert!(said.contains("1 passed"), "{said}");
+    assert!(said.contains("2 passed"), "both template tests run: {said}");
 }

@@ -334,3 +334,30 @@ fn a_failed_write_sends_nothing_on_and_closes_the_sender() {
     assert!(room.received(&b).is_empty(), "nothing unstored is sent on");
     assert!(room.broadcasts().is_empty());
 }
+
+/// A batch larger than `BATCH_BYTES_MAX` is stored in groups of at most that (or one
+/// larger update), one write and one message each.
+#[test]
+fn a_large_batch_is_stored_in_groups_of_bounded_size() {
+    use partyline::parties::Yjs;
+    use partyline::parties::yjs::BATCH_BYTES_MAX;
+    use partyline::{Message, TestRoom};
+    let mut room = TestRoom::<Yjs>::new("yjs", "large");
+    let (a, b, c) = (room.connect("a"), room.connect("b"), room.connect("c"));
+    room.received(&c);
+    let big = |client: u64| -> Message {
+        let doc = Doc::with_client_id(client);
+        let text = "x".repeat(BATCH_BYTES_MAX * 2 / 3);
+        doc.get_or_insert_text("t").insert(&mut doc.transact_mut(), 0, &text);
+        let update = doc.transact().encode_state_as_update_v1(&Default::default());
+        YMessage::Sync(SyncMessage::Update(update)).encode_v1().into()
+    };
+    room.send_batch(vec![(&a, big(1)), (&b, big(2)), (&a, big(3))]);
+    // One message per write, each of one update (the log was then compacted).
+    let got = room.received(&c);
+    assert_eq!(got.len(), 3, "one message per write");
+    assert!(got.iter().all(|m| m.len() < BATCH_BYTES_MAX), "each holds one update");
+    assert!(room.stored("y:s:0000").is_some(), "compacted into a snapshot");
+    let r = room.request(partyline::Request::new("GET", "/parties/yjs/large?text=t"));
+    assert_eq!(r.body().len(), BATCH_BYTES_MAX * 2 / 3 * 3);
+}

@@ -37,8 +37,13 @@ use yrs::sync::{AwarenessUpdate, Message as YMessage, MessageReader, SyncMessage
 use yrs::updates::decoder::DecoderV1;
 use yrs::updates::encoder::Encode;
 
-/// Bytes of updates merged into one durable write: a batch past it is stored in parts.
+/// Bytes of updates merged into one durable write: a batch past it is stored in parts,
+/// each as it fills (so a batch never holds much more than this decoded).
 pub const BATCH_BYTES_MAX: usize = 1024 * 1024;
+
+/// The close reason of a connection whose update could not be stored: its client
+/// reconnects and syncs, sending the room what it lacks.
+const UNSTORED: &str = "the document could not be stored; reconnect";
 
 /// Document updates taken from a batch of messages and not yet stored: groups of at most
 /// [`BATCH_BYTES_MAX`] (or one larger update), each to be one write.
@@ -56,6 +61,10 @@ struct Group {
 }
 
 impl Pending {
+    fn bytes(&self) -> usize {
+        self.groups.iter().map(|g| g.bytes).sum()
+    }
+
     fn push(&mut self, update: Vec<u8>, decoded: yrs::Update, sender: &str) {
         let full = self
             .groups
@@ -181,22 +190,38 @@ impl YRoom {
     }
 
     /// Messages that queued together, each with its sender and whether it is read-only:
-    /// handled in order, except that their document updates are merged, stored with one
-    /// durable write, applied, and sent on as one update (a write per
+    /// handled in order, except that their document updates are merged, applied, stored
+    /// with one durable write and sent on as one update (a write per
     /// [`BATCH_BYTES_MAX`]), so a busy document pays a write and a round of socket writes
     /// per batch rather than per keystroke. Nothing is sent on before it is durable. A
     /// message's own failure (a send refused) does not stop the others; the first is
-    /// returned at the end.
+    /// returned at the end. If storage fails, every sender whose updates were not stored
+    /// (and every sender the batch had not reached) is closed with 1011.
     pub async fn on_messages(
         &mut self,
         batch: impl IntoIterator<Item = (Message, Connection, bool)>,
     ) -> Result<()> {
-        self.doc.refresh().await?;
+        let mut batch = batch.into_iter();
+        if let Err(e) = self.doc.refresh().await {
+            for (_, sender, _) in batch {
+                sender.close(CloseCode::INTERNAL_ERROR, UNSTORED);
+            }
+            return Err(e);
+        }
         let mut pending = Pending::default();
         let mut failed = None;
-        for (message, sender, read_only) in batch {
+        while let Some((message, sender, read_only)) = batch.next() {
             if let Err(e) = self.take(message, &sender, read_only, &mut pending) {
                 failed.get_or_insert(e);
+            }
+            // Stored as it fills, so a batch holds at most about this much decoded.
+            if pending.bytes() >= BATCH_BYTES_MAX
+                && let Err(e) = self.flush(std::mem::take(&mut pending)).await
+            {
+                for (_, sender, _) in batch {
+                    sender.close(CloseCode::INTERNAL_ERROR, UNSTORED);
+                }
+                return Err(e);
             }
         }
         self.flush(pending).await?;
@@ -302,10 +327,9 @@ impl YRoom {
                     continue;
                 }
                 Err(e) => {
-                    let reason = "the document could not be stored; reconnect";
-                    self.close_all(&senders, CloseCode::INTERNAL_ERROR, reason);
+                    self.close_all(&senders, CloseCode::INTERNAL_ERROR, UNSTORED);
                     for later in groups {
-                        self.close_all(&later.senders, CloseCode::INTERNAL_ERROR, reason);
+                        self.close_all(&later.senders, CloseCode::INTERNAL_ERROR, UNSTORED);
                     }
                     return Err(e);
                 }

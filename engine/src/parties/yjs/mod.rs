@@ -182,11 +182,7 @@ impl YRoom {
         sender: &Connection,
         read_only: bool,
     ) -> Result<()> {
-        self.doc.refresh().await?;
-        let mut pending = Pending::default();
-        let taken = self.take(message, sender, read_only, &mut pending);
-        self.flush(pending).await?;
-        taken
+        self.on_messages([(message, sender.clone(), read_only)]).await
     }
 
     /// Messages that queued together, each with its sender and whether it is read-only:

@@ -377,15 +377,20 @@ impl Server {
         while !signalled.load(Ordering::Relaxed) {
             std::thread::sleep(std::time::Duration::from_millis(50));
             if hangup.swap(false, Ordering::Relaxed) {
-                match running.reload_tls() {
+                let tls = running.reload_tls();
+                match &tls {
                     Ok(true) => tracing::info!("SIGHUP: TLS certificate and key reloaded"),
-                    Ok(false) => tracing::info!("SIGHUP: no TLS configured; nothing to reload"),
+                    Ok(false) => {}
                     Err(e) => tracing::error!("SIGHUP: {e}; the previous certificate stays"),
                 }
-                match running.reload_static() {
+                let files = running.reload_static();
+                match &files {
                     Ok(Some(files)) => tracing::info!(files, "SIGHUP: serve folder reloaded"),
                     Ok(None) => {}
                     Err(e) => tracing::error!("SIGHUP: {e}; the files served so far stay"),
+                }
+                if matches!((tls, files), (Ok(false), Ok(None))) {
+                    tracing::info!("SIGHUP: no TLS and no serve folder; nothing to reload");
                 }
             }
         }

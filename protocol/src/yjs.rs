@@ -218,11 +218,17 @@ fn block(r: &mut Reader<'_>) -> Checked<u64> {
     }
     if info & 0xc0 == 0 {
         // No origins: the parent is named, by a root type's key or an item's id.
-        if r.var_uint()? == 1 {
-            r.string()?;
-        } else {
-            r.var_uint()?;
-            r.clock()?;
+        // `yrs` reads the flag as 32 bits (wrapping) and tests for 1: anything but 0 or 1
+        // would make the two readers part ways.
+        match r.var_uint()? {
+            1 => {
+                r.string()?;
+            }
+            0 => {
+                r.var_uint()?;
+                r.clock()?;
+            }
+            _ => return Err(Malformed("a parent that is neither a key nor an id")),
         }
         if info & 0x20 != 0 {
             r.string()?; // parent sub (a map key)
@@ -230,13 +236,9 @@ fn block(r: &mut Reader<'_>) -> Checked<u64> {
     }
     Ok(match info & 0b1_1111 {
         1 => r.clock()?, // deleted: a length
-        2 => {
-            let n = r.count(1)?;
-            for _ in 0..n {
-                r.string()?; // JSON, each a string
-            }
-            n as u64
-        }
+        // Legacy JSON content: Yjs no longer writes it, and `yrs` reads one string more
+        // than the count says (so the two readers would part ways).
+        2 => return Err(Malformed("legacy JSON content")),
         3 => {
             r.buf()?; // binary
             1
@@ -253,10 +255,14 @@ fn block(r: &mut Reader<'_>) -> Checked<u64> {
             1
         }
         7 => {
-            // A type: XmlElement (3) and XmlHook (5) carry a name.
-            let type_ref = r.var_uint()?;
-            if type_ref == 3 || type_ref == 5 {
-                r.string()?;
+            // A type, as `yrs` reads it: one byte; XmlElement (3) carries a name. XmlHook
+            // (5) is refused (Yjs writes a name, `yrs` reads none), so is a weak link (7).
+            match r.u8()? {
+                0 | 1 | 2 | 4 | 6 | 9 | 15 => {}
+                3 => {
+                    r.string()?;
+                }
+                _ => return Err(Malformed("a type this server does not read")),
             }
             1
         }
@@ -411,6 +417,24 @@ mod tests {
         // Structs whose lengths run past 2^32: a skip of 2^32 - 1 clocks from clock 5.
         let skip = [1, 1, 1, 5, 10, 0xff, 0xff, 0xff, 0xff, 0x0f, 0];
         assert_eq!(update_v1(&skip), Err(Malformed("a range of clocks past 32 bits")));
+    }
+
+    /// Where `yrs` reads differently from Yjs, the checker refuses rather than guess: the
+    /// review's input (legacy JSON content, which `yrs` reads one string past its count,
+    /// then a delete set announcing 2^32 - 1 ranges), a parent flag past 1, an XmlHook.
+    #[test]
+    fn where_yrs_and_yjs_read_differently_the_checker_refuses() {
+        let json =
+            [1, 1, 0, 0, 2, 1, 1, b't', 1, 1, b'1', 1, 0, 1, 0, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        assert_eq!(update_v1(&json), Err(Malformed("legacy JSON content")));
+        // Parent flag 2^32 + 1: yrs would see 1 (a root name), the checker an id.
+        let flag = [1, 1, 0, 0, 4, 0x81, 0x80, 0x80, 0x80, 0x10, 1, 1, b'x', 0];
+        assert!(update_v1(&flag).is_err());
+        // A type item: an XmlHook under root "t", then a Y.Map (accepted).
+        let hook = [1, 1, 0, 0, 7, 1, 1, b't', 5, 1, b'h', 0];
+        assert!(update_v1(&hook).is_err());
+        let map = [1, 1, 0, 0, 7, 1, 1, b't', 1, 0];
+        assert!(update_v1(&map).is_ok());
     }
 
     /// A struct of no length (`yrs` computes its last clock as `len - 1`: the fuzz target's

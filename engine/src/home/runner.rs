@@ -157,11 +157,19 @@ impl<P: Party> Runner<P> {
                 message_event(party, self.hook_timeout, &conn, message).await
             }
             RoomEvent::Messages(batch) => {
-                let batch: Vec<(crate::payload::Message, Connection)> = {
+                let mut batch: Vec<(crate::payload::Message, Connection)> = {
                     let mut registry = self.core.registry.borrow_mut();
                     batch.into_iter().filter_map(|(c, m)| Some((m, registry.get(c)?))).collect()
                 };
-                messages_event(party, self.hook_timeout, batch).await
+                // Connections gone since may leave one message, or none.
+                match batch.len() {
+                    0 => return,
+                    1 => {
+                        let (message, conn) = batch.pop().expect("one");
+                        message_event(party, self.hook_timeout, &conn, message).await
+                    }
+                    _ => messages_event(party, self.hook_timeout, batch).await,
+                }
             }
             RoomEvent::Close { conn, code, reason } => {
                 close(&self.core, party, self.hook_timeout, conn, code, &reason).await

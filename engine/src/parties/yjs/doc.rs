@@ -197,7 +197,11 @@ impl YDoc {
         self.log_bytes += bytes.len();
         if self.next_seq - self.first_seq > LOG_UPDATES_MAX as u64 || self.log_bytes > LOG_BYTES_MAX
         {
-            self.compact().await?;
+            // The update is stored either way: a compaction that fails is tried again at
+            // the next update, and `commit`'s `Err` keeps meaning "not stored".
+            if let Err(e) = self.compact().await {
+                tracing::warn!(error = %e, "yjs: compaction failed; the log stays");
+            }
         }
         Ok(())
     }

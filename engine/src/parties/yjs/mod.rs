@@ -54,10 +54,9 @@ struct Pending {
 
 #[derive(Default)]
 struct Group {
-    updates: Vec<(Vec<u8>, yrs::Update)>,
+    /// Each update as it came, decoded, and the connection it came from.
+    updates: Vec<(Vec<u8>, yrs::Update, Connection)>,
     bytes: usize,
-    /// The connections they came from.
-    senders: Vec<String>,
 }
 
 impl Pending {
@@ -65,7 +64,7 @@ impl Pending {
         self.groups.iter().map(|g| g.bytes).sum()
     }
 
-    fn push(&mut self, update: Vec<u8>, decoded: yrs::Update, sender: &str) {
+    fn push(&mut self, update: Vec<u8>, decoded: yrs::Update, sender: &Connection) {
         let full = self
             .groups
             .last()
@@ -75,10 +74,20 @@ impl Pending {
         }
         let group = self.groups.last_mut().expect("a group");
         group.bytes += update.len();
-        if !group.senders.iter().any(|s| s == sender) {
-            group.senders.push(sender.to_owned());
-        }
-        group.updates.push((update, decoded));
+        group.updates.push((update, decoded, sender.clone()));
+    }
+}
+
+impl Group {
+    fn senders(&self) -> impl Iterator<Item = &Connection> {
+        self.updates.iter().map(|(_, _, c)| c)
+    }
+}
+
+/// Closes `conns` (each once is enough; closing twice changes nothing).
+fn close_all<'c>(conns: impl IntoIterator<Item = &'c Connection>, code: CloseCode, reason: &str) {
+    for conn in conns {
+        conn.close(code, reason);
     }
 }
 
@@ -189,7 +198,10 @@ impl YRoom {
     /// handled in order, except that their document updates are merged, applied, stored
     /// with one durable write and sent on as one update (a write per
     /// [`BATCH_BYTES_MAX`]), so a busy document pays a write and a round of socket writes
-    /// per batch rather than per keystroke. Nothing is sent on before it is durable. A
+    /// per batch rather than per keystroke. Awareness and sync answers go out as each
+    /// message is read, document updates once stored: a peer may see a cursor a moment
+    /// before the edit it points into, as over any network. Nothing is sent on before it
+    /// is durable. A
     /// message's own failure (a send refused) does not stop the others; the first is
     /// returned at the end. If storage fails, every sender whose updates were not stored
     /// (and every sender the batch had not reached) is closed with 1011.
@@ -274,7 +286,7 @@ impl YRoom {
                             return Ok(());
                         }
                     };
-                    pending.push(update, decoded, sender.id());
+                    pending.push(update, decoded, sender);
                 }
                 YMessage::Awareness(update) => {
                     let mut mine: Awareness = sender.state_json()?.unwrap_or_default();
@@ -306,45 +318,111 @@ impl YRoom {
 
     /// Applies and stores each group of pending updates as one, then sends it to every
     /// connection (but its sender, when one connection sent the whole group: the others'
-    /// changes are news to it, and applying an update twice changes nothing). A group
-    /// `yrs` cannot apply closes its senders with 1007; a write that fails closes the
-    /// senders of every group not stored with 1011. Closed y-websocket clients reconnect
-    /// and sync, sending the room what it lacks, so nothing they typed is lost.
+    /// changes are news to it, and applying an update twice changes nothing). A write that
+    /// fails closes the senders of every group not stored with 1011; y-websocket clients
+    /// reconnect and sync, sending the room what it lacks, so nothing they typed is lost.
     async fn flush(&mut self, pending: Pending) -> Result<()> {
         let mut groups = pending.groups.into_iter();
         while let Some(group) = groups.next() {
-            let senders = group.senders;
-            let Some((bytes, update)) = YDoc::merge(group.updates) else { continue };
-            match self.doc.commit(&bytes, update).await {
-                Ok(()) => {}
-                Err(e) if e.status() == 400 => {
-                    self.close_all(&senders, CloseCode::INVALID_PAYLOAD, &e.to_string());
-                    self.doc.refresh().await?;
-                    continue;
+            if let Err(e) = self.store_group(group).await {
+                for later in groups {
+                    close_all(later.senders(), CloseCode::INTERNAL_ERROR, UNSTORED);
                 }
-                Err(e) => {
-                    self.close_all(&senders, CloseCode::INTERNAL_ERROR, UNSTORED);
-                    for later in groups {
-                        self.close_all(&later.senders, CloseCode::INTERNAL_ERROR, UNSTORED);
-                    }
-                    return Err(e);
-                }
-            }
-            let out = YMessage::Sync(SyncMessage::Update(bytes)).encode_v1();
-            match &senders[..] {
-                [one] => self.room.broadcast(out, &[one.as_str()])?,
-                _ => self.room.broadcast(out, &[])?,
+                return Err(e);
             }
         }
         Ok(())
     }
 
-    fn close_all(&self, ids: &[String], code: CloseCode, reason: &str) {
-        for id in ids {
-            if let Ok(Some(conn)) = self.room.connection(id) {
-                conn.close(code, reason);
+    /// One group: merged into one update if the merge checks and applies; otherwise (a
+    /// merge `yrs` got wrong, or an update that does not apply) one update at a time, so
+    /// only the sender of an update that does not apply is closed (1007). An `Err` is a
+    /// failed write or read; every sender of the group not stored has been closed (1011).
+    async fn store_group(&mut self, group: Group) -> Result<()> {
+        let mut updates = group.updates;
+        if updates.len() > 1 {
+            let (raw, decoded): (Vec<(Vec<u8>, Connection)>, Vec<yrs::Update>) =
+                updates.into_iter().map(|(b, u, c)| ((b, c), u)).unzip();
+            let merged = yrs::Update::merge_updates(decoded);
+            let bytes = merged.encode_v1();
+            let senders: Vec<&Connection> = raw.iter().map(|(_, c)| c).collect();
+            if wire::update_v1(&bytes).is_ok() {
+                if self.commit_and_send(bytes, merged, &senders).await? {
+                    return Ok(());
+                }
+                self.refresh_or_close(senders.iter().copied()).await?;
+            }
+            updates = Vec::with_capacity(raw.len());
+            for (bytes, sender) in raw {
+                if let Ok(Some(update)) = YDoc::check(&bytes) {
+                    updates.push((bytes, update, sender));
+                }
             }
         }
+        let mut updates = updates.into_iter();
+        while let Some((bytes, update, sender)) = updates.next() {
+            match self.commit_and_send(bytes, update, &[&sender]).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    sender.close(CloseCode::INVALID_PAYLOAD, "the update does not apply");
+                    let rest: Vec<Connection> =
+                        updates.as_slice().iter().map(|u| u.2.clone()).collect();
+                    self.refresh_or_close(rest.iter()).await?;
+                }
+                Err(e) => {
+                    close_all(
+                        updates.as_slice().iter().map(|u| &u.2),
+                        CloseCode::INTERNAL_ERROR,
+                        UNSTORED,
+                    );
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits one update and sends it on: `Ok(false)` if `yrs` cannot apply it (the
+    /// document is then stale), an `Err` (with `senders` closed, 1011) if it was not
+    /// stored. A send that fails after the write is logged: the update is stored, and a
+    /// client that missed it gets it when it syncs.
+    async fn commit_and_send(
+        &mut self,
+        bytes: Vec<u8>,
+        update: yrs::Update,
+        senders: &[&Connection],
+    ) -> Result<bool> {
+        match self.doc.commit(&bytes, update).await {
+            Ok(()) => {}
+            Err(e) if e.status() == 400 => return Ok(false),
+            Err(e) => {
+                close_all(senders.iter().copied(), CloseCode::INTERNAL_ERROR, UNSTORED);
+                return Err(e);
+            }
+        }
+        let out = YMessage::Sync(SyncMessage::Update(bytes)).encode_v1();
+        let first = senders.first().map(|c| c.id());
+        let one = first.filter(|id| senders.iter().all(|c| c.id() == *id));
+        let sent = match one {
+            Some(id) => self.room.broadcast(out, &[id]),
+            None => self.room.broadcast(out, &[]),
+        };
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "yjs: a stored update could not be sent on");
+        }
+        Ok(true)
+    }
+
+    /// Reads a stale document back; if that fails, `then_close` are closed (1011).
+    async fn refresh_or_close<'c>(
+        &mut self,
+        then_close: impl IntoIterator<Item = &'c Connection>,
+    ) -> Result<()> {
+        if let Err(e) = self.doc.refresh().await {
+            close_all(then_close, CloseCode::INTERNAL_ERROR, UNSTORED);
+            return Err(e);
+        }
+        Ok(())
     }
 
     /// A connection left: its awareness clients are announced gone.

@@ -365,22 +365,10 @@ impl<P: Party> Runner<P> {
                     .router
                     .to_edge(r.reply.to, ToEdge::Response { token: r.reply.token, response });
             }
-            RoomEvent::Message { conn, .. } => {
-                let close = ToEdge::Close {
-                    conn,
-                    code: CloseCode::INTERNAL_ERROR,
-                    reason: reason.to_owned(),
-                };
-                let _ = core.runtime.router.to_edge(conn.edge, close);
-            }
+            RoomEvent::Message { conn, .. } => close_with(core, conn, reason),
             RoomEvent::Messages(batch) => {
                 for (conn, _) in batch {
-                    let close = ToEdge::Close {
-                        conn,
-                        code: CloseCode::INTERNAL_ERROR,
-                        reason: reason.to_owned(),
-                    };
-                    let _ = core.runtime.router.to_edge(conn.edge, close);
+                    close_with(core, conn, reason);
                 }
             }
             RoomEvent::Close { conn, .. } => {
@@ -459,6 +447,12 @@ impl<P: Party> Runner<P> {
             tracing::error!(error = %e, "cannot reschedule the alarm");
         }
     }
+}
+
+/// Closes a connection the room cannot serve (its `on_start` failed) with 1011.
+fn close_with(core: &RoomCore, conn: ConnId, reason: &str) {
+    let close = ToEdge::Close { conn, code: CloseCode::INTERNAL_ERROR, reason: reason.to_owned() };
+    let _ = core.runtime.router.to_edge(conn.edge, close);
 }
 
 fn reply_connect(core: &RoomCore, conn: ConnId, outcome: ConnectOutcome) {
@@ -563,21 +557,13 @@ async fn message_event<P: Party>(
     }
 }
 
-/// A batch of messages ([`Party::MESSAGE_BATCH_MAX`] above 1): one `on_messages` call; a
-/// party that takes one message at a time gets them one by one, as always.
+/// A batch of messages ([`Party::MESSAGE_BATCH_MAX`] above 1: only such a party is given
+/// one): one `on_messages` call.
 async fn messages_event<P: Party>(
     party: &mut P,
     timeout: Duration,
     batch: Vec<(crate::payload::Message, Connection)>,
 ) -> Health {
-    if P::MESSAGE_BATCH_MAX <= 1 {
-        for (message, conn) in batch {
-            if message_event(party, timeout, &conn, message).await == Health::Poisoned {
-                return Health::Poisoned;
-            }
-        }
-        return Health::Fine;
-    }
     let senders: Vec<Connection> = {
         let mut senders: Vec<Connection> = Vec::new();
         for (_, conn) in &batch {

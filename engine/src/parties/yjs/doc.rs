@@ -17,7 +17,6 @@
 use super::wire;
 use crate::{Error, ListOptions, Result, Room, Storage};
 use yrs::updates::decoder::Decode;
-use yrs::updates::encoder::Encode;
 use yrs::{Doc, GetString, ReadTxn, StateVector, Transact, Update};
 
 /// Updates in the log past which the document is compacted into a snapshot.
@@ -156,19 +155,8 @@ impl YDoc {
         Ok((!decoded.is_empty()).then_some(decoded))
     }
 
-    /// Checked updates as one: the update and its encoding (the encoding as it came when
-    /// there is one). Merging is what lets a batch of updates cost one durable write and
-    /// one message to every client.
-    pub fn merge(mut updates: Vec<(Vec<u8>, Update)>) -> Option<(Vec<u8>, Update)> {
-        if updates.len() <= 1 {
-            return updates.pop();
-        }
-        let merged = Update::merge_updates(updates.into_iter().map(|(_, u)| u));
-        Some((merged.encode_v1(), merged))
-    }
-
     /// Applies `update` and stores it durably (its encoding, `bytes`, in the log); from
-    /// [`YDoc::check`] or [`YDoc::merge`]. Applied first, so an update `yrs` cannot apply
+    /// [`YDoc::check`], or a merge of such. Applied first, so an update `yrs` cannot apply
     /// (an error, or a panic that drops the room's instance) is never stored, and the
     /// room can always load what it stored. Until both steps succeed the document in
     /// memory may hold what storage does not: [`YDoc::is_stale`] says so, and

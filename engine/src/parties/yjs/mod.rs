@@ -365,9 +365,7 @@ impl YRoom {
                 Ok(true) => {}
                 Ok(false) => {
                     sender.close(CloseCode::INVALID_PAYLOAD, "the update does not apply");
-                    let rest: Vec<Connection> =
-                        updates.as_slice().iter().map(|u| u.2.clone()).collect();
-                    self.refresh_or_close(rest.iter()).await?;
+                    self.refresh_or_close(updates.as_slice().iter().map(|u| &u.2)).await?;
                 }
                 Err(e) => {
                     close_all(
